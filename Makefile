@@ -1,0 +1,37 @@
+# Two entry points a fresh machine needs: `make serve` and `make test`.
+# Everything installs into .venv; llama-cpp-python compiles once (~6 min), then pip's cache serves it.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+
+.PHONY: serve test lint typecheck unit integration e2e bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+# Everything, including the default-model preparation and test extras (torch CPU wheel).
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e '.[test]'
+	touch $@
+
+prepare-default: $(STAMP)
+	$(BIN)/embellama models prepare-default
+
+serve: prepare-default
+	$(BIN)/embellama embed "embellama turns text into embeddings with llama.cpp." --head 8
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+test: prepare-default lint
+	$(BIN)/python -m pytest tests
+
+bench: prepare-default
+	$(BIN)/python bench/batch_budget.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

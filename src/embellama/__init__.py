@@ -1,0 +1,66 @@
+"""embellama: exact, fast text embeddings from GGUF models through llama.cpp."""
+
+from embellama.config import (
+    BatchingConfig,
+    EngineConfig,
+    ModelConfig,
+    Normalization,
+    Pooling,
+    Truncation,
+)
+from embellama.default_model import DEFAULT_MODEL_NAME, prepare_default_model
+from embellama.engine import AsyncEmbeddingEngine, EmbeddingEngine
+from embellama.errors import (
+    ConfigError,
+    DefaultModelNotPreparedError,
+    EmbellamaError,
+    EmptyInputError,
+    InferenceError,
+    InputError,
+    InputTooLongError,
+    InvalidDimensionsError,
+    InvalidTextError,
+    InvalidTokenError,
+    ModelError,
+    ModelFileError,
+    ModelLoadError,
+    ModelNotFoundError,
+)
+from embellama.model.gguf import GGUFInfo, read_gguf_info
+from embellama.model.loaded import ModelInfo
+from embellama.results import EmbeddingResult, Timings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL_NAME",
+    "AsyncEmbeddingEngine",
+    "BatchingConfig",
+    "ConfigError",
+    "DefaultModelNotPreparedError",
+    "EmbeddingEngine",
+    "EmbeddingResult",
+    "EmbellamaError",
+    "EmptyInputError",
+    "EngineConfig",
+    "GGUFInfo",
+    "InferenceError",
+    "InputError",
+    "InputTooLongError",
+    "InvalidDimensionsError",
+    "InvalidTextError",
+    "InvalidTokenError",
+    "ModelConfig",
+    "ModelError",
+    "ModelFileError",
+    "ModelInfo",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "Normalization",
+    "Pooling",
+    "Timings",
+    "Truncation",
+    "__version__",
+    "prepare_default_model",
+    "read_gguf_info",
+]

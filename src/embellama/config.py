@@ -1,0 +1,171 @@
+"""Frozen, validated configuration objects for the library.
+
+Validation happens on construction so a bad value fails where it was written, not
+deep inside llama.cpp. Nothing here reads the environment: the CLI does that.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from embellama.errors import ConfigError
+
+__all__ = [
+    "BatchingConfig",
+    "EngineConfig",
+    "ModelConfig",
+    "Normalization",
+    "Pooling",
+    "Truncation",
+]
+
+
+class Pooling(str, enum.Enum):
+    """How per-token outputs become one vector. `NONE` keeps the per-token vectors."""
+
+    MEAN = "mean"
+    CLS = "cls"
+    LAST = "last"
+    MAX = "max"
+    MEAN_SQRT = "mean_sqrt"
+    NONE = "none"
+
+    @classmethod
+    def parse(cls, value: str | Pooling) -> Pooling:
+        return _parse_enum(cls, value, "pooling")
+
+
+class Normalization(str, enum.Enum):
+    """How pooled vectors are scaled. `P_NORM` uses `ModelConfig.norm_p`."""
+
+    NONE = "none"
+    L2 = "l2"
+    MAX_ABS = "max_abs"
+    P_NORM = "p_norm"
+
+    @classmethod
+    def parse(cls, value: str | Normalization) -> Normalization:
+        return _parse_enum(cls, value, "normalization")
+
+
+class Truncation(str, enum.Enum):
+    """What to do with an input longer than the context: fail, or cut one end off."""
+
+    NONE = "none"
+    END = "end"
+    START = "start"
+
+    @classmethod
+    def parse(cls, value: bool | str | Truncation | None) -> Truncation:
+        """Accept the forms callers use: False/None (fail), True ("end"), or a name."""
+        if value is None or value is False:
+            return cls.NONE
+        if value is True:
+            return cls.END
+        return _parse_enum(cls, value, "truncate")
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _parse_enum(kind: type[E], value: object, what: str) -> E:
+    if isinstance(value, kind):
+        return value
+    text = str(value).strip().lower().replace("-", "_")
+    for member in kind:
+        if member.value == text:
+            return member
+    choices = ", ".join(str(m.value) for m in kind)
+    raise ConfigError(f"invalid {what} {value!r}; choose one of: {choices}")
+
+
+# The sweep in bench/batch_budget.md chose these: on a 2-core CPU, decoding more than a
+# few hundred tokens at once is slower per text because attention cost grows with the
+# whole batch, while packing a handful of short texts amortizes per-decode overhead.
+DEFAULT_MAX_BATCH_TOKENS = 256
+DEFAULT_MAX_BATCH_SEQUENCES = 16
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    """How many tokens and sequences go into one llama.cpp decode.
+
+    A single input longer than `max_batch_tokens` still runs, alone in its own decode:
+    the budget groups short inputs, it never rejects a long one.
+    """
+
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
+    max_batch_sequences: int = DEFAULT_MAX_BATCH_SEQUENCES
+
+    def __post_init__(self) -> None:
+        if self.max_batch_tokens < 1:
+            raise ConfigError(f"max_batch_tokens must be >= 1, got {self.max_batch_tokens}")
+        if not 1 <= self.max_batch_sequences <= 256:
+            raise ConfigError(
+                f"max_batch_sequences must be in 1..256 (llama.cpp's limit), "
+                f"got {self.max_batch_sequences}"
+            )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One model to load. `pooling=None` means: use what the GGUF header says."""
+
+    path: Path
+    name: str | None = None
+    aliases: tuple[str, ...] = ()
+    n_ctx: int | None = None
+    n_threads: int | None = None
+    n_gpu_layers: int = 0
+    pooling: Pooling | None = None
+    normalization: Normalization = Normalization.L2
+    norm_p: float = 2.0
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path).expanduser())
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+        if self.pooling is not None:
+            object.__setattr__(self, "pooling", Pooling.parse(self.pooling))
+        object.__setattr__(self, "normalization", Normalization.parse(self.normalization))
+        if self.name is not None and not self.name.strip():
+            raise ConfigError("model name must not be empty")
+        if any(not alias.strip() for alias in self.aliases):
+            raise ConfigError("model aliases must not be empty")
+        if self.n_ctx is not None and self.n_ctx < 1:
+            raise ConfigError(f"n_ctx must be >= 1, got {self.n_ctx}")
+        if self.n_threads is not None and self.n_threads < 1:
+            raise ConfigError(f"n_threads must be >= 1, got {self.n_threads}")
+        if self.n_gpu_layers < -1:
+            raise ConfigError(f"n_gpu_layers must be >= -1 (-1 = all), got {self.n_gpu_layers}")
+        if not self.norm_p > 0:
+            raise ConfigError(f"norm_p must be > 0, got {self.norm_p}")
+
+    @property
+    def resolved_name(self) -> str:
+        """The name the model is served under: explicit, else the file name sans suffix."""
+        return self.name or self.path.stem
+
+    @property
+    def resolved_threads(self) -> int:
+        return self.n_threads or os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """The models an engine loads at start. The first one is the default."""
+
+    models: tuple[ModelConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", tuple(self.models))
+        seen: set[str] = set()
+        for model in self.models:
+            for name in (model.resolved_name, *model.aliases):
+                if name in seen:
+                    raise ConfigError(f"model name or alias {name!r} is used twice")
+                seen.add(name)

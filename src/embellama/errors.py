@@ -1,0 +1,115 @@
+"""Every exception embellama raises, in one tree.
+
+Domain errors only: nothing here knows about HTTP. The server maps these types to
+status codes in a single table.
+
+    EmbellamaError
+    ├── ConfigError                  invalid configuration value (also a ValueError)
+    ├── ModelError
+    │   ├── ModelNotFoundError       no loaded model has this name or alias
+    │   ├── ModelFileError           path missing, not GGUF, truncated, unsupported
+    │   │   └── DefaultModelNotPreparedError
+    │   └── ModelLoadError           llama.cpp refused a file that looked valid
+    ├── InputError                   a caller's input cannot be embedded (also a ValueError)
+    │   ├── EmptyInputError          no inputs, or an empty string / token list
+    │   ├── InvalidTextError         text that is not valid Unicode (lone surrogates)
+    │   ├── InvalidTokenError        token id outside the model's vocabulary
+    │   ├── InputTooLongError        more tokens than the context holds, truncate off
+    │   └── InvalidDimensionsError   `dimensions` outside 1..model dims
+    └── InferenceError               llama.cpp failed on input that passed validation
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DefaultModelNotPreparedError",
+    "EmbellamaError",
+    "EmptyInputError",
+    "InferenceError",
+    "InputError",
+    "InputTooLongError",
+    "InvalidDimensionsError",
+    "InvalidTextError",
+    "InvalidTokenError",
+    "ModelError",
+    "ModelFileError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+]
+
+
+class EmbellamaError(Exception):
+    """Base of every error embellama raises on purpose."""
+
+
+class ConfigError(EmbellamaError, ValueError):
+    """A configuration value is invalid; raised when the config object is built."""
+
+
+class ModelError(EmbellamaError):
+    """Something is wrong with a model: its name, its file, or loading it."""
+
+
+class ModelNotFoundError(ModelError, LookupError):
+    """No loaded model answers to the requested name or alias."""
+
+    def __init__(self, name: str, available: list[str]) -> None:
+        self.name = name
+        self.available = available
+        listed = ", ".join(available) if available else "none"
+        super().__init__(f"model {name!r} is not loaded (available: {listed})")
+
+
+class ModelFileError(ModelError):
+    """The model file cannot be used; checked before llama.cpp sees it, because
+    llama.cpp aborts the process on some malformed files instead of failing."""
+
+
+class DefaultModelNotPreparedError(ModelFileError):
+    """The built-in default model has not been converted to GGUF yet."""
+
+
+class ModelLoadError(ModelError):
+    """llama.cpp refused a file that passed our own header checks."""
+
+
+class InputError(EmbellamaError, ValueError):
+    """An input cannot be embedded. `index` names the offending input when there is one."""
+
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        self.index = index
+        super().__init__(message)
+
+
+class EmptyInputError(InputError):
+    """No inputs at all, or an input that is an empty string or an empty token list."""
+
+
+class InvalidTextError(InputError):
+    """Text that cannot be encoded as UTF-8 (for example a lone surrogate)."""
+
+
+class InvalidTokenError(InputError):
+    """A token id outside the model's vocabulary; llama.cpp would abort on it."""
+
+
+class InputTooLongError(InputError):
+    """An input has more tokens than the model's context and truncation is off."""
+
+    def __init__(self, *, index: int, n_tokens: int, limit: int) -> None:
+        self.n_tokens = n_tokens
+        self.limit = limit
+        super().__init__(
+            f"input {index} has {n_tokens} tokens, more than the model's limit of {limit}; "
+            "shorten it or pass truncate='end' or 'start'",
+            index=index,
+        )
+
+
+class InvalidDimensionsError(InputError):
+    """`dimensions` is not between 1 and the model's embedding size."""
+
+
+class InferenceError(EmbellamaError):
+    """llama.cpp reported a failure while embedding input that passed validation."""

@@ -1,0 +1,213 @@
+"""The only code that holds llama.cpp handles: load, tokenize, decode, free.
+
+One `LlamaBackend` owns one model and one context. It is not thread-safe (llama.cpp
+contexts are not); callers serialize `decode`. It returns raw per-token outputs and
+knows nothing about pooling, normalization or batching policy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import llama_cpp
+import numpy as np
+import numpy.typing as npt
+
+from embellama.errors import InferenceError, ModelLoadError
+
+__all__ = ["BackendParams", "LlamaBackend", "TokenIds"]
+
+TokenIds = npt.NDArray[np.int32]
+
+_log = logging.getLogger("embellama.llama_cpp")
+# ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continuation. Info is chatty
+# (every metadata key at load), so it goes to debug too.
+_LOG_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
+_init_lock = threading.Lock()
+_initialized = False
+
+
+@llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+def _forward_native_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+    """Route llama.cpp's chatter to Python logging instead of raw stderr."""
+    message = text.decode("utf-8", errors="replace").rstrip()
+    if message:
+        _log.log(_LOG_LEVELS.get(level, logging.DEBUG), "%s", message)
+
+
+def _init_llama_cpp() -> None:
+    global _initialized
+    with _init_lock:
+        if not _initialized:
+            llama_cpp.llama_log_set(_forward_native_log, ctypes.c_void_p(0))
+            llama_cpp.llama_backend_init()
+            _initialized = True
+
+
+@dataclass(frozen=True)
+class BackendParams:
+    """What the context needs; sized by the caller so no input exceeds a batch."""
+
+    path: str
+    n_ctx: int
+    n_seq_max: int
+    n_threads: int
+    n_gpu_layers: int
+
+
+class LlamaBackend:
+    """One llama.cpp model plus one embedding context with per-token outputs."""
+
+    def __init__(self, params: BackendParams) -> None:
+        _init_llama_cpp()
+        self.params = params
+        self._model = self._load_model(params)
+        try:
+            self._ctx = self._create_context(params)
+        except BaseException:
+            llama_cpp.llama_model_free(self._model)
+            raise
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self.n_embd = int(llama_cpp.llama_model_n_embd_out(self._model))
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
+        self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
+        self._batch = _NativeBatch(params.n_ctx)
+        self._closed = False
+
+    @staticmethod
+    def _load_model(params: BackendParams) -> llama_cpp.llama_model_p:
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = params.n_gpu_layers if params.n_gpu_layers >= 0 else 0x7FFFFFFF
+        model = llama_cpp.llama_model_load_from_file(params.path.encode("utf-8"), model_params)
+        if not model:
+            raise ModelLoadError(f"llama.cpp could not load the model: {params.path}")
+        return model
+
+    def _create_context(self, params: BackendParams) -> llama_cpp.llama_context_p:
+        ctx_params = llama_cpp.llama_context_default_params()
+        ctx_params.n_ctx = params.n_ctx
+        # Non-causal models need a whole sequence in one micro-batch, so both batch
+        # sizes equal the context: an input never fails for being longer than a batch.
+        ctx_params.n_batch = params.n_ctx
+        ctx_params.n_ubatch = params.n_ctx
+        ctx_params.n_seq_max = params.n_seq_max
+        ctx_params.n_threads = params.n_threads
+        ctx_params.n_threads_batch = params.n_threads
+        ctx_params.embeddings = True
+        ctx_params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_NONE
+        ctx_params.kv_unified = True
+        ctx = llama_cpp.llama_init_from_model(self._model, ctx_params)
+        if not ctx:
+            raise ModelLoadError(f"llama.cpp could not create a context for: {params.path}")
+        return ctx
+
+    # -- vocabulary ---------------------------------------------------------------
+
+    @property
+    def adds_leading_special(self) -> bool:
+        return bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+
+    @property
+    def adds_trailing_special(self) -> bool:
+        vocab = self._vocab
+        return bool(llama_cpp.llama_vocab_get_add_eos(vocab) or llama_cpp.llama_vocab_get_add_sep(vocab))
+
+    def tokenize(self, text: bytes, *, add_special: bool = True) -> TokenIds:
+        """Tokenize UTF-8 bytes; special-token syntax in user text stays plain text."""
+        capacity = len(text) + 16
+        while True:
+            buffer = (llama_cpp.llama_token * capacity)()
+            count = llama_cpp.llama_tokenize(
+                self._vocab, text, len(text), buffer, capacity, add_special, False
+            )
+            if count >= 0:
+                return np.frombuffer(buffer, dtype=np.int32, count=count).copy()
+            capacity = -count
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        ids = (llama_cpp.llama_token * len(tokens))(*tokens)
+        capacity = 8 * len(tokens) + 16
+        while True:
+            buffer = ctypes.create_string_buffer(capacity)
+            count = llama_cpp.llama_detokenize(
+                self._vocab, ids, len(tokens), buffer, capacity, True, False
+            )
+            if count >= 0:
+                return buffer.raw[:count].decode("utf-8", errors="replace")
+            capacity = -count
+
+    # -- inference ----------------------------------------------------------------
+
+    def decode(self, sequences: Sequence[TokenIds]) -> list[npt.NDArray[np.float32]]:
+        """Run one decode over several sequences; return each one's per-token outputs.
+
+        Token ids must already be validated against the vocabulary: llama.cpp aborts
+        the process on an out-of-range id instead of returning an error.
+        """
+        n_tokens = self._batch.fill(sequences)
+        if self._memory:
+            llama_cpp.llama_memory_clear(self._memory, True)
+        status = llama_cpp.llama_decode(self._ctx, self._batch.struct)
+        if status != 0:
+            raise InferenceError(f"llama_decode failed with status {status}")
+        pointer = llama_cpp.llama_get_embeddings(self._ctx)
+        if not pointer:
+            raise InferenceError("llama.cpp returned no embeddings")
+        outputs = np.ctypeslib.as_array(pointer, shape=(n_tokens, self.n_embd)).copy()
+        bounds = np.cumsum([len(seq) for seq in sequences])[:-1]
+        return np.split(outputs, bounds)
+
+    def close(self) -> None:
+        """Free native memory now rather than whenever the garbage collector runs."""
+        if self._closed:
+            return
+        self._closed = True
+        llama_cpp.llama_free(self._ctx)
+        llama_cpp.llama_model_free(self._model)
+
+    def __del__(self) -> None:
+        if hasattr(self, "_closed"):
+            self.close()
+
+
+class _NativeBatch:
+    """A `llama_batch` whose arrays are numpy buffers, filled without Python loops."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.tokens = np.zeros(capacity, dtype=np.int32)
+        self.positions = np.zeros(capacity, dtype=np.int32)
+        self.n_seq_id = np.ones(capacity, dtype=np.int32)
+        self.seq_ids = np.zeros(capacity, dtype=np.int32)
+        # seq_id is int32** in C: one pointer per token, each into `seq_ids`.
+        self.seq_id_ptrs = (self.seq_ids.ctypes.data + 4 * np.arange(capacity)).astype(np.uint64)
+        self.outputs = np.ones(capacity, dtype=np.int8)
+        self.struct = llama_cpp.llama_batch()
+        self.struct.token = _pointer(self.tokens, llama_cpp.llama_token)
+        self.struct.pos = _pointer(self.positions, llama_cpp.llama_pos)
+        self.struct.n_seq_id = _pointer(self.n_seq_id, ctypes.c_int32)
+        self.struct.seq_id = ctypes.cast(
+            self.seq_id_ptrs.ctypes.data, ctypes.POINTER(ctypes.POINTER(llama_cpp.llama_seq_id))
+        )
+        self.struct.logits = _pointer(self.outputs, ctypes.c_int8)
+
+    def fill(self, sequences: Sequence[TokenIds]) -> int:
+        lengths = np.fromiter((len(seq) for seq in sequences), dtype=np.int64, count=len(sequences))
+        total = int(lengths.sum())
+        if total > self.capacity:
+            raise InferenceError(f"batch of {total} tokens exceeds capacity {self.capacity}")
+        self.tokens[:total] = np.concatenate(sequences)
+        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        self.positions[:total] = np.arange(total) - starts
+        self.seq_ids[:total] = np.repeat(np.arange(len(sequences), dtype=np.int32), lengths)
+        self.struct.n_tokens = total
+        return total
+
+
+def _pointer(array: npt.NDArray[np.generic], ctype: type[ctypes._SimpleCData[int]]) -> object:
+    return ctypes.cast(array.ctypes.data, ctypes.POINTER(ctype))

@@ -1,0 +1,217 @@
+"""Read a GGUF file's header without llama.cpp.
+
+llama.cpp aborts the whole process on some malformed files, so every file is checked
+here first: magic, version, every metadata entry, every tensor's extent within the
+file. This module only reads; it never loads weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embellama.errors import ModelFileError
+
+__all__ = ["GGUFInfo", "file_sha256", "read_gguf_info"]
+
+_MAGIC = b"GGUF"
+_SUPPORTED_VERSIONS = (2, 3)
+_DEFAULT_ALIGNMENT = 32
+
+# Scalar value types: type id -> struct format.
+_SCALARS = {
+    0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d",
+}
+_STRING, _ARRAY = 8, 9
+
+# ggml tensor types: type id -> (bytes per block, elements per block). Types missing
+# here are still accepted; only their end offset cannot be checked.
+_TENSOR_BLOCKS = {
+    0: (4, 1), 1: (2, 1), 2: (18, 32), 3: (20, 32), 6: (22, 32), 7: (24, 32), 8: (34, 32),
+    9: (36, 32), 10: (84, 256), 11: (110, 256), 12: (144, 256), 13: (176, 256),
+    14: (210, 256), 15: (292, 256), 16: (66, 256), 17: (74, 256), 18: (98, 256),
+    19: (50, 256), 20: (18, 32), 21: (110, 256), 22: (82, 256), 23: (136, 256),
+    24: (1, 1), 25: (2, 1), 26: (4, 1), 27: (8, 1), 28: (8, 1), 29: (56, 256), 30: (2, 1),
+    34: (54, 256), 35: (66, 256), 39: (17, 32),
+}
+
+# llama.cpp's enum llama_pooling_type, as stored under `<arch>.pooling_type`.
+POOLING_TYPE_NAMES = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    """Facts from a GGUF header that decide how the model is served."""
+
+    path: Path
+    file_size: int
+    version: int
+    architecture: str
+    name: str | None
+    n_embd: int
+    context_length: int
+    pooling_type: str | None
+    causal_attention: bool
+    tokenizer_model: str | None
+    vocab_size: int
+    n_tensors: int
+    metadata: dict[str, Any] = field(repr=False)
+
+
+def read_gguf_info(path: str | Path) -> GGUFInfo:
+    """Parse and check `path`; raise `ModelFileError` naming what is wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelFileError(f"model path is not a file: {path}")
+    size = path.stat().st_size
+    if size < 24:
+        raise ModelFileError(f"not a GGUF file (only {size} bytes): {path}")
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        if buf[:4] != _MAGIC:
+            raise ModelFileError(f"not a GGUF file (bad magic {bytes(buf[:4])!r}): {path}")
+        try:
+            return _parse(path, size, _Reader(buf))
+        except (struct.error, IndexError, UnicodeDecodeError, OverflowError) as exc:
+            raise ModelFileError(f"GGUF file is truncated or corrupt: {path} ({exc})") from exc
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks so a multi-GB model needs no RAM."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _Reader:
+    """A cursor over the mapped file; every read checks bounds via struct."""
+
+    def __init__(self, buf: mmap.mmap) -> None:
+        self.buf = buf
+        self.pos = 4
+
+    def scalar(self, fmt: str) -> Any:
+        (value,) = struct.unpack_from("<" + fmt, self.buf, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return value
+
+    def string(self) -> str:
+        length = self.scalar("Q")
+        if self.pos + length > len(self.buf):
+            raise struct.error(f"string of {length} bytes runs past the end of the file")
+        text = self.buf[self.pos : self.pos + length].decode("utf-8")
+        self.pos += length
+        return text
+
+    def value(self, type_id: int) -> Any:
+        if type_id in _SCALARS:
+            return self.scalar(_SCALARS[type_id])
+        if type_id == _STRING:
+            return self.string()
+        if type_id == _ARRAY:
+            return self.array()
+        raise struct.error(f"unknown metadata value type {type_id}")
+
+    def array(self) -> list[Any] | _ArraySummary:
+        item_type = self.scalar("I")
+        count = self.scalar("Q")
+        if item_type in _SCALARS:
+            width = struct.calcsize(_SCALARS[item_type])
+            if self.pos + width * count > len(self.buf):
+                raise struct.error(f"array of {count} items runs past the end of the file")
+            if count > 64:
+                self.pos += width * count
+                return _ArraySummary(count)
+        return [self.value(item_type) for _ in range(count)]
+
+
+@dataclass(frozen=True)
+class _ArraySummary:
+    """Stands in for a long numeric array (scores, token types) we only need the length of."""
+
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def _parse(path: Path, size: int, reader: _Reader) -> GGUFInfo:
+    version = reader.scalar("I")
+    if version not in _SUPPORTED_VERSIONS:
+        raise ModelFileError(f"unsupported GGUF version {version}: {path}")
+    n_tensors = reader.scalar("Q")
+    n_kv = reader.scalar("Q")
+    metadata: dict[str, Any] = {}
+    for _ in range(n_kv):
+        key = reader.string()
+        metadata[key] = reader.value(reader.scalar("I"))
+    _check_tensor_extents(path, size, reader, n_tensors, metadata)
+    return _describe(path, size, version, n_tensors, metadata)
+
+
+def _check_tensor_extents(
+    path: Path, size: int, reader: _Reader, n_tensors: int, metadata: dict[str, Any]
+) -> None:
+    data_end = 0
+    for _ in range(n_tensors):
+        name = reader.string()
+        n_dims = reader.scalar("I")
+        dims = [reader.scalar("Q") for _ in range(n_dims)]
+        type_id = reader.scalar("I")
+        offset = reader.scalar("Q")
+        data_end = max(data_end, offset + _tensor_bytes(type_id, dims))
+        del name
+    alignment = int(metadata.get("general.alignment", _DEFAULT_ALIGNMENT)) or _DEFAULT_ALIGNMENT
+    data_start = -(-reader.pos // alignment) * alignment
+    if data_start + data_end > size:
+        raise ModelFileError(
+            f"GGUF file is truncated: tensors need {data_start + data_end} bytes, "
+            f"the file has {size}: {path}"
+        )
+
+
+def _tensor_bytes(type_id: int, dims: list[int]) -> int:
+    block = _TENSOR_BLOCKS.get(type_id)
+    if block is None:
+        return 0
+    elements = 1
+    for dim in dims:
+        elements *= dim
+    block_bytes, block_elements = block
+    return elements // block_elements * block_bytes
+
+
+def _describe(
+    path: Path, size: int, version: int, n_tensors: int, metadata: dict[str, Any]
+) -> GGUFInfo:
+    arch = metadata.get("general.architecture")
+    if not isinstance(arch, str):
+        raise ModelFileError(f"GGUF file has no general.architecture: {path}")
+    n_embd = metadata.get(f"{arch}.embedding_length")
+    n_ctx = metadata.get(f"{arch}.context_length")
+    if not isinstance(n_embd, int) or not isinstance(n_ctx, int):
+        raise ModelFileError(f"GGUF file lacks {arch}.embedding_length/context_length: {path}")
+    pooling = metadata.get(f"{arch}.pooling_type")
+    tokens = metadata.get("tokenizer.ggml.tokens")
+    return GGUFInfo(
+        path=path,
+        file_size=size,
+        version=version,
+        architecture=arch,
+        name=metadata.get("general.name"),
+        n_embd=n_embd,
+        context_length=n_ctx,
+        pooling_type=POOLING_TYPE_NAMES.get(pooling) if isinstance(pooling, int) else None,
+        causal_attention=bool(metadata.get(f"{arch}.attention.causal", True)),
+        tokenizer_model=metadata.get("tokenizer.ggml.model"),
+        vocab_size=len(tokens) if tokens is not None else 0,
+        n_tensors=n_tensors,
+        metadata={k: v for k, v in metadata.items() if not isinstance(v, (list, _ArraySummary))},
+    )

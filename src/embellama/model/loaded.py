@@ -1,0 +1,136 @@
+"""A model that is loaded and ready: backend, tokenizer, resolved settings, one lock.
+
+Runs token ids through llama.cpp in token-budgeted decodes and returns per-token
+outputs in input order. Pooling and normalization are the caller's business.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from embellama.batching.packing import plan_batches
+from embellama.config import ModelConfig, Normalization, Pooling
+from embellama.errors import ConfigError, ModelFileError, ModelNotFoundError
+from embellama.model.backend import BackendParams, LlamaBackend, TokenIds
+from embellama.model.gguf import GGUFInfo, file_sha256, read_gguf_info
+from embellama.model.tokenizer import Tokenizer
+from embellama.vectors import Matrix
+
+__all__ = ["LoadedModel", "ModelInfo", "default_pooling"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a caller may want to know about a loaded model."""
+
+    name: str
+    aliases: tuple[str, ...]
+    path: Path
+    architecture: str
+    dimensions: int
+    context_length: int
+    pooling: Pooling
+    normalization: Normalization
+    file_size: int
+    sha256: str
+    vocab_size: int
+    n_threads: int
+    n_gpu_layers: int
+
+
+def default_pooling(info: GGUFInfo) -> Pooling:
+    """The header's pooling; without one, last token for causal models, else mean."""
+    if info.pooling_type == "rank":
+        raise ModelFileError(f"{info.path} is a reranker (pooling 'rank'), not an embedding model")
+    if info.pooling_type in ("mean", "cls", "last"):
+        return Pooling(info.pooling_type)
+    return Pooling.LAST if info.causal_attention else Pooling.MEAN
+
+
+class LoadedModel:
+    """One model's native state plus the settings that were resolved when it loaded."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self.header = read_gguf_info(config.path)
+        self.limit = self._context_limit(config, self.header)
+        self.pooling = config.pooling or default_pooling(self.header)
+        batching = config.batching
+        self._backend = LlamaBackend(
+            BackendParams(
+                path=str(config.path),
+                n_ctx=max(self.limit, batching.max_batch_tokens),
+                n_seq_max=batching.max_batch_sequences,
+                n_threads=config.resolved_threads,
+                n_gpu_layers=config.n_gpu_layers,
+            )
+        )
+        self.tokenizer = Tokenizer(self._backend, self.limit)
+        self.dimensions = self._backend.n_embd
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @staticmethod
+    def _context_limit(config: ModelConfig, header: GGUFInfo) -> int:
+        if config.n_ctx is not None and config.n_ctx > header.context_length:
+            raise ConfigError(
+                f"n_ctx={config.n_ctx} exceeds the model's trained context "
+                f"of {header.context_length} tokens"
+            )
+        return config.n_ctx or header.context_length
+
+    @property
+    def name(self) -> str:
+        return self.config.resolved_name
+
+    @cached_property
+    def sha256(self) -> str:
+        return file_sha256(self.config.path)
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            name=self.name,
+            aliases=self.config.aliases,
+            path=self.config.path,
+            architecture=self.header.architecture,
+            dimensions=self.dimensions,
+            context_length=self.limit,
+            pooling=self.pooling,
+            normalization=self.config.normalization,
+            file_size=self.header.file_size,
+            sha256=self.sha256,
+            vocab_size=self.tokenizer.vocab_size,
+            n_threads=self.config.resolved_threads,
+            n_gpu_layers=self.config.n_gpu_layers,
+        )
+
+    def token_outputs(self, sequences: Sequence[TokenIds]) -> list[Matrix]:
+        """Per-token outputs for each sequence, in the order given.
+
+        The lock is taken per decode, not per call, so concurrent callers interleave
+        instead of one long call starving the rest.
+        """
+        batching = self.config.batching
+        plan = plan_batches(
+            [len(seq) for seq in sequences], batching.max_batch_tokens, batching.max_batch_sequences
+        )
+        outputs: list[Matrix | None] = [None] * len(sequences)
+        for batch in plan:
+            with self._lock:
+                if self._closed:
+                    raise ModelNotFoundError(self.name, [])
+                results = self._backend.decode([sequences[i] for i in batch])
+            for index, result in zip(batch, results, strict=True):
+                outputs[index] = result
+        return [out for out in outputs if out is not None]
+
+    def close(self) -> None:
+        """Wait for the decode in progress, then free native memory."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._backend.close()

@@ -1,0 +1,91 @@
+"""Turn parsed inputs into checked token ids that fit the model's context.
+
+Everything that would make llama.cpp abort (bad UTF-8, ids outside the vocabulary)
+or fail (too long) is caught here, with the input's index in the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from embellama.config import Truncation
+from embellama.errors import EmptyInputError, InputTooLongError, InvalidTextError, InvalidTokenError
+from embellama.inputs import InputItem
+from embellama.model.backend import LlamaBackend, TokenIds
+
+__all__ = ["Tokenizer", "TokenizedInput"]
+
+
+@dataclass(frozen=True)
+class TokenizedInput:
+    """Ids ready to decode; `truncated` says whether tokens were cut to fit."""
+
+    ids: TokenIds
+    truncated: bool
+
+
+class Tokenizer:
+    """Validating front of a backend's vocabulary, with a per-input token limit."""
+
+    def __init__(self, backend: LlamaBackend, limit: int) -> None:
+        self._backend = backend
+        self.limit = limit
+        self.vocab_size = backend.n_vocab
+        self._leading = int(backend.adds_leading_special)
+        self._trailing = int(backend.adds_trailing_special)
+
+    def prepare(self, items: Sequence[InputItem], truncation: Truncation) -> list[TokenizedInput]:
+        return [self._prepare_one(item, index, truncation) for index, item in enumerate(items)]
+
+    def encode_text(self, text: str, index: int = 0, *, add_special: bool = True) -> TokenIds:
+        if not text:
+            raise EmptyInputError(f"input {index} is an empty string", index=index)
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidTextError(
+                f"input {index} is not valid Unicode text (character {exc.start}: {exc.reason})",
+                index=index,
+            ) from exc
+        ids = self._backend.tokenize(data, add_special=add_special)
+        if len(ids) == 0:
+            raise EmptyInputError(f"input {index} produced no tokens", index=index)
+        return ids
+
+    def check_ids(self, tokens: Sequence[int], index: int = 0) -> TokenIds:
+        if len(tokens) == 0:
+            raise EmptyInputError(f"input {index} is an empty list of token ids", index=index)
+        ids = np.asarray(tokens, dtype=np.int64)
+        bad = np.flatnonzero((ids < 0) | (ids >= self.vocab_size))
+        if bad.size:
+            position = int(bad[0])
+            raise InvalidTokenError(
+                f"input {index} has token id {int(ids[position])} at position {position}, "
+                f"outside the vocabulary (0..{self.vocab_size - 1})",
+                index=index,
+            )
+        return ids.astype(np.int32)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._backend.detokenize(list(self.check_ids(tokens)))
+
+    def _prepare_one(self, item: InputItem, index: int, truncation: Truncation) -> TokenizedInput:
+        if isinstance(item, str):
+            ids, leading, trailing = self.encode_text(item, index), self._leading, self._trailing
+        else:
+            ids, leading, trailing = self.check_ids(item, index), 0, 0
+        if len(ids) <= self.limit:
+            return TokenizedInput(ids, truncated=False)
+        if truncation is Truncation.NONE:
+            raise InputTooLongError(index=index, n_tokens=len(ids), limit=self.limit)
+        return TokenizedInput(self._cut(ids, truncation, leading, trailing), truncated=True)
+
+    def _cut(self, ids: TokenIds, truncation: Truncation, leading: int, trailing: int) -> TokenIds:
+        """Cut the body, keeping the special tokens the tokenizer added at each end."""
+        keep = self.limit - leading - trailing
+        body = ids[leading : len(ids) - trailing]
+        body = body[:keep] if truncation is Truncation.END else body[len(body) - keep :]
+        return np.concatenate([ids[:leading], body, ids[len(ids) - trailing :]])

@@ -1,0 +1,49 @@
+"""The one result shape every embedding call returns.
+
+Vectors are always a `(n, dim)` float32 matrix in input order; the single-string
+convenience of `EmbeddingEngine.embed` is applied by the engine, not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from embellama.vectors import Matrix
+
+__all__ = ["EmbeddingResult", "Timings"]
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds spent in each stage of one call; they feed headers and metrics."""
+
+    tokenize: float = 0.0
+    queue: float = 0.0
+    inference: float = 0.0
+    postprocess: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.tokenize + self.queue + self.inference + self.postprocess
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """Vectors plus what a caller needs to bill and debug the call."""
+
+    model: str
+    vectors: Matrix
+    token_counts: tuple[int, ...]
+    truncated: tuple[bool, ...]
+    timings: Timings
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(self.token_counts)
+
+    @property
+    def dimensions(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.token_counts)

@@ -1,0 +1,70 @@
+"""Pooling, normalization and Matryoshka truncation as plain numpy functions.
+
+Pure math on arrays: no llama.cpp, no model state. Pooling works on one sequence's
+per-token outputs; normalization and truncation work on a `(n, dim)` matrix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from embellama.config import Normalization, Pooling
+from embellama.errors import InvalidDimensionsError
+
+__all__ = ["Matrix", "check_dimensions", "normalize", "pool", "truncate_dimensions"]
+
+Matrix = npt.NDArray[np.float32]
+
+
+def pool(token_vectors: Matrix, pooling: Pooling) -> Matrix:
+    """Reduce `(n_tokens, dim)` per-token outputs to one `(dim,)` vector.
+
+    Sums run in float64 so the result does not depend on how many tokens there are
+    in ways float32 accumulation would add.
+    """
+    if pooling is Pooling.MEAN:
+        return token_vectors.mean(axis=0, dtype=np.float64).astype(np.float32)
+    if pooling is Pooling.CLS:
+        return token_vectors[0].copy()
+    if pooling is Pooling.LAST:
+        return token_vectors[-1].copy()
+    if pooling is Pooling.MAX:
+        return token_vectors.max(axis=0)
+    if pooling is Pooling.MEAN_SQRT:
+        total = token_vectors.sum(axis=0, dtype=np.float64)
+        return (total / np.sqrt(len(token_vectors))).astype(np.float32)
+    raise ValueError(f"pooling {pooling.value!r} does not produce one vector per input")
+
+
+def normalize(vectors: Matrix, normalization: Normalization, p: float = 2.0) -> Matrix:
+    """Scale each row; a zero row stays zero instead of becoming NaN."""
+    if normalization is Normalization.NONE:
+        return vectors
+    wide = vectors.astype(np.float64)
+    if normalization is Normalization.L2:
+        norms = np.linalg.norm(wide, axis=1, keepdims=True)
+    elif normalization is Normalization.MAX_ABS:
+        norms = np.abs(wide).max(axis=1, keepdims=True)
+    else:
+        norms = (np.abs(wide) ** p).sum(axis=1, keepdims=True) ** (1.0 / p)
+    norms[norms == 0] = 1.0
+    return (wide / norms).astype(np.float32)
+
+
+def truncate_dimensions(vectors: Matrix, dimensions: int | None) -> Matrix:
+    """Keep the first `dimensions` components (Matryoshka); the caller renormalizes."""
+    check_dimensions(dimensions, vectors.shape[1])
+    if dimensions is None or dimensions == vectors.shape[1]:
+        return vectors
+    return np.ascontiguousarray(vectors[:, :dimensions])
+
+
+def check_dimensions(dimensions: int | None, dim: int) -> None:
+    """Fail before any work is done when `dimensions` cannot be honoured."""
+    if dimensions is None:
+        return
+    if isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= dim:
+        raise InvalidDimensionsError(
+            f"dimensions must be an integer between 1 and {dim} for this model, got {dimensions!r}"
+        )
