@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: serve test lint typecheck unit integration e2e bench clean
+.PHONY: prepare-default serve test lint typecheck unit integration e2e bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ prepare-default: $(STAMP)
 	$(BIN)/embellama models prepare-default
 
 serve: prepare-default
-	$(BIN)/embellama embed "embellama turns text into embeddings with llama.cpp." --head 8
+	$(BIN)/embellama embed "embellama turns text into embeddings with llama.cpp."
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

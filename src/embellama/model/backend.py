@@ -35,8 +35,11 @@ _initialized = False
 def _forward_native_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
     """Route llama.cpp's chatter to Python logging instead of raw stderr."""
     message = text.decode("utf-8", errors="replace").rstrip()
-    if message:
-        _log.log(_LOG_LEVELS.get(level, logging.DEBUG), "%s", message)
+    if not message:
+        return
+    # We ask for per-token outputs on purpose and pool in numpy; not worth a warning.
+    expected = "default pooling_type is" in message
+    _log.log(logging.DEBUG if expected else _LOG_LEVELS.get(level, logging.DEBUG), "%s", message)
 
 
 def _init_llama_cpp() -> None:

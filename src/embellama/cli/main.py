@@ -1,0 +1,46 @@
+"""`embellama` command line: parse arguments, dispatch to one subcommand module.
+
+Errors that embellama raises on purpose print as one line and exit 2; anything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from embellama.cli import embed, inspect, models
+from embellama.errors import EmbellamaError
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="embellama",
+        description="Exact, fast text embeddings from GGUF models through llama.cpp.",
+    )
+    parser.add_argument("--log-level", default="warning", help="Python log level (default: warning).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    embed.register(commands)
+    inspect.register(commands)
+    models.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args))
+    except EmbellamaError as exc:
+        print(f"embellama: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
