@@ -27,6 +27,11 @@ _log = logging.getLogger("embellama.llama_cpp")
 # ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continuation. Info is chatty
 # (every metadata key at load), so it goes to debug too.
 _LOG_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
+# ggml's CPU flash attention switches to a tiled kernel (F32 accumulation) at this many
+# query rows in a micro-batch; below it, a per-row kernel accumulates in F16. Outputs of
+# the two differ by ~1e-4, so a text would get a different vector alone than in a batch.
+# Padding small decodes up to the tile keeps every decode on the same kernel.
+FLASH_ATTENTION_TILE = 64
 _init_lock = threading.Lock()
 _initialized = False
 
@@ -60,6 +65,7 @@ class BackendParams:
     n_seq_max: int
     n_threads: int
     n_gpu_layers: int
+    batch_invariant: bool = True
 
 
 class LlamaBackend:
@@ -80,6 +86,8 @@ class LlamaBackend:
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
         self._batch = _NativeBatch(params.n_ctx)
+        if params.batch_invariant and params.n_ctx < FLASH_ATTENTION_TILE:
+            raise ModelLoadError(f"n_ctx must be >= {FLASH_ATTENTION_TILE} when batch_invariant")
         self._closed = False
 
     @staticmethod
@@ -98,7 +106,7 @@ class LlamaBackend:
         # sizes equal the context: an input never fails for being longer than a batch.
         ctx_params.n_batch = params.n_ctx
         ctx_params.n_ubatch = params.n_ctx
-        ctx_params.n_seq_max = params.n_seq_max
+        ctx_params.n_seq_max = params.n_seq_max + 1  # one spare for the padding sequence
         ctx_params.n_threads = params.n_threads
         ctx_params.n_threads_batch = params.n_threads
         ctx_params.embeddings = True
@@ -152,7 +160,8 @@ class LlamaBackend:
         Token ids must already be validated against the vocabulary: llama.cpp aborts
         the process on an out-of-range id instead of returning an error.
         """
-        n_tokens = self._batch.fill(sequences)
+        padding = self._padding_for(sequences)
+        n_tokens = self._batch.fill([*sequences, padding] if len(padding) else sequences)
         if self._memory:
             llama_cpp.llama_memory_clear(self._memory, True)
         status = llama_cpp.llama_decode(self._ctx, self._batch.struct)
@@ -162,8 +171,15 @@ class LlamaBackend:
         if not pointer:
             raise InferenceError("llama.cpp returned no embeddings")
         outputs = np.ctypeslib.as_array(pointer, shape=(n_tokens, self.n_embd)).copy()
-        bounds = np.cumsum([len(seq) for seq in sequences])[:-1]
-        return np.split(outputs, bounds)
+        bounds = np.cumsum([len(seq) for seq in sequences])
+        return np.split(outputs[: bounds[-1]], bounds[:-1])
+
+    def _padding_for(self, sequences: Sequence[TokenIds]) -> TokenIds:
+        """A throwaway sequence that lifts a small decode to the attention tile size."""
+        total = sum(len(seq) for seq in sequences)
+        if not self.params.batch_invariant or total >= FLASH_ATTENTION_TILE:
+            return np.zeros(0, dtype=np.int32)
+        return np.zeros(FLASH_ATTENTION_TILE - total, dtype=np.int32)
 
     def close(self) -> None:
         """Free native memory now rather than whenever the garbage collector runs."""

@@ -15,7 +15,12 @@ from pathlib import Path
 from embellama.batching.packing import plan_batches
 from embellama.config import ModelConfig, Normalization, Pooling
 from embellama.errors import ConfigError, ModelFileError, ModelNotFoundError
-from embellama.model.backend import BackendParams, LlamaBackend, TokenIds
+from embellama.model.backend import (
+    FLASH_ATTENTION_TILE,
+    BackendParams,
+    LlamaBackend,
+    TokenIds,
+)
 from embellama.model.gguf import GGUFInfo, file_sha256, read_gguf_info
 from embellama.model.tokenizer import Tokenizer
 from embellama.vectors import Matrix
@@ -63,10 +68,11 @@ class LoadedModel:
         self._backend = LlamaBackend(
             BackendParams(
                 path=str(config.path),
-                n_ctx=max(self.limit, batching.max_batch_tokens),
+                n_ctx=max(self.limit, batching.max_batch_tokens, FLASH_ATTENTION_TILE),
                 n_seq_max=batching.max_batch_sequences,
                 n_threads=config.resolved_threads,
                 n_gpu_layers=config.n_gpu_layers,
+                batch_invariant=batching.batch_invariant,
             )
         )
         self.tokenizer = Tokenizer(self._backend, self.limit)

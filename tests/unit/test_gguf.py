@@ -1,0 +1,81 @@
+"""The header reader on hand-built GGUF files: good, truncated, corrupt, not GGUF."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from embellama import ModelFileError, read_gguf_info
+
+
+def _string(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack("<Q", len(data)) + data
+
+
+def _kv_u32(key: str, value: int) -> bytes:
+    return _string(key) + struct.pack("<II", 4, value)
+
+
+def _kv_str(key: str, value: str) -> bytes:
+    return _string(key) + struct.pack("<I", 8) + _string(value)
+
+
+def _tiny_gguf(*, tensor_elements: int = 16) -> bytes:
+    kvs = [
+        _kv_str("general.architecture", "bert"),
+        _kv_u32("bert.embedding_length", 8),
+        _kv_u32("bert.context_length", 128),
+        _kv_u32("bert.pooling_type", 2),
+        _string("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, 3) + b"".join(
+            _string(t) for t in ("a", "b", "c")
+        ),
+    ]
+    header = b"GGUF" + struct.pack("<IQQ", 3, 1, len(kvs)) + b"".join(kvs)
+    tensor = _string("w") + struct.pack("<I", 1) + struct.pack("<Q", tensor_elements)
+    tensor += struct.pack("<IQ", 0, 0)  # F32 at offset 0
+    body = header + tensor
+    body += b"\0" * (-len(body) % 32)
+    return body + b"\0" * (4 * tensor_elements)
+
+
+def test_reads_facts(tmp_path: Path) -> None:
+    path = tmp_path / "m.gguf"
+    path.write_bytes(_tiny_gguf())
+    info = read_gguf_info(path)
+    assert (info.architecture, info.n_embd, info.context_length) == ("bert", 8, 128)
+    assert info.pooling_type == "cls"
+    assert info.vocab_size == 3
+    assert info.causal_attention is True
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "only 0 bytes"),
+        (b"PK\x03\x04" + b"\0" * 40, "bad magic"),
+        (b"GGUF" + struct.pack("<IQQ", 99, 0, 0), "unsupported GGUF version 99"),
+        (b"GGUF" + struct.pack("<IQQ", 3, 0, 5) + b"\0" * 8, "truncated or corrupt"),
+    ],
+)
+def test_rejects_bad_files(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.gguf"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError, match=message):
+        read_gguf_info(path)
+
+
+def test_rejects_truncated_tensor_data(tmp_path: Path) -> None:
+    path = tmp_path / "cut.gguf"
+    path.write_bytes(_tiny_gguf()[:-10])
+    with pytest.raises(ModelFileError, match="truncated: tensors need"):
+        read_gguf_info(path)
+
+
+def test_missing_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="not found"):
+        read_gguf_info(tmp_path / "nope.gguf")
+    with pytest.raises(ModelFileError, match="not a file"):
+        read_gguf_info(tmp_path)
