@@ -1,0 +1,102 @@
+"""Packing many inputs changes neither their order nor (beyond 1e-4) their vectors,
+and the engine is safe to call from many threads and from asyncio at once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embellama import AsyncEmbeddingEngine, BatchingConfig, EmbeddingEngine, EngineConfig, ModelConfig
+
+WORDS = (
+    "the quick brown fox jumps over lazy dog search embedding vector model retrieval "
+    "local fast exact boring operate Ünïcödé 漢字 🙂 code() {x: 1}"
+).split()
+
+
+def _texts(count: int, seed: int, max_words: int = 120) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, max_words))) for _ in range(count)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("budget", "sequences"), [(256, 16), (512, 64), (100, 3), (2048, 128)])
+def test_batch_invariance(engine: EmbeddingEngine, minilm_gguf: Path, budget: int, sequences: int) -> None:
+    texts = _texts(120, seed=budget)
+    alone = np.stack([engine.embed(text) for text in texts])
+    config = BatchingConfig(max_batch_tokens=budget, max_batch_sequences=sequences)
+    with EmbeddingEngine.from_path(minilm_gguf, batching=config) as packed:
+        batched = packed.embed(texts)
+    assert np.abs(alone - batched).max() <= 1e-4
+
+
+def test_order_is_input_order(engine: EmbeddingEngine) -> None:
+    texts = _texts(40, seed=1)
+    batched = engine.embed(texts)
+    reversed_batch = engine.embed(texts[::-1])
+    np.testing.assert_allclose(batched, reversed_batch[::-1], atol=1e-4)
+    assert np.abs(batched[0] - batched[1]).max() > 1e-3
+
+
+def test_result_details(engine: EmbeddingEngine) -> None:
+    result = engine.embed_with_details(["one", "two words"], model="default")
+    assert result.vectors.shape == (2, 384) and result.vectors.dtype == np.float32
+    assert result.token_counts == (3, 4)
+    assert result.total_tokens == 7 and len(result) == 2
+    assert result.model == "minilm"
+    assert result.timings.inference > 0 and result.timings.total >= result.timings.inference
+
+
+def test_many_threads_get_their_own_answers(engine: EmbeddingEngine) -> None:
+    texts = _texts(48, seed=7, max_words=40)
+    expected = engine.embed(texts)
+    barrier = threading.Barrier(8)
+
+    def work(worker: int) -> list[tuple[int, np.ndarray]]:
+        barrier.wait()
+        mine = list(range(worker, len(texts), 8))
+        vectors = engine.embed([texts[i] for i in mine])
+        return list(zip(mine, vectors, strict=True))
+
+    with ThreadPoolExecutor(8) as pool:
+        results = [pair for chunk in pool.map(work, range(8)) for pair in chunk]
+    assert len(results) == len(texts)
+    for index, vector in results:
+        np.testing.assert_allclose(vector, expected[index], atol=1e-4)
+
+
+def test_async_engine_does_not_block_the_loop(minilm_gguf: Path) -> None:
+    texts = _texts(200, seed=3, max_words=80)
+
+    async def scenario() -> tuple[int, float, np.ndarray]:
+        config = EngineConfig(models=(ModelConfig(path=minilm_gguf),))
+        async with await AsyncEmbeddingEngine.create(config) as engine:
+            ticks = 0
+            worst_gap = 0.0
+
+            async def ticker() -> None:
+                nonlocal ticks, worst_gap
+                last = time.perf_counter()
+                while True:
+                    await asyncio.sleep(0.005)
+                    now = time.perf_counter()
+                    worst_gap = max(worst_gap, now - last)
+                    last = now
+                    ticks += 1
+
+            task = asyncio.create_task(ticker())
+            vectors = await engine.embed(texts)
+            task.cancel()
+            return ticks, worst_gap, vectors
+
+    ticks, worst_gap, vectors = asyncio.run(scenario())
+    assert vectors.shape == (200, 384)
+    assert ticks > 10
+    assert worst_gap < 0.1, worst_gap
