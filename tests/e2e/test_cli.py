@@ -1,0 +1,92 @@
+"""The `embellama` command as a user runs it: a real process on the real model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embellama import EmbeddingEngine
+
+
+def _cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "embellama.cli.main", *args],
+        capture_output=True, text=True, timeout=120, env=env, input=stdin, check=False,
+    )
+
+
+def test_embed_arguments(minilm_gguf: Path, engine: EmbeddingEngine) -> None:
+    done = _cli("embed", "hello world", "second text", "--model-path", str(minilm_gguf))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["index"] for line in lines] == [0, 1]
+    assert lines[0]["tokens"] == 4
+    np.testing.assert_allclose(lines[0]["embedding"], engine.embed("hello world"), atol=1e-6)
+
+
+def test_embed_jsonl_file(tmp_path: Path, minilm_gguf: Path, engine: EmbeddingEngine) -> None:
+    source = tmp_path / "in.jsonl"
+    texts = [f"document number {i} about topic {i % 7}" for i in range(300)]
+    rows = [json.dumps({"id": f"doc-{i}", "text": t}) if i % 2 else json.dumps(t) for i, t in enumerate(texts)]
+    source.write_text("\n".join(rows) + "\n\n")
+    target = tmp_path / "out.jsonl"
+    done = _cli("embed", "--input", str(source), "--output", str(target), "--model-path",
+                str(minilm_gguf), "--dimensions", "128")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in target.read_text().splitlines()]
+    assert len(lines) == 300
+    assert lines[1]["id"] == "doc-1" and "id" not in lines[0]
+    got = np.array([line["embedding"] for line in lines])
+    np.testing.assert_allclose(got, engine.embed(texts, dimensions=128), atol=1e-4)
+
+
+def test_embed_bad_jsonl_line(tmp_path: Path, minilm_gguf: Path) -> None:
+    source = tmp_path / "bad.jsonl"
+    source.write_text('"fine"\n{"nope": 1}\n')
+    done = _cli("embed", "--input", str(source), "--model-path", str(minilm_gguf))
+    assert done.returncode == 2
+    assert "bad.jsonl:2: expected a JSON string or an object with 'text'" in done.stderr
+
+
+def test_inspect(minilm_gguf: Path) -> None:
+    done = _cli("inspect", str(minilm_gguf), "--json")
+    assert done.returncode == 0, done.stderr
+    facts = json.loads(done.stdout)
+    assert facts["architecture"] == "bert"
+    assert (facts["dimensions"], facts["context_length"], facts["pooling"]) == (384, 512, "mean")
+    assert facts["file_size"] == minilm_gguf.stat().st_size and len(facts["sha256"]) == 64
+
+
+@pytest.mark.parametrize("args", [["inspect", "/nonexistent.gguf"], ["embed", "x", "--model-path", "/nonexistent.gguf"]])
+def test_missing_file_is_one_line(args: list[str]) -> None:
+    done = _cli(*args)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["embellama: error: model file not found: /nonexistent.gguf"]
+
+
+def test_default_model_not_prepared_message(tmp_path: Path) -> None:
+    env = {**os.environ, "EMBELLAMA_HOME": str(tmp_path)}
+    done = _cli("embed", "hi", env=env)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "run: embellama models prepare-default" in done.stderr
+
+
+@pytest.mark.slow
+def test_prepare_default_is_idempotent(tmp_path: Path) -> None:
+    env = {**os.environ, "EMBELLAMA_HOME": str(tmp_path)}
+    first = _cli("models", "prepare-default", env=env)
+    assert first.returncode == 0, first.stderr
+    assert " prepared: " in first.stdout
+    second = _cli("models", "prepare-default", env=env)
+    assert "already prepared" in second.stdout
+    manifest = json.loads((tmp_path / "models" / "all-MiniLM-L6-v2.f16.json").read_text())
+    assert manifest["sha256"] in first.stdout
+    done = _cli("embed", "hi", env=env)
+    assert done.returncode == 0 and len(json.loads(done.stdout)["embedding"]) == 384
