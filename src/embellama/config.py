@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 
-class Pooling(str, enum.Enum):
+class Pooling(enum.StrEnum):
     """How per-token outputs become one vector. `NONE` keeps the per-token vectors."""
 
     MEAN = "mean"
@@ -39,7 +39,7 @@ class Pooling(str, enum.Enum):
         return _parse_enum(cls, value, "pooling")
 
 
-class Normalization(str, enum.Enum):
+class Normalization(enum.StrEnum):
     """How pooled vectors are scaled. `P_NORM` uses `ModelConfig.norm_p`."""
 
     NONE = "none"
@@ -52,7 +52,7 @@ class Normalization(str, enum.Enum):
         return _parse_enum(cls, value, "normalization")
 
 
-class Truncation(str, enum.Enum):
+class Truncation(enum.StrEnum):
     """What to do with an input longer than the context: fail, or cut one end off."""
 
     NONE = "none"

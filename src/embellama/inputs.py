@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 
@@ -17,8 +16,8 @@ from embellama.errors import EmptyInputError, InputError
 
 __all__ = ["EmbedInput", "InputItem", "ParsedInputs", "parse_inputs"]
 
-InputItem = Union[str, list[int]]
-EmbedInput = Union[str, Sequence[str], Sequence[int], Sequence[Sequence[int]]]
+InputItem = str | list[int]
+EmbedInput = str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]
 
 _FORMS = "a string, a list of strings, a list of token ids, or a list of token-id lists"
 
@@ -42,7 +41,9 @@ def parse_inputs(value: object) -> ParsedInputs:
         raise EmptyInputError("input must not be empty")
     if all(_is_token_id(item) for item in value):
         return ParsedInputs([[int(item) for item in value]], single=True)
-    return ParsedInputs([_parse_item(item, index) for index, item in enumerate(value)], single=False)
+    return ParsedInputs(
+        [_parse_item(item, index) for index, item in enumerate(value)], single=False
+    )
 
 
 def _parse_item(item: object, index: int) -> InputItem:
@@ -50,10 +51,14 @@ def _parse_item(item: object, index: int) -> InputItem:
         return item
     if isinstance(item, np.ndarray):
         item = item.tolist()
-    if isinstance(item, Sequence) and not isinstance(item, (bytes, bytearray)):
-        if all(_is_token_id(token) for token in item):
-            return [int(token) for token in item]
-    raise InputError(f"input[{index}] must be a string or a list of token ids; input must be {_FORMS}", index=index)
+    if isinstance(item, Sequence) and not isinstance(item, (bytes, bytearray, str)):
+        tokens = list(item)
+        if all(_is_token_id(token) for token in tokens):
+            return [int(token) for token in tokens]
+    raise InputError(
+        f"input[{index}] must be a string or a list of token ids; input must be {_FORMS}",
+        index=index,
+    )
 
 
 def _is_token_id(value: object) -> bool:

@@ -23,18 +23,21 @@ def pool(token_vectors: Matrix, pooling: Pooling) -> Matrix:
     Sums run in float64 so the result does not depend on how many tokens there are
     in ways float32 accumulation would add.
     """
+    result: Matrix
     if pooling is Pooling.MEAN:
-        return token_vectors.mean(axis=0, dtype=np.float64).astype(np.float32)
-    if pooling is Pooling.CLS:
-        return token_vectors[0].copy()
-    if pooling is Pooling.LAST:
-        return token_vectors[-1].copy()
-    if pooling is Pooling.MAX:
-        return token_vectors.max(axis=0)
-    if pooling is Pooling.MEAN_SQRT:
+        result = token_vectors.mean(axis=0, dtype=np.float64).astype(np.float32)
+    elif pooling is Pooling.CLS:
+        result = token_vectors[0].copy()
+    elif pooling is Pooling.LAST:
+        result = token_vectors[-1].copy()
+    elif pooling is Pooling.MAX:
+        result = token_vectors.max(axis=0)
+    elif pooling is Pooling.MEAN_SQRT:
         total = token_vectors.sum(axis=0, dtype=np.float64)
-        return (total / np.sqrt(len(token_vectors))).astype(np.float32)
-    raise ValueError(f"pooling {pooling.value!r} does not produce one vector per input")
+        result = (total / np.sqrt(len(token_vectors))).astype(np.float32)
+    else:
+        raise ValueError(f"pooling {pooling.value!r} does not produce one vector per input")
+    return result
 
 
 def normalize(vectors: Matrix, normalization: Normalization, p: float = 2.0) -> Matrix:
@@ -49,7 +52,8 @@ def normalize(vectors: Matrix, normalization: Normalization, p: float = 2.0) -> 
     else:
         norms = (np.abs(wide) ** p).sum(axis=1, keepdims=True) ** (1.0 / p)
     norms[norms == 0] = 1.0
-    return (wide / norms).astype(np.float32)
+    result: Matrix = (wide / norms).astype(np.float32)
+    return result
 
 
 def truncate_dimensions(vectors: Matrix, dimensions: int | None) -> Matrix:
@@ -64,7 +68,11 @@ def check_dimensions(dimensions: int | None, dim: int) -> None:
     """Fail before any work is done when `dimensions` cannot be honoured."""
     if dimensions is None:
         return
-    if isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= dim:
+    if (
+        isinstance(dimensions, bool)
+        or not isinstance(dimensions, int)
+        or not 1 <= dimensions <= dim
+    ):
         raise InvalidDimensionsError(
             f"dimensions must be an integer between 1 and {dim} for this model, got {dimensions!r}"
         )

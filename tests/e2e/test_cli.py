@@ -14,10 +14,17 @@ import pytest
 from embellama import EmbeddingEngine
 
 
-def _cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def _cli(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "embellama.cli.main", *args],
-        capture_output=True, text=True, timeout=120, env=env, input=stdin, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        input=stdin,
+        check=False,
     )
 
 
@@ -33,15 +40,28 @@ def test_embed_arguments(minilm_gguf: Path, engine: EmbeddingEngine) -> None:
 def test_embed_jsonl_file(tmp_path: Path, minilm_gguf: Path, engine: EmbeddingEngine) -> None:
     source = tmp_path / "in.jsonl"
     texts = [f"document number {i} about topic {i % 7}" for i in range(300)]
-    rows = [json.dumps({"id": f"doc-{i}", "text": t}) if i % 2 else json.dumps(t) for i, t in enumerate(texts)]
+    rows = [
+        json.dumps({"id": f"doc-{i}", "text": t}) if i % 2 else json.dumps(t)
+        for i, t in enumerate(texts)
+    ]
     source.write_text("\n".join(rows) + "\n\n")
     target = tmp_path / "out.jsonl"
-    done = _cli("embed", "--input", str(source), "--output", str(target), "--model-path",
-                str(minilm_gguf), "--dimensions", "128")
+    done = _cli(
+        "embed",
+        "--input",
+        str(source),
+        "--output",
+        str(target),
+        "--model-path",
+        str(minilm_gguf),
+        "--dimensions",
+        "128",
+    )
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in target.read_text().splitlines()]
     assert len(lines) == 300
-    assert lines[1]["id"] == "doc-1" and "id" not in lines[0]
+    assert lines[1]["id"] == "doc-1"
+    assert "id" not in lines[0]
     got = np.array([line["embedding"] for line in lines])
     np.testing.assert_allclose(got, engine.embed(texts, dimensions=128), atol=1e-4)
 
@@ -60,14 +80,19 @@ def test_inspect(minilm_gguf: Path) -> None:
     facts = json.loads(done.stdout)
     assert facts["architecture"] == "bert"
     assert (facts["dimensions"], facts["context_length"], facts["pooling"]) == (384, 512, "mean")
-    assert facts["file_size"] == minilm_gguf.stat().st_size and len(facts["sha256"]) == 64
+    assert facts["file_size"] == minilm_gguf.stat().st_size
+    assert len(facts["sha256"]) == 64
 
 
-@pytest.mark.parametrize("args", [["inspect", "/nonexistent.gguf"], ["embed", "x", "--model-path", "/nonexistent.gguf"]])
+@pytest.mark.parametrize(
+    "args", [["inspect", "/nonexistent.gguf"], ["embed", "x", "--model-path", "/nonexistent.gguf"]]
+)
 def test_missing_file_is_one_line(args: list[str]) -> None:
     done = _cli(*args)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == ["embellama: error: model file not found: /nonexistent.gguf"]
+    assert done.stderr.strip().splitlines() == [
+        "embellama: error: model file not found: /nonexistent.gguf"
+    ]
 
 
 def test_default_model_not_prepared_message(tmp_path: Path) -> None:
@@ -89,4 +114,5 @@ def test_prepare_default_is_idempotent(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "models" / "all-MiniLM-L6-v2.f16.json").read_text())
     assert manifest["sha256"] in first.stdout
     done = _cli("embed", "hi", env=env)
-    assert done.returncode == 0 and len(json.loads(done.stdout)["embedding"]) == 384
+    assert done.returncode == 0
+    assert len(json.loads(done.stdout)["embedding"]) == 384

@@ -34,10 +34,18 @@ LONG = "word " * 600
         (lambda e: e.embed(["ok", ""]), EmptyInputError, "input 1 is an empty string"),
         (lambda e: e.embed([]), EmptyInputError, "must not be empty"),
         (lambda e: e.embed([[1, 2], []]), EmptyInputError, "input 1 is an empty list"),
-        (lambda e: e.embed(["ok", "bad \ud800 surrogate"]), InvalidTextError, "input 1 is not valid Unicode"),
+        (
+            lambda e: e.embed(["ok", "bad \ud800 surrogate"]),
+            InvalidTextError,
+            "input 1 is not valid Unicode",
+        ),
         (lambda e: e.embed([101, 99999, 102]), InvalidTokenError, "token id 99999 at position 1"),
         (lambda e: e.embed([[101, 102], [-1]]), InvalidTokenError, "input 1 has token id -1"),
-        (lambda e: e.embed(["fine", LONG]), InputTooLongError, "input 1 has 602 tokens, more than the model's limit of 512"),
+        (
+            lambda e: e.embed(["fine", LONG]),
+            InputTooLongError,
+            "input 1 has 602 tokens, more than the model's limit of 512",
+        ),
         (lambda e: e.embed("x", dimensions=0), InvalidDimensionsError, "between 1 and 384"),
         (lambda e: e.embed("x", dimensions=385), InvalidDimensionsError, "between 1 and 384"),
         (lambda e: e.embed("x", model="nope"), ModelNotFoundError, "model 'nope' is not loaded"),
@@ -45,7 +53,9 @@ LONG = "word " * 600
         (lambda e: e.embed("x", truncate="middle"), ConfigError, "invalid truncate"),
     ],
 )
-def test_bad_input_then_good_call(engine: EmbeddingEngine, call: object, error: type, message: str) -> None:
+def test_bad_input_then_good_call(
+    engine: EmbeddingEngine, call: object, error: type, message: str
+) -> None:
     with pytest.raises(error, match=message):
         call(engine)  # type: ignore[operator]
     assert engine.embed("still working").shape == (384,)
@@ -58,7 +68,9 @@ def test_too_long_error_carries_numbers(engine: EmbeddingEngine) -> None:
 
 
 @pytest.mark.parametrize("truncate", [True, "end", "start"])
-def test_truncation_fits_and_keeps_special_tokens(engine: EmbeddingEngine, truncate: object) -> None:
+def test_truncation_fits_and_keeps_special_tokens(
+    engine: EmbeddingEngine, truncate: object
+) -> None:
     result = engine.embed_with_details(["short", LONG], truncate=truncate)  # type: ignore[arg-type]
     assert result.token_counts == (3, 512)
     assert result.truncated == (False, True)

@@ -13,22 +13,54 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embellama import AsyncEmbeddingEngine, BatchingConfig, EmbeddingEngine, EngineConfig, ModelConfig
+from embellama import (
+    AsyncEmbeddingEngine,
+    BatchingConfig,
+    EmbeddingEngine,
+    EngineConfig,
+    ModelConfig,
+)
 
-WORDS = (
-    "the quick brown fox jumps over lazy dog search embedding vector model retrieval "
-    "local fast exact boring operate Ünïcödé 漢字 🙂 code() {x: 1}"
-).split()
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "search",
+    "embedding",
+    "vector",
+    "model",
+    "retrieval",
+    "local",
+    "fast",
+    "exact",
+    "boring",
+    "operate",
+    "Ünïcödé",
+    "漢字",
+    "🙂",
+    "code()",
+    "{x:",
+    "1}",
+]
 
 
 def _texts(count: int, seed: int, max_words: int = 120) -> list[str]:
     rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, max_words))) for _ in range(count)]
+    return [
+        " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, max_words))) for _ in range(count)
+    ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("budget", "sequences"), [(256, 16), (512, 64), (100, 3), (2048, 128)])
-def test_batch_invariance(engine: EmbeddingEngine, minilm_gguf: Path, budget: int, sequences: int) -> None:
+def test_batch_invariance(
+    engine: EmbeddingEngine, minilm_gguf: Path, budget: int, sequences: int
+) -> None:
     texts = _texts(120, seed=budget)
     alone = np.stack([engine.embed(text) for text in texts])
     config = BatchingConfig(max_batch_tokens=budget, max_batch_sequences=sequences)
@@ -47,11 +79,14 @@ def test_order_is_input_order(engine: EmbeddingEngine) -> None:
 
 def test_result_details(engine: EmbeddingEngine) -> None:
     result = engine.embed_with_details(["one", "two words"], model="default")
-    assert result.vectors.shape == (2, 384) and result.vectors.dtype == np.float32
+    assert result.vectors.shape == (2, 384)
+    assert result.vectors.dtype == np.float32
     assert result.token_counts == (3, 4)
-    assert result.total_tokens == 7 and len(result) == 2
+    assert result.total_tokens == 7
+    assert len(result) == 2
     assert result.model == "minilm"
-    assert result.timings.inference > 0 and result.timings.total >= result.timings.inference
+    assert result.timings.inference > 0
+    assert result.timings.total >= result.timings.inference
 
 
 def test_many_threads_get_their_own_answers(engine: EmbeddingEngine) -> None:

@@ -46,7 +46,11 @@ def test_pooling_modes(minilm_gguf: Path, per_token: list[Matrix], pooling: Pool
     [
         (Normalization.L2, 2.0, lambda v: np.linalg.norm(v, axis=1, keepdims=True)),
         (Normalization.MAX_ABS, 2.0, lambda v: np.abs(v).max(axis=1, keepdims=True)),
-        (Normalization.P_NORM, 3.0, lambda v: (np.abs(v) ** 3).sum(axis=1, keepdims=True) ** (1 / 3)),
+        (
+            Normalization.P_NORM,
+            3.0,
+            lambda v: (np.abs(v) ** 3).sum(axis=1, keepdims=True) ** (1 / 3),
+        ),
     ],
 )
 def test_normalization_modes(
@@ -71,7 +75,9 @@ def test_dimensions_truncate_then_renormalize(engine: EmbeddingEngine) -> None:
     expected = full[:, :64] / np.linalg.norm(full[:, :64], axis=1, keepdims=True)
     np.testing.assert_allclose(short, expected, rtol=1e-5, atol=1e-6)
     unnormalized = engine.embed(TEXTS, dimensions=64, normalize=False)
-    np.testing.assert_allclose(unnormalized, engine.embed(TEXTS, normalize=False)[:, :64], atol=1e-7)
+    np.testing.assert_allclose(
+        unnormalized, engine.embed(TEXTS, normalize=False)[:, :64], atol=1e-7
+    )
 
 
 def test_header_pooling_is_the_default(engine: EmbeddingEngine) -> None:

@@ -15,7 +15,11 @@ def test_two_models_side_by_side(minilm_gguf: Path) -> None:
         engine.load_model(ModelConfig(path=minilm_gguf, name="mean", aliases=("m",)))
         engine.load_model(ModelConfig(path=minilm_gguf, name="cls", pooling=Pooling.CLS))
         assert [info.name for info in engine.list_models()] == ["mean", "cls"]
-        mean, alias, cls = engine.embed("hi", "mean"), engine.embed("hi", "m"), engine.embed("hi", "cls")
+        mean, alias, cls = (
+            engine.embed("hi", "mean"),
+            engine.embed("hi", "m"),
+            engine.embed("hi", "cls"),
+        )
         np.testing.assert_array_equal(mean, alias)
         assert np.abs(mean - cls).max() > 1e-2
         np.testing.assert_array_equal(engine.embed("hi"), mean)  # first loaded is the default
@@ -31,8 +35,14 @@ def test_two_models_side_by_side(minilm_gguf: Path) -> None:
 
 def test_info(engine: EmbeddingEngine, minilm_gguf: Path) -> None:
     info = engine.model_info("default")
-    assert (info.name, info.aliases, info.dimensions, info.context_length) == ("minilm", ("default",), 384, 512)
-    assert info.architecture == "bert" and info.vocab_size == 30522
+    assert (info.name, info.aliases, info.dimensions, info.context_length) == (
+        "minilm",
+        ("default",),
+        384,
+        512,
+    )
+    assert info.architecture == "bert"
+    assert info.vocab_size == 30522
     assert info.file_size == minilm_gguf.stat().st_size
     assert len(info.sha256) == 64
 

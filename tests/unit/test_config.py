@@ -40,7 +40,9 @@ def test_parsing() -> None:
         (lambda: ModelConfig(path=Path("x"), norm_p=0), "norm_p"),
         (lambda: ModelConfig(path=Path("x"), name=" "), "name"),
         (
-            lambda: EngineConfig(models=(ModelConfig(path=Path("a")), ModelConfig(path=Path("b"), aliases=("a",)))),
+            lambda: EngineConfig(
+                models=(ModelConfig(path=Path("a")), ModelConfig(path=Path("b"), aliases=("a",)))
+            ),
             "used twice",
         ),
     ],

@@ -29,9 +29,9 @@ def _tiny_gguf(*, tensor_elements: int = 16) -> bytes:
         _kv_u32("bert.embedding_length", 8),
         _kv_u32("bert.context_length", 128),
         _kv_u32("bert.pooling_type", 2),
-        _string("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, 3) + b"".join(
-            _string(t) for t in ("a", "b", "c")
-        ),
+        _string("tokenizer.ggml.tokens")
+        + struct.pack("<IIQ", 9, 8, 3)
+        + b"".join(_string(t) for t in ("a", "b", "c")),
     ]
     header = b"GGUF" + struct.pack("<IQQ", 3, 1, len(kvs)) + b"".join(kvs)
     tensor = _string("w") + struct.pack("<I", 1) + struct.pack("<Q", tensor_elements)

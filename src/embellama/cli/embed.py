@@ -29,10 +29,18 @@ def register(commands: Any) -> None:
     parser.add_argument("texts", nargs="*", help="Texts to embed.")
     parser.add_argument("--input", type=Path, help="JSONL file of texts ('-' for stdin).")
     parser.add_argument("--output", type=Path, help="Write JSONL here instead of stdout.")
-    parser.add_argument("--dimensions", type=int, default=None,
-                        help="Keep the first N dimensions (Matryoshka), renormalized.")
-    parser.add_argument("--truncate", choices=[t.value for t in Truncation], default="none",
-                        help="Cut inputs longer than the context at the end or start (default: fail).")
+    parser.add_argument(
+        "--dimensions",
+        type=int,
+        default=None,
+        help="Keep the first N dimensions (Matryoshka), renormalized.",
+    )
+    parser.add_argument(
+        "--truncate",
+        choices=[t.value for t in Truncation],
+        default="none",
+        help="Cut inputs longer than the context at the end or start (default: fail).",
+    )
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     add_model_arguments(parser)
     parser.set_defaults(handler=run)
@@ -41,8 +49,8 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if bool(args.texts) == bool(args.input):
         raise InputError("give texts as arguments or --input FILE, not both and not neither")
-    records = _read_jsonl(args.input) if args.input else iter(
-        [{"text": text} for text in args.texts]
+    records = (
+        _read_jsonl(args.input) if args.input else iter([{"text": text} for text in args.texts])
     )
     total = _count_lines(args.input) if args.input and str(args.input) != "-" else None
     with EmbeddingEngine(EngineConfig(models=(model_config_from(args),))) as engine:
@@ -58,8 +66,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _embed_records(
-    engine: EmbeddingEngine, records: Iterator[dict[str, Any]], out: TextIO,
-    args: argparse.Namespace, bar: tqdm,
+    engine: EmbeddingEngine,
+    records: Iterator[dict[str, Any]],
+    out: TextIO,
+    args: argparse.Namespace,
+    bar: tqdm,
 ) -> None:
     index = 0
     while chunk := list(islice(records, _CHUNK)):
@@ -88,7 +99,9 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             if isinstance(value, str):
                 value = {"text": value}
             if not isinstance(value, dict) or not isinstance(value.get("text"), str):
-                raise InputError(f"{path}:{number}: expected a JSON string or an object with 'text'")
+                raise InputError(
+                    f"{path}:{number}: expected a JSON string or an object with 'text'"
+                )
             yield value
 
 

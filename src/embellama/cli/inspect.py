@@ -11,7 +11,9 @@ from embellama.model.loaded import default_pooling
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("inspect", help="Show a GGUF model's architecture, dims, context, pooling.")
+    parser = commands.add_parser(
+        "inspect", help="Show a GGUF model's architecture, dims, context, pooling."
+    )
     parser.add_argument("path", help="Path to a .gguf file.")
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
     parser.set_defaults(handler=run)

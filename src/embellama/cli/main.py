@@ -22,7 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="embellama",
         description="Exact, fast text embeddings from GGUF models through llama.cpp.",
     )
-    parser.add_argument("--log-level", default="warning", help="Python log level (default: warning).")
+    parser.add_argument(
+        "--log-level", default="warning", help="Python log level (default: warning)."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     embed.register(commands)
     inspect.register(commands)

@@ -15,7 +15,9 @@ def register(commands: Any) -> None:
         "prepare-default",
         help=f"Convert the packaged {DEFAULT_MODEL_NAME} to GGUF once (needs the 'prep' extra).",
     )
-    prepare.add_argument("--force", action="store_true", help="Convert again even if a verified copy exists.")
+    prepare.add_argument(
+        "--force", action="store_true", help="Convert again even if a verified copy exists."
+    )
     prepare.set_defaults(handler=run_prepare)
     path = actions.add_parser("path", help="Print where the default model lives.")
     path.set_defaults(handler=run_path)

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import llama_cpp
 import numpy as np
@@ -97,7 +98,7 @@ class LlamaBackend:
         model = llama_cpp.llama_model_load_from_file(params.path.encode("utf-8"), model_params)
         if not model:
             raise ModelLoadError(f"llama.cpp could not load the model: {params.path}")
-        return model
+        return cast(llama_cpp.llama_model_p, model)
 
     def _create_context(self, params: BackendParams) -> llama_cpp.llama_context_p:
         ctx_params = llama_cpp.llama_context_default_params()
@@ -115,7 +116,7 @@ class LlamaBackend:
         ctx = llama_cpp.llama_init_from_model(self._model, ctx_params)
         if not ctx:
             raise ModelLoadError(f"llama.cpp could not create a context for: {params.path}")
-        return ctx
+        return cast(llama_cpp.llama_context_p, ctx)
 
     # -- vocabulary ---------------------------------------------------------------
 
@@ -126,7 +127,9 @@ class LlamaBackend:
     @property
     def adds_trailing_special(self) -> bool:
         vocab = self._vocab
-        return bool(llama_cpp.llama_vocab_get_add_eos(vocab) or llama_cpp.llama_vocab_get_add_sep(vocab))
+        return bool(
+            llama_cpp.llama_vocab_get_add_eos(vocab) or llama_cpp.llama_vocab_get_add_sep(vocab)
+        )
 
     def tokenize(self, text: bytes, *, add_special: bool = True) -> TokenIds:
         """Tokenize UTF-8 bytes; special-token syntax in user text stays plain text."""
@@ -137,7 +140,7 @@ class LlamaBackend:
                 self._vocab, text, len(text), buffer, capacity, add_special, False
             )
             if count >= 0:
-                return np.frombuffer(buffer, dtype=np.int32, count=count).copy()
+                return np.array(buffer[:count], dtype=np.int32)
             capacity = -count
 
     def detokenize(self, tokens: Sequence[int]) -> str:
@@ -210,9 +213,7 @@ class _NativeBatch:
         self.struct.token = _pointer(self.tokens, llama_cpp.llama_token)
         self.struct.pos = _pointer(self.positions, llama_cpp.llama_pos)
         self.struct.n_seq_id = _pointer(self.n_seq_id, ctypes.c_int32)
-        self.struct.seq_id = ctypes.cast(
-            self.seq_id_ptrs.ctypes.data, ctypes.POINTER(ctypes.POINTER(llama_cpp.llama_seq_id))
-        )
+        self.struct.seq_id = _pointer(self.seq_id_ptrs, ctypes.POINTER(llama_cpp.llama_seq_id))
         self.struct.logits = _pointer(self.outputs, ctypes.c_int8)
 
     def fill(self, sequences: Sequence[TokenIds]) -> int:
@@ -228,5 +229,6 @@ class _NativeBatch:
         return total
 
 
-def _pointer(array: npt.NDArray[np.generic], ctype: type[ctypes._SimpleCData[int]]) -> object:
+def _pointer(array: npt.NDArray[Any], ctype: Any) -> Any:
+    """A C pointer of `ctype` into `array`'s buffer; the array must outlive its use."""
     return ctypes.cast(array.ctypes.data, ctypes.POINTER(ctype))

@@ -16,7 +16,7 @@ from embellama.errors import EmptyInputError, InputTooLongError, InvalidTextErro
 from embellama.inputs import InputItem
 from embellama.model.backend import LlamaBackend, TokenIds
 
-__all__ = ["Tokenizer", "TokenizedInput"]
+__all__ = ["TokenizedInput", "Tokenizer"]
 
 
 @dataclass(frozen=True)
