@@ -1,0 +1,177 @@
+"""A decoder (Llama) model through embellama gives what transformers gives.
+
+The model is tiny and random (see `tests/fixtures/tiny_llama.py`), built once per
+module. Transformers is fed exactly the token ids llama.cpp used, so these tests
+check the network and the pooling, not tokenizer differences; the tokenizers are
+compared in a test of their own.
+
+Measured (2-core CPU, llama-cpp-python 0.3.36, transformers 5.24): the last-token
+vector differs from transformers by 6e-4..1.5e-3 (2e-4..6e-4 of its largest value),
+cosine >= 0.9999998. The error comes from llama.cpp's flash attention, which the
+backend keeps on (its batch-invariance padding relies on the tiled kernel): the
+attention runs with K and V in F16. An F32 KV cache alone changes nothing; with an
+F32 KV cache and flash attention disabled the error is 1.5e-6. The value test
+therefore allows 1e-3 of the vector's largest value: twice what was measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import sentencepiece
+import torch
+import transformers
+
+import embellama
+from embellama import EmbeddingEngine, InputTooLongError, Pooling
+from tests.fixtures.tiny_llama import TinyLlama, build_tiny_llama
+
+pytestmark = pytest.mark.slow
+
+TEXTS = (
+    "Hello world",
+    "the quick brown fox jumps over the lazy dog",
+    "Seven running networks; attention memory 12345!",
+    "café déjà vu, 日本語 and ünïcode 42",
+    "a  b\n c\tdouble  spaces",
+    "x",
+)
+# llama.cpp, like SentencePiece itself, prepends "▁" to every text, so a leading space
+# becomes "▁▁"; transformers' Metaspace pre-tokenizer (prepend_scheme "first") does not
+# prepend when the text already starts with one. Such texts are compared only with
+# SentencePiece, never with the transformers tokenizer.
+LEADING_SPACE_TEXTS = (" leading space", "  two leading spaces")
+
+# Flash attention's F16 K/V round to ~6e-4 of the largest value (measured); a wrong
+# position encoding, norm epsilon or pooled token is off by far more than this.
+RELATIVE_ATOL = 1e-3
+MIN_COSINE = 0.9999
+
+Vector = npt.NDArray[np.float32]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> TinyLlama:
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny_llama"))
+
+
+@pytest.fixture(scope="module")
+def llama_engine(tiny_llama: TinyLlama) -> Iterator[EmbeddingEngine]:
+    with EmbeddingEngine.from_path(tiny_llama.gguf, normalization="none") as engine:
+        yield engine
+
+
+@pytest.fixture(scope="module")
+def hf_model(tiny_llama: TinyLlama) -> transformers.LlamaModel:
+    model: transformers.LlamaModel = transformers.LlamaModel.from_pretrained(
+        str(tiny_llama.hf_dir), dtype=torch.float32
+    )
+    model.train(False)  # eval mode; mypy sees `.eval()` as untyped here
+    return model
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer(tiny_llama: TinyLlama) -> transformers.PreTrainedTokenizerBase:
+    return transformers.AutoTokenizer.from_pretrained(str(tiny_llama.hf_dir))
+
+
+def reference(model: transformers.LlamaModel, ids: list[int]) -> Vector:
+    """Transformers' last-token hidden state (after the final norm) for these exact ids."""
+    with torch.no_grad():
+        hidden = model(input_ids=torch.tensor([ids])).last_hidden_state
+    return np.asarray(hidden[0, -1].numpy(), dtype=np.float32)
+
+
+def cosine(a: Vector, b: Vector) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_header_and_default_pooling(tiny_llama: TinyLlama, llama_engine: EmbeddingEngine) -> None:
+    info = embellama.read_gguf_info(tiny_llama.gguf)
+    assert info.architecture == "llama"
+    assert info.causal_attention is True
+    assert info.pooling_type is None
+    assert info.tokenizer_model == "llama"
+    model = llama_engine.model_info()
+    assert model.pooling == Pooling.LAST
+    assert model.dimensions == 64
+    assert model.vocab_size == info.vocab_size
+
+
+def test_tokenizer_matches_sentencepiece(
+    tiny_llama: TinyLlama, llama_engine: EmbeddingEngine
+) -> None:
+    processor = sentencepiece.SentencePieceProcessor(
+        model_file=str(tiny_llama.hf_dir / "tokenizer.model")
+    )
+    for text in (*TEXTS, *LEADING_SPACE_TEXTS):
+        expected = [processor.bos_id(), *processor.encode(text)]
+        assert llama_engine.tokenize(text) == expected, text
+
+
+def test_tokenizer_matches_transformers(
+    llama_engine: EmbeddingEngine, hf_tokenizer: transformers.PreTrainedTokenizerBase
+) -> None:
+    for text in TEXTS:
+        assert llama_engine.tokenize(text) == hf_tokenizer(text)["input_ids"], text
+    assert llama_engine.tokenize("Hello world")[0] == hf_tokenizer.bos_token_id
+
+
+def test_last_token_direction_matches_transformers(
+    llama_engine: EmbeddingEngine, hf_model: transformers.LlamaModel
+) -> None:
+    vectors = llama_engine.embed(list(TEXTS))
+    for text, vector in zip(TEXTS, vectors, strict=True):
+        expected = reference(hf_model, llama_engine.tokenize(text))
+        assert cosine(vector, expected) >= MIN_COSINE, text
+    # The bar means something only if different texts are far apart (measured: <= 0.41).
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, 0.0)
+    assert similarity.max() < 0.9
+
+
+def test_last_token_values_match_transformers(
+    llama_engine: EmbeddingEngine, hf_model: transformers.LlamaModel
+) -> None:
+    for text in TEXTS:
+        vector = llama_engine.embed(text)
+        expected = reference(hf_model, llama_engine.tokenize(text))
+        atol = RELATIVE_ATOL * float(np.abs(expected).max())
+        assert np.allclose(vector, expected, rtol=0.0, atol=atol), (
+            text,
+            float(np.abs(vector - expected).max()),
+            atol,
+        )
+
+
+def test_batched_equals_alone(llama_engine: EmbeddingEngine) -> None:
+    alone = np.stack([llama_engine.embed(text) for text in TEXTS])
+    for order in (list(range(len(TEXTS))), list(reversed(range(len(TEXTS))))):
+        batched = llama_engine.embed([TEXTS[i] for i in order])
+        assert float(np.abs(batched - alone[order]).max()) <= 1e-4
+
+
+def test_truncate_start_keeps_bos_and_the_end(
+    tiny_llama: TinyLlama, hf_model: transformers.LlamaModel
+) -> None:
+    long_text = "Once upon a time " + " ".join(TEXTS) + " and that was the end of it"
+    with EmbeddingEngine.from_path(tiny_llama.gguf, normalization="none", n_ctx=32) as engine:
+        ids = engine.tokenize(long_text)
+        assert len(ids) > 32
+        with pytest.raises(InputTooLongError):
+            engine.embed([long_text, "x"])
+
+        result = engine.embed_with_details([long_text, "x"], truncate="start")
+        assert result.vectors.shape == (2, 64)
+        assert result.token_counts == (32, len(engine.tokenize("x")))
+        assert result.truncated == (True, False)
+
+        kept = [ids[0], *ids[-31:]]
+        assert cosine(result.vectors[0], reference(hf_model, kept)) >= MIN_COSINE
+        # Alone, the truncated text and its kept ids are the very same computation.
+        alone = engine.embed(long_text, truncate="start")
+        assert np.array_equal(alone, engine.embed(kept))
