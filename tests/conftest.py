@@ -20,3 +20,8 @@ def minilm_gguf() -> Path:
 def engine(minilm_gguf: Path) -> Iterator[EmbeddingEngine]:
     with EmbeddingEngine.from_path(minilm_gguf, name="minilm", aliases=("default",)) as eng:
         yield eng
+
+
+@pytest.fixture(scope="session")
+def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("server-logs")

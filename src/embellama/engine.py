@@ -17,13 +17,13 @@ from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
-from embellama.config import EngineConfig, ModelConfig, Normalization, Pooling, Truncation
+from embellama.config import EngineConfig, ModelConfig, Pooling, Truncation
 from embellama.default_model import DEFAULT_MODEL_NAME, require_default_model
 from embellama.errors import ConfigError, ModelNotFoundError
 from embellama.inputs import EmbedInput, parse_inputs
 from embellama.model.loaded import LoadedModel, ModelInfo
 from embellama.results import EmbeddingResult, Timings
-from embellama.vectors import Matrix, check_dimensions, normalize, pool, truncate_dimensions
+from embellama.vectors import Matrix, check_dimensions, finish, pool, resolve_normalization
 
 __all__ = ["AsyncEmbeddingEngine", "EmbeddingEngine"]
 
@@ -143,7 +143,9 @@ class EmbeddingEngine:
         tokenized = time.perf_counter()
         outputs = loaded.token_outputs([item.ids for item in prepared])
         inferred = time.perf_counter()
-        vectors = self._postprocess(loaded, outputs, pooling, normalize, dimensions)
+        pooled = np.stack([pool(tokens, pooling) for tokens in outputs])
+        method = resolve_normalization(loaded.config.normalization, normalize)
+        vectors = finish(pooled, method, loaded.config.norm_p, dimensions)
         finished = time.perf_counter()
         return EmbeddingResult(
             model=loaded.name,
@@ -156,23 +158,6 @@ class EmbeddingEngine:
                 postprocess=finished - inferred,
             ),
         )
-
-    @staticmethod
-    def _postprocess(
-        loaded: LoadedModel,
-        outputs: Sequence[Matrix],
-        pooling: Pooling,
-        use_normalization: bool | None,
-        dimensions: int | None,
-    ) -> Matrix:
-        method = _normalization_for(loaded.config.normalization, use_normalization)
-        pooled = np.stack([pool(tokens, pooling) for tokens in outputs])
-        vectors = normalize(pooled, method, loaded.config.norm_p)
-        if dimensions is not None and dimensions != vectors.shape[1]:
-            vectors = normalize(
-                truncate_dimensions(vectors, dimensions), method, loaded.config.norm_p
-            )
-        return vectors
 
     def embed_per_token(
         self, input: EmbedInput, model: str | None = None, *, truncate: TruncateArg = False
@@ -223,15 +208,6 @@ class EmbeddingEngine:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _normalization_for(configured: Normalization, requested: bool | None) -> Normalization:
-    """`normalize=None` keeps the model's setting; False turns it off; True forces one on."""
-    if requested is False:
-        return Normalization.NONE
-    if requested is True and configured is Normalization.NONE:
-        return Normalization.L2
-    return configured
 
 
 class AsyncEmbeddingEngine:

@@ -16,7 +16,12 @@ status codes in a single table.
     │   ├── InvalidTokenError        token id outside the model's vocabulary
     │   ├── InputTooLongError        more tokens than the context holds, truncate off
     │   └── InvalidDimensionsError   `dimensions` outside 1..model dims
-    └── InferenceError               llama.cpp failed on input that passed validation
+    ├── InferenceError               llama.cpp failed on input that passed validation
+    └── ServiceError                 the serving machinery cannot take or finish the work
+        ├── OverloadedError          the queue is full; retry after a moment
+        ├── RequestTimeoutError      the work did not finish within the request timeout
+        ├── NoWorkerError            no live worker can run the work
+        └── WorkerCrashedError       the worker process died with the work in flight
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ __all__ = [
     "InvalidDimensionsError",
     "InvalidTextError",
     "InvalidTokenError",
+    "NoWorkerError",
+    "OverloadedError",
+    "RequestTimeoutError",
+    "ServiceError",
+    "WorkerCrashedError",
     "ModelError",
     "ModelFileError",
     "ModelLoadError",
@@ -113,3 +123,27 @@ class InvalidDimensionsError(InputError):
 
 class InferenceError(EmbellamaError):
     """llama.cpp reported a failure while embedding input that passed validation."""
+
+
+class ServiceError(EmbellamaError):
+    """The serving machinery (queue, workers) cannot take or finish the work."""
+
+
+class OverloadedError(ServiceError):
+    """The queue is full. `retry_after` is a hint in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class RequestTimeoutError(ServiceError):
+    """The work did not finish in time; what was still queued is dropped."""
+
+
+class NoWorkerError(ServiceError):
+    """No live worker can run the work (all crashed, or a retry crashed again)."""
+
+
+class WorkerCrashedError(ServiceError):
+    """A worker process died while it held the work; the scheduler retries once."""

@@ -12,7 +12,15 @@ import numpy.typing as npt
 from embellama.config import Normalization, Pooling
 from embellama.errors import InvalidDimensionsError
 
-__all__ = ["Matrix", "check_dimensions", "normalize", "pool", "truncate_dimensions"]
+__all__ = [
+    "Matrix",
+    "check_dimensions",
+    "finish",
+    "normalize",
+    "pool",
+    "resolve_normalization",
+    "truncate_dimensions",
+]
 
 Matrix = npt.NDArray[np.float32]
 
@@ -76,3 +84,22 @@ def check_dimensions(dimensions: int | None, dim: int) -> None:
         raise InvalidDimensionsError(
             f"dimensions must be an integer between 1 and {dim} for this model, got {dimensions!r}"
         )
+
+
+def resolve_normalization(configured: Normalization, requested: bool | None) -> Normalization:
+    """`normalize=None` keeps the model's setting; False turns it off; True forces one on."""
+    if requested is False:
+        return Normalization.NONE
+    if requested is True and configured is Normalization.NONE:
+        return Normalization.L2
+    return configured
+
+
+def finish(
+    pooled: Matrix, normalization: Normalization, p: float, dimensions: int | None
+) -> Matrix:
+    """Normalize, then cut to `dimensions` and normalize again (Matryoshka)."""
+    vectors = normalize(pooled, normalization, p)
+    if dimensions is not None and dimensions != vectors.shape[1]:
+        vectors = normalize(truncate_dimensions(vectors, dimensions), normalization, p)
+    return vectors

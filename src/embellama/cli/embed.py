@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from embellama.cli.model_options import add_model_arguments, model_config_from
+from embellama.cli.options import MODEL_OPTIONS, add_options, model_config_from, resolve
 from embellama.config import EngineConfig, Truncation
 from embellama.engine import EmbeddingEngine
 from embellama.errors import InputError
@@ -42,7 +42,7 @@ def register(commands: Any) -> None:
         help="Cut inputs longer than the context at the end or start (default: fail).",
     )
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
-    add_model_arguments(parser)
+    add_options(parser, MODEL_OPTIONS, "model")
     parser.set_defaults(handler=run)
 
 
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         _read_jsonl(args.input) if args.input else iter([{"text": text} for text in args.texts])
     )
     total = _count_lines(args.input) if args.input and str(args.input) != "-" else None
-    with EmbeddingEngine(EngineConfig(models=(model_config_from(args),))) as engine:
+    with EmbeddingEngine(EngineConfig(models=(model_config_from(resolve(args, MODEL_OPTIONS)),))) as engine:
         out = args.output.open("w") if args.output else sys.stdout
         try:
             show = not args.no_progress and (args.output is not None) and sys.stderr.isatty()

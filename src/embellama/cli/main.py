@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from embellama.cli import embed, inspect, models
+from embellama.cli import embed, inspect, models, serve
 from embellama.errors import EmbellamaError
 
 __all__ = ["main"]
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.register(commands)
     inspect.register(commands)
     models.register(commands)
+    serve.register(commands)
     return parser
 
 

@@ -67,6 +67,9 @@ class BackendParams:
     n_threads: int
     n_gpu_layers: int
     batch_invariant: bool = True
+    # Load only the vocabulary and hyperparameters: enough to tokenize and validate,
+    # in a process that must not pay for (or crash with) the weights.
+    vocab_only: bool = False
 
 
 class LlamaBackend:
@@ -76,13 +79,15 @@ class LlamaBackend:
         _init_llama_cpp()
         self.params = params
         self._model = self._load_model(params)
-        try:
-            self._ctx = self._create_context(params)
-        except BaseException:
-            llama_cpp.llama_model_free(self._model)
-            raise
+        self._ctx: llama_cpp.llama_context_p | None = None
+        if not params.vocab_only:
+            try:
+                self._ctx = self._create_context(params)
+            except BaseException:
+                llama_cpp.llama_model_free(self._model)
+                raise
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
-        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._memory = llama_cpp.llama_get_memory(self._ctx) if self._ctx else None
         self.n_embd = int(llama_cpp.llama_model_n_embd_out(self._model))
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
@@ -95,6 +100,7 @@ class LlamaBackend:
     def _load_model(params: BackendParams) -> llama_cpp.llama_model_p:
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = params.n_gpu_layers if params.n_gpu_layers >= 0 else 0x7FFFFFFF
+        model_params.vocab_only = params.vocab_only
         model = llama_cpp.llama_model_load_from_file(params.path.encode("utf-8"), model_params)
         if not model:
             raise ModelLoadError(f"llama.cpp could not load the model: {params.path}")
@@ -163,6 +169,8 @@ class LlamaBackend:
         Token ids must already be validated against the vocabulary: llama.cpp aborts
         the process on an out-of-range id instead of returning an error.
         """
+        if self._ctx is None:
+            raise InferenceError("this model was loaded for tokenization only")
         padding = self._padding_for(sequences)
         n_tokens = self._batch.fill([*sequences, padding] if len(padding) else sequences)
         if self._memory:
@@ -189,7 +197,8 @@ class LlamaBackend:
         if self._closed:
             return
         self._closed = True
-        llama_cpp.llama_free(self._ctx)
+        if self._ctx is not None:
+            llama_cpp.llama_free(self._ctx)
         llama_cpp.llama_model_free(self._model)
 
     def __del__(self) -> None:

@@ -59,7 +59,8 @@ def default_pooling(info: GGUFInfo) -> Pooling:
 class LoadedModel:
     """One model's native state plus the settings that were resolved when it loaded."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, *, inference: bool = True) -> None:
+        """`inference=False` loads only the vocabulary: tokenize and validate, no decode."""
         self.config = config
         self.header = read_gguf_info(config.path)
         self.limit = self._context_limit(config, self.header)
@@ -73,6 +74,7 @@ class LoadedModel:
                 n_threads=config.resolved_threads,
                 n_gpu_layers=config.n_gpu_layers,
                 batch_invariant=batching.batch_invariant,
+                vocab_only=not inference,
             )
         )
         self.tokenizer = Tokenizer(self._backend, self.limit)

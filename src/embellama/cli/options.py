@@ -1,0 +1,169 @@
+"""Every command-line knob, defined once: flag, `EMBELLAMA_*` variable, type, help.
+
+An environment variable sets the default; a flag overrides it. A bad value in either
+fails at start with one line naming the flag or the variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from embellama.config import (
+    DEFAULT_MAX_BATCH_SEQUENCES,
+    DEFAULT_MAX_BATCH_TOKENS,
+    BatchingConfig,
+    ModelConfig,
+    Normalization,
+    Pooling,
+)
+from embellama.default_model import DEFAULT_MODEL_NAME, require_default_model
+from embellama.errors import ConfigError
+
+__all__ = ["MODEL_OPTIONS", "SERVER_OPTIONS", "Option", "add_options", "model_config_from"]
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    help: str
+    default: Any = None
+    parse: Callable[[str], Any] = str
+    choices: Sequence[str] | None = None
+    multiple: bool = False
+
+    @property
+    def dest(self) -> str:
+        return self.flag.replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return "EMBELLAMA_" + self.dest.upper()
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"must be > 0, got {value}")
+    return value
+
+
+MODEL_OPTIONS = (
+    Option("model-path", f"GGUF file to serve (default: the built-in {DEFAULT_MODEL_NAME}).",
+           parse=Path),
+    Option("model-name", "Name clients pass as `model` (default: the file name; "
+           f"{DEFAULT_MODEL_NAME} for the built-in model)."),
+    Option("model-alias", "Another name the model answers to; repeat for several.",
+           multiple=True),
+    Option("pooling", "Override the GGUF header's pooling (default: the header's; decoders "
+           "without one use the last token).", choices=[p.value for p in Pooling]),
+    Option("normalization", "How vectors are scaled; l2 is what cosine search expects.",
+           default="l2", choices=[n.value for n in Normalization]),
+    Option("norm-p", "p for --normalization p_norm.", default=2.0, parse=_positive_float),
+    Option("threads-per-worker", "llama.cpp threads in each worker (default: all cores / "
+           "workers). On CPU, workers x threads should not exceed the cores.", parse=_positive_int),
+    Option("n-ctx", "Most tokens per input (default and upper bound: the model's context).",
+           parse=_positive_int),
+    Option("n-gpu-layers", "Layers to offload to a GPU build of llama.cpp (-1 = all).",
+           default=0, parse=int),
+    Option("max-batch-tokens", "Token budget of one llama.cpp decode. On CPU bigger is not "
+           "faster: attention cost grows with the whole batch, and 256 measured best "
+           f"(bench/batch_budget.md). Default {DEFAULT_MAX_BATCH_TOKENS}.",
+           default=DEFAULT_MAX_BATCH_TOKENS, parse=_positive_int),
+    Option("max-batch-sequences", "Most inputs in one decode (llama.cpp allows 256). "
+           f"Default {DEFAULT_MAX_BATCH_SEQUENCES}.", default=DEFAULT_MAX_BATCH_SEQUENCES,
+           parse=_positive_int),
+)
+
+
+def _log_level(text: str) -> str:
+    level = text.lower()
+    if level not in ("debug", "info", "warning", "error"):
+        raise ValueError("choose debug, info, warning or error")
+    return level
+
+
+SERVER_OPTIONS = (
+    Option("host", "Address to listen on; loopback by default.", default="127.0.0.1"),
+    Option("port", "TCP port.", default=8080, parse=int),
+    Option("workers", "Worker processes, each with its own copy of the model; a crash "
+           "in one never takes the server down.", default=1, parse=_positive_int),
+    Option("queue-size", "Requests queued or running at once; beyond it clients get 429 "
+           "with Retry-After instead of waiting without bound.", default=256,
+           parse=_positive_int),
+    Option("request-timeout", "Seconds a request may take before 504; its queued work "
+           "is dropped.", default=60.0, parse=_positive_float),
+    Option("max-inputs-per-request", "Most inputs in one request (OpenAI allows 2048).",
+           default=2048, parse=_positive_int),
+    Option("max-body-bytes", "Largest request body; larger ones get 413.",
+           default=16 * 1024 * 1024, parse=_positive_int),
+    Option("log-level", "debug, info, warning or error.", default="info", parse=_log_level),
+    Option("log-format", "text for people, json for log pipelines.", default="text",
+           choices=["text", "json"]),
+)
+
+
+def add_options(parser: argparse.ArgumentParser, options: Sequence[Option], title: str) -> None:
+    group = parser.add_argument_group(title)
+    for option in options:
+        group.add_argument(
+            f"--{option.flag}",
+            dest=option.dest,
+            type=option.parse,
+            choices=option.choices,
+            action="append" if option.multiple else "store",
+            default=None,
+            help=f"{option.help} [env: {option.env}]",
+        )
+
+
+def resolve(args: argparse.Namespace, options: Sequence[Option],
+            environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Flag, else environment variable, else default; bad environment values fail here."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for option in options:
+        value = getattr(args, option.dest, None)
+        if value is None and option.env in environ:
+            raw = environ[option.env]
+            try:
+                parts = [p for p in raw.split(",") if p] if option.multiple else [raw]
+                parsed = [option.parse(p) for p in parts]
+            except ValueError as exc:
+                raise ConfigError(f"invalid {option.env}={raw!r}: {exc}") from None
+            if option.choices and any(p not in option.choices for p in parsed):
+                raise ConfigError(f"invalid {option.env}={raw!r}; choose from "
+                                  f"{', '.join(option.choices)}")
+            value = parsed if option.multiple else parsed[0]
+        values[option.dest] = option.default if value is None else value
+    return values
+
+
+def model_config_from(values: Mapping[str, Any], *, workers: int = 1) -> ModelConfig:
+    """The `ModelConfig` the options describe; the default model only when no path is given."""
+    path = values["model_path"] or require_default_model()
+    name = values["model_name"] or (DEFAULT_MODEL_NAME if values["model_path"] is None else None)
+    threads = values["threads_per_worker"] or max(1, (os.cpu_count() or 1) // workers)
+    return ModelConfig(
+        path=path,
+        name=name,
+        aliases=tuple(values["model_alias"] or ()),
+        pooling=Pooling.parse(values["pooling"]) if values["pooling"] else None,
+        normalization=Normalization.parse(values["normalization"]),
+        norm_p=values["norm_p"],
+        n_threads=threads,
+        n_ctx=values["n_ctx"],
+        n_gpu_layers=values["n_gpu_layers"],
+        batching=BatchingConfig(values["max_batch_tokens"], values["max_batch_sequences"]),
+    )

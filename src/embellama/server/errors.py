@@ -1,0 +1,93 @@
+"""One table from domain errors to HTTP statuses, in OpenAI's error shape.
+
+Routes never catch: they raise domain errors (or `ApiError` for HTTP-only faults) and
+the handlers registered here answer `{"error": {"message", "type", "param", "code"}}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from embellama import errors
+
+__all__ = ["ApiError", "error_response", "handle_domain_error", "handle_unexpected_error"]
+
+_log = logging.getLogger("embellama.server")
+
+
+@dataclass
+class ApiError(Exception):
+    """An HTTP-level fault (bad JSON, body too large, unknown route) with its OpenAI fields."""
+
+    status: int
+    message: str
+    type: str = "invalid_request_error"
+    param: str | None = None
+    code: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# (status, type, code); the most specific class must come first.
+_TABLE: list[tuple[type[errors.EmbellamaError], int, str, str | None]] = [
+    (errors.ModelNotFoundError, 404, "invalid_request_error", "model_not_found"),
+    (errors.InputTooLongError, 400, "invalid_request_error", "context_length_exceeded"),
+    (errors.InvalidDimensionsError, 400, "invalid_request_error", "invalid_dimensions"),
+    (errors.InvalidTokenError, 400, "invalid_request_error", "invalid_token_id"),
+    (errors.InputError, 400, "invalid_request_error", "invalid_input"),
+    (errors.ConfigError, 400, "invalid_request_error", "invalid_value"),
+    (errors.OverloadedError, 429, "server_overloaded", "queue_full"),
+    (errors.RequestTimeoutError, 504, "timeout_error", "request_timeout"),
+    (errors.NoWorkerError, 503, "service_unavailable", "no_worker"),
+    (errors.WorkerCrashedError, 503, "service_unavailable", "worker_crashed"),
+    (errors.EmbellamaError, 500, "server_error", "internal_error"),
+]
+
+
+def to_api_error(exc: errors.EmbellamaError) -> ApiError:
+    for kind, status, error_type, code in _TABLE:
+        if isinstance(exc, kind):
+            param = _param_for(exc)
+            api = ApiError(status, str(exc), error_type, param, code)
+            if isinstance(exc, errors.OverloadedError):
+                api.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            return api
+    raise AssertionError("EmbellamaError is the last row")  # pragma: no cover
+
+
+def _param_for(exc: errors.EmbellamaError) -> str | None:
+    if isinstance(exc, errors.ModelNotFoundError):
+        return "model"
+    if isinstance(exc, errors.InvalidDimensionsError):
+        return "dimensions"
+    if isinstance(exc, errors.InputError):
+        return "input" if exc.index is None else f"input[{exc.index}]"
+    if isinstance(exc, errors.ConfigError):
+        return getattr(exc, "param", None)
+    return None
+
+
+def error_response(error: ApiError) -> Response:
+    body = {"error": {"message": error.message, "type": error.type, "param": error.param,
+                      "code": error.code}}
+    return Response(orjson.dumps(body), error.status, error.headers, "application/json")
+
+
+async def handle_domain_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, ApiError):
+        return error_response(exc)
+    assert isinstance(exc, errors.EmbellamaError)
+    api = to_api_error(exc)
+    if api.status >= 500:
+        _log.warning("request failed: %s", exc)
+    return error_response(api)
+
+
+async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
+    _log.exception("unexpected error", exc_info=exc)
+    return error_response(ApiError(500, "internal server error", "server_error", None, "internal_error"))

@@ -1,0 +1,37 @@
+"""`POST /v1/embeddings` (and `/embeddings`): parse, embed, encode."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from embellama.results import EmbeddingResult
+from embellama.server.body import read_body
+from embellama.server.encoding import encode_embeddings
+from embellama.server.schemas import parse_embeddings_request, parse_json_object
+from embellama.server.state import ServerState
+
+__all__ = ["create_embeddings"]
+
+
+async def create_embeddings(request: Request) -> Response:
+    state: ServerState = request.app.state.embellama
+    body = parse_json_object(await read_body(request, state.limits.max_body_bytes))
+    parsed = parse_embeddings_request(body, max_inputs=state.limits.max_inputs_per_request)
+    service = state.resolve(parsed.model)
+    result = await service.embed(
+        parsed.items, truncate=parsed.truncate, normalize=parsed.normalize, dimensions=parsed.dimensions
+    )
+    request.scope["state"]["access"] = {"model": result.model, "inputs": len(result), "tokens": result.total_tokens}
+    return Response(encode_embeddings(result, parsed.encoding_format), headers=_timing_headers(result),
+                    media_type="application/json")
+
+
+def _timing_headers(result: EmbeddingResult) -> dict[str, str]:
+    timings = result.timings
+    return {
+        "x-tokenize-time": f"{timings.tokenize * 1000:.2f}",
+        "x-queue-time": f"{timings.queue * 1000:.2f}",
+        "x-inference-time": f"{timings.inference * 1000:.2f}",
+        "x-tokens": str(result.total_tokens),
+    }

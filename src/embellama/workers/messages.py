@@ -1,0 +1,45 @@
+"""What travels between the server process and a worker process (pickled over a pipe).
+
+Plain frozen dataclasses; numpy arrays inside pickle efficiently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from embellama.config import Pooling
+
+__all__ = ["DecodeDone", "DecodeFailed", "DecodeJob", "WorkerReady"]
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    """One packed batch: decode these sequences and pool each one."""
+
+    job_id: int
+    sequences: list[npt.NDArray[np.int32]]
+    pooling: Pooling
+
+
+@dataclass(frozen=True)
+class DecodeDone:
+    """Pooled, not yet normalized vectors `(n, dim)`, in the job's order."""
+
+    job_id: int
+    vectors: npt.NDArray[np.float32]
+    inference_seconds: float
+
+
+@dataclass(frozen=True)
+class DecodeFailed:
+    job_id: int
+    message: str
+
+
+@dataclass(frozen=True)
+class WorkerReady:
+    pid: int
+    dimensions: int

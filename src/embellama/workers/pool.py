@@ -1,0 +1,227 @@
+"""Supervised worker processes: start, feed, watch, restart.
+
+Each slot keeps one worker process alive. A reader thread per worker turns pipe
+messages into asyncio results; when the pipe hits EOF the worker is dead, its work
+in flight fails with `WorkerCrashedError` (the scheduler retries it), and the slot
+starts a replacement after a short backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from embellama.config import ModelConfig
+from embellama.errors import InferenceError, WorkerCrashedError
+from embellama.workers.messages import DecodeDone, DecodeFailed, DecodeJob, WorkerReady
+from embellama.workers.worker import run_worker
+
+__all__ = ["WorkerHandle", "WorkerPool", "WorkerStatus"]
+
+_log = logging.getLogger("embellama.workers")
+_job_ids = itertools.count(1)
+# One batch runs while the next is already in the worker's pipe, so the worker never
+# waits for the server between batches.
+LANES_PER_WORKER = 2
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    slot: int
+    pid: int | None
+    state: str
+    batches: int
+    restarts: int
+
+
+class WorkerHandle:
+    """One worker process and the futures of the jobs it holds."""
+
+    def __init__(self, slot: int, config: ModelConfig, loop: asyncio.AbstractEventLoop) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._connection, child = context.Pipe()
+        self.slot = slot
+        self.process = context.Process(
+            target=run_worker, args=(config, child), name=f"embellama-worker-{slot}", daemon=True
+        )
+        self.process.start()
+        child.close()
+        self._loop = loop
+        self._pending: dict[int, asyncio.Future[DecodeDone]] = {}
+        self._send_lock = threading.Lock()
+        self.ready: asyncio.Future[WorkerReady] = loop.create_future()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.batches = 0
+        self._reader = threading.Thread(target=self._read, name=f"embellama-reader-{slot}", daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.ready.done() and not self.ready.cancelled() and not self.exited.done()
+
+    async def run(self, sequences: DecodeJob) -> DecodeDone:
+        if self.exited.done():
+            raise WorkerCrashedError(f"worker {self.slot} is not running")
+        future: asyncio.Future[DecodeDone] = self._loop.create_future()
+        self._pending[sequences.job_id] = future
+        try:
+            with self._send_lock:
+                self._connection.send(sequences)
+        except (OSError, ValueError) as exc:
+            self._pending.pop(sequences.job_id, None)
+            raise WorkerCrashedError(f"worker {self.slot} pipe closed: {exc}") from exc
+        self.batches += 1
+        return await future
+
+    def _read(self) -> None:
+        while True:
+            try:
+                message = self._connection.recv()
+            except (EOFError, OSError):
+                break
+            self._loop.call_soon_threadsafe(self._deliver, message)
+        self.process.join(timeout=5)
+        self._loop.call_soon_threadsafe(self._on_exit)
+
+    def _deliver(self, message: object) -> None:
+        if isinstance(message, WorkerReady):
+            if not self.ready.done():
+                self.ready.set_result(message)
+            return
+        if isinstance(message, (DecodeDone, DecodeFailed)):
+            future = self._pending.pop(message.job_id, None)
+            if future is None or future.done():
+                return
+            if isinstance(message, DecodeDone):
+                future.set_result(message)
+            else:
+                future.set_exception(InferenceError(message.message))
+
+    def _on_exit(self) -> None:
+        code = self.process.exitcode
+        error = WorkerCrashedError(f"worker {self.slot} (pid {self.pid}) exited with code {code}")
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
+        self._pending.clear()
+        if not self.ready.done():
+            self.ready.set_exception(error)
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the pipe (the worker exits after its current job); kill if it lingers."""
+        try:
+            self._connection.close()
+        except OSError:
+            pass
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+
+
+Feeder = Callable[[WorkerHandle], Awaitable[None]]
+
+
+class WorkerPool:
+    """Keeps `count` workers of one model alive and hands each to a feeder coroutine."""
+
+    def __init__(self, config: ModelConfig, count: int, feeder: Feeder) -> None:
+        self.config = config
+        self.count = count
+        self._feeder = feeder
+        self._handles: dict[int, WorkerHandle] = {}
+        self._restarts = dict.fromkeys(range(count), 0)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    async def start(self, *, wait_ready: bool = True) -> None:
+        self._tasks = [asyncio.create_task(self._supervise(slot)) for slot in range(self.count)]
+        if wait_ready:
+            await self.wait_until_ready()
+
+    async def wait_until_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.alive_count < self.count and time.monotonic() < deadline:
+            if all(task.done() for task in self._tasks):
+                break
+            await asyncio.sleep(0.02)
+
+    @property
+    def alive_count(self) -> int:
+        return sum(1 for handle in self._handles.values() if handle.alive)
+
+    @property
+    def starting_count(self) -> int:
+        return sum(1 for handle in self._handles.values() if not handle.ready.done())
+
+    def status(self) -> list[WorkerStatus]:
+        rows = []
+        for slot in range(self.count):
+            handle = self._handles.get(slot)
+            state = "stopped"
+            if handle is not None:
+                state = "ready" if handle.alive else "starting" if not handle.ready.done() else "dead"
+            rows.append(
+                WorkerStatus(
+                    slot=slot,
+                    pid=handle.pid if handle else None,
+                    state=state,
+                    batches=handle.batches if handle else 0,
+                    restarts=self._restarts[slot],
+                )
+            )
+        return rows
+
+    def pids(self) -> list[int]:
+        return [h.pid for h in self._handles.values() if h.alive and h.pid is not None]
+
+    async def _supervise(self, slot: int) -> None:
+        backoff = 0.2
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            handle = WorkerHandle(slot, self.config, loop)
+            self._handles[slot] = handle
+            try:
+                ready = await handle.ready
+            except WorkerCrashedError as exc:
+                _log.error("worker %d failed to start: %s", slot, exc)
+            else:
+                _log.info("worker %d ready (pid %d)", slot, ready.pid)
+                backoff = 0.2
+                await self._feed(handle)
+            if self._stopping:
+                return
+            self._restarts[slot] += 1
+            _log.warning("worker %d (pid %s) exited with %s; restarting", slot, handle.pid,
+                         handle.process.exitcode)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _feed(self, handle: WorkerHandle) -> None:
+        lanes = [asyncio.create_task(self._feeder(handle)) for _ in range(LANES_PER_WORKER)]
+        try:
+            await handle.exited
+        finally:
+            for lane in lanes:
+                lane.cancel()
+            await asyncio.gather(*lanes, return_exceptions=True)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        handles = list(self._handles.values())
+        await asyncio.gather(*(asyncio.to_thread(handle.stop) for handle in handles))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
