@@ -31,7 +31,11 @@ OUT = Path(__file__).resolve().parent
 def machine() -> str:
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in lscpu.splitlines()
+            if line.startswith("Model name")
+        )
     except (OSError, StopIteration):
         model = platform.processor() or "unknown"
     import os
@@ -58,8 +62,15 @@ def main() -> None:
         )
         engines.append(engine)
         runners[f"embellama {budget} tok / {sequences} seq"] = engine.embed
-    llama = Llama(str(path), embedding=True, n_ctx=512, n_batch=512, n_threads=args.threads,
-                  n_threads_batch=args.threads, verbose=False)
+    llama = Llama(
+        str(path),
+        embedding=True,
+        n_ctx=512,
+        n_batch=512,
+        n_threads=args.threads,
+        n_threads_batch=args.threads,
+        verbose=False,
+    )
     runners["llama-cpp-python Llama.embed (n_batch 512)"] = lambda t: llama.embed(t, normalize=True)
 
     token_total = sum(engines[0].count_tokens(texts))
@@ -84,11 +95,19 @@ def main() -> None:
         "| configuration | texts/s (median) | min | max | vs Llama.embed |",
         "|---|---:|---:|---:|---:|",
     ]
-    lines += [f"| {n} | {m:.1f} | {lo:.1f} | {hi:.1f} | {m / baseline:.2f}x |" for n, m, lo, hi in rows]
+    lines += [
+        f"| {n} | {m:.1f} | {lo:.1f} | {hi:.1f} | {m / baseline:.2f}x |" for n, m, lo, hi in rows
+    ]
     best = max(rows[:-1], key=lambda row: row[1])
-    lines += ["", f"Fastest embellama configuration in this run: **{best[0]}** ({best[1]:.1f} texts/s).", ""]
+    lines += [
+        "",
+        f"Fastest embellama configuration in this run: **{best[0]}** ({best[1]:.1f} texts/s).",
+        "",
+    ]
     (OUT / "batch_budget.md").write_text("\n".join(lines))
-    (OUT / "batch_budget.json").write_text(json.dumps({"machine": machine(), "samples": samples}, indent=1))
+    (OUT / "batch_budget.json").write_text(
+        json.dumps({"machine": machine(), "samples": samples}, indent=1)
+    )
     print("\n".join(lines))
     for engine in engines:
         engine.close()

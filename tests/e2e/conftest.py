@@ -13,9 +13,22 @@ from tests.e2e.server import ServerProcess, start_server
 @pytest.fixture(scope="module")
 def server(minilm_gguf: Path, server_logs: Path) -> Iterator[ServerProcess]:
     process = start_server(
-        ["--model-path", str(minilm_gguf), "--model-name", "minilm", "--model-alias", "text-embedding-3-small",
-         "--max-inputs-per-request", "64", "--max-body-bytes", "200000", "--workers", "2",
-         "--threads-per-worker", "1"],
+        [
+            "--model-path",
+            str(minilm_gguf),
+            "--model-name",
+            "minilm",
+            "--model-alias",
+            "text-embedding-3-small",
+            "--max-inputs-per-request",
+            "64",
+            "--max-body-bytes",
+            "200000",
+            "--workers",
+            "2",
+            "--threads-per-worker",
+            "1",
+        ],
         server_logs,
     )
     try:

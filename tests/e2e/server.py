@@ -58,13 +58,17 @@ class ServerProcess:
         return self.process.returncode
 
 
-def start_server(args: Sequence[str], log_dir: Path, env: dict[str, str] | None = None) -> ServerProcess:
+def start_server(
+    args: Sequence[str], log_dir: Path, env: dict[str, str] | None = None
+) -> ServerProcess:
     port = free_port()
     log_path = log_dir / f"server-{port}.log"
     handle = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "embellama.cli.main", "serve", "--port", str(port), *args],
-        stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
     )
     handle.close()
     return ServerProcess(process, port, log_path)

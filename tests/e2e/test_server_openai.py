@@ -66,8 +66,11 @@ def test_models_routes(client: OpenAI, server: ServerProcess) -> None:
 
 
 def test_request_id_and_timing_headers(server: ServerProcess) -> None:
-    response = httpx.post(server.url + "/v1/embeddings", json={"input": "x", "model": "minilm"},
-                          headers={"X-Request-ID": "my-id-123"})
+    response = httpx.post(
+        server.url + "/v1/embeddings",
+        json={"input": "x", "model": "minilm"},
+        headers={"X-Request-ID": "my-id-123"},
+    )
     assert response.headers["x-request-id"] == "my-id-123"
     assert int(response.headers["x-tokens"]) == 3
     assert float(response.headers["x-inference-time"]) > 0
@@ -94,15 +97,26 @@ def node_openai(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.fail("node and npm are required for the OpenAI Node SDK test")
     folder = tmp_path_factory.mktemp("node-openai")
     subprocess.run(["npm", "init", "-y"], cwd=folder, check=True, capture_output=True)
-    subprocess.run(["npm", "install", "--no-audit", "--no-fund", "openai@4"], cwd=folder, check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "openai@4"],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (folder / "embed.js").write_text(NODE_SCRIPT)
     return folder
 
 
 def test_openai_node_sdk(node_openai: Path, server: ServerProcess, engine: EmbeddingEngine) -> None:
-    done = subprocess.run(["node", "embed.js", server.url + "/v1", json.dumps(TEXTS)], cwd=node_openai,
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        ["node", "embed.js", server.url + "/v1", json.dumps(TEXTS)],
+        cwd=node_openai,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     expected = engine.embed(TEXTS)

@@ -114,7 +114,11 @@ class Scheduler:
             vectors=[None] * len(sequences),
             remaining=len(sequences),
         )
-        lane = self._lanes.small if sum(map(len, sequences)) <= SMALL_REQUEST_TOKENS else self._lanes.bulk
+        lane = (
+            self._lanes.small
+            if sum(map(len, sequences)) <= SMALL_REQUEST_TOKENS
+            else self._lanes.bulk
+        )
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
         lane.extend(_Item(request, i, sequences[i]) for i in order)
         self._queued_requests += 1
@@ -216,7 +220,9 @@ class Scheduler:
             if item.request.abandoned:
                 continue
             if item.attempts >= 1:
-                final = NoWorkerError(str(error)) if isinstance(error, WorkerCrashedError) else error
+                final = (
+                    NoWorkerError(str(error)) if isinstance(error, WorkerCrashedError) else error
+                )
                 item.request.future.set_exception(final)
             else:
                 item.attempts += 1

@@ -53,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
         _read_jsonl(args.input) if args.input else iter([{"text": text} for text in args.texts])
     )
     total = _count_lines(args.input) if args.input and str(args.input) != "-" else None
-    with EmbeddingEngine(EngineConfig(models=(model_config_from(resolve(args, MODEL_OPTIONS)),))) as engine:
+    with EmbeddingEngine(
+        EngineConfig(models=(model_config_from(resolve(args, MODEL_OPTIONS)),))
+    ) as engine:
         out = args.output.open("w") if args.output else sys.stdout
         try:
             show = not args.no_progress and (args.output is not None) and sys.stderr.isatty()

@@ -60,30 +60,61 @@ def _positive_float(text: str) -> float:
 
 
 MODEL_OPTIONS = (
-    Option("model-path", f"GGUF file to serve (default: the built-in {DEFAULT_MODEL_NAME}).",
-           parse=Path),
-    Option("model-name", "Name clients pass as `model` (default: the file name; "
-           f"{DEFAULT_MODEL_NAME} for the built-in model)."),
-    Option("model-alias", "Another name the model answers to; repeat for several.",
-           multiple=True),
-    Option("pooling", "Override the GGUF header's pooling (default: the header's; decoders "
-           "without one use the last token).", choices=[p.value for p in Pooling]),
-    Option("normalization", "How vectors are scaled; l2 is what cosine search expects.",
-           default="l2", choices=[n.value for n in Normalization]),
+    Option(
+        "model-path",
+        f"GGUF file to serve (default: the built-in {DEFAULT_MODEL_NAME}).",
+        parse=Path,
+    ),
+    Option(
+        "model-name",
+        "Name clients pass as `model` (default: the file name; "
+        f"{DEFAULT_MODEL_NAME} for the built-in model).",
+    ),
+    Option("model-alias", "Another name the model answers to; repeat for several.", multiple=True),
+    Option(
+        "pooling",
+        "Override the GGUF header's pooling (default: the header's; decoders "
+        "without one use the last token).",
+        choices=[p.value for p in Pooling],
+    ),
+    Option(
+        "normalization",
+        "How vectors are scaled; l2 is what cosine search expects.",
+        default="l2",
+        choices=[n.value for n in Normalization],
+    ),
     Option("norm-p", "p for --normalization p_norm.", default=2.0, parse=_positive_float),
-    Option("threads-per-worker", "llama.cpp threads in each worker (default: all cores / "
-           "workers). On CPU, workers x threads should not exceed the cores.", parse=_positive_int),
-    Option("n-ctx", "Most tokens per input (default and upper bound: the model's context).",
-           parse=_positive_int),
-    Option("n-gpu-layers", "Layers to offload to a GPU build of llama.cpp (-1 = all).",
-           default=0, parse=int),
-    Option("max-batch-tokens", "Token budget of one llama.cpp decode. On CPU bigger is not "
-           "faster: attention cost grows with the whole batch, and 256 measured best "
-           f"(bench/batch_budget.md). Default {DEFAULT_MAX_BATCH_TOKENS}.",
-           default=DEFAULT_MAX_BATCH_TOKENS, parse=_positive_int),
-    Option("max-batch-sequences", "Most inputs in one decode (llama.cpp allows 256). "
-           f"Default {DEFAULT_MAX_BATCH_SEQUENCES}.", default=DEFAULT_MAX_BATCH_SEQUENCES,
-           parse=_positive_int),
+    Option(
+        "threads-per-worker",
+        "llama.cpp threads in each worker (default: all cores / "
+        "workers). On CPU, workers x threads should not exceed the cores.",
+        parse=_positive_int,
+    ),
+    Option(
+        "n-ctx",
+        "Most tokens per input (default and upper bound: the model's context).",
+        parse=_positive_int,
+    ),
+    Option(
+        "n-gpu-layers",
+        "Layers to offload to a GPU build of llama.cpp (-1 = all).",
+        default=0,
+        parse=int,
+    ),
+    Option(
+        "max-batch-tokens",
+        "Token budget of one llama.cpp decode. On CPU bigger is not "
+        "faster: attention cost grows with the whole batch, and 256 measured best "
+        f"(bench/batch_budget.md). Default {DEFAULT_MAX_BATCH_TOKENS}.",
+        default=DEFAULT_MAX_BATCH_TOKENS,
+        parse=_positive_int,
+    ),
+    Option(
+        "max-batch-sequences",
+        f"Most inputs in one decode (llama.cpp allows 256). Default {DEFAULT_MAX_BATCH_SEQUENCES}.",
+        default=DEFAULT_MAX_BATCH_SEQUENCES,
+        parse=_positive_int,
+    ),
 )
 
 
@@ -97,20 +128,45 @@ def _log_level(text: str) -> str:
 SERVER_OPTIONS = (
     Option("host", "Address to listen on; loopback by default.", default="127.0.0.1"),
     Option("port", "TCP port.", default=8080, parse=int),
-    Option("workers", "Worker processes, each with its own copy of the model; a crash "
-           "in one never takes the server down.", default=1, parse=_positive_int),
-    Option("queue-size", "Requests queued or running at once; beyond it clients get 429 "
-           "with Retry-After instead of waiting without bound.", default=256,
-           parse=_positive_int),
-    Option("request-timeout", "Seconds a request may take before 504; its queued work "
-           "is dropped.", default=60.0, parse=_positive_float),
-    Option("max-inputs-per-request", "Most inputs in one request (OpenAI allows 2048).",
-           default=2048, parse=_positive_int),
-    Option("max-body-bytes", "Largest request body; larger ones get 413.",
-           default=16 * 1024 * 1024, parse=_positive_int),
+    Option(
+        "workers",
+        "Worker processes, each with its own copy of the model; a crash "
+        "in one never takes the server down.",
+        default=1,
+        parse=_positive_int,
+    ),
+    Option(
+        "queue-size",
+        "Requests queued or running at once; beyond it clients get 429 "
+        "with Retry-After instead of waiting without bound.",
+        default=256,
+        parse=_positive_int,
+    ),
+    Option(
+        "request-timeout",
+        "Seconds a request may take before 504; its queued work is dropped.",
+        default=60.0,
+        parse=_positive_float,
+    ),
+    Option(
+        "max-inputs-per-request",
+        "Most inputs in one request (OpenAI allows 2048).",
+        default=2048,
+        parse=_positive_int,
+    ),
+    Option(
+        "max-body-bytes",
+        "Largest request body; larger ones get 413.",
+        default=16 * 1024 * 1024,
+        parse=_positive_int,
+    ),
     Option("log-level", "debug, info, warning or error.", default="info", parse=_log_level),
-    Option("log-format", "text for people, json for log pipelines.", default="text",
-           choices=["text", "json"]),
+    Option(
+        "log-format",
+        "text for people, json for log pipelines.",
+        default="text",
+        choices=["text", "json"],
+    ),
 )
 
 
@@ -128,8 +184,9 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option], titl
         )
 
 
-def resolve(args: argparse.Namespace, options: Sequence[Option],
-            environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def resolve(
+    args: argparse.Namespace, options: Sequence[Option], environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Flag, else environment variable, else default; bad environment values fail here."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
@@ -143,8 +200,9 @@ def resolve(args: argparse.Namespace, options: Sequence[Option],
             except ValueError as exc:
                 raise ConfigError(f"invalid {option.env}={raw!r}: {exc}") from None
             if option.choices and any(p not in option.choices for p in parsed):
-                raise ConfigError(f"invalid {option.env}={raw!r}; choose from "
-                                  f"{', '.join(option.choices)}")
+                raise ConfigError(
+                    f"invalid {option.env}={raw!r}; choose from {', '.join(option.choices)}"
+                )
             value = parsed if option.multiple else parsed[0]
         values[option.dest] = option.default if value is None else value
     return values

@@ -13,7 +13,13 @@ import sys
 import time
 from typing import Any
 
-from embellama.cli.options import MODEL_OPTIONS, SERVER_OPTIONS, add_options, model_config_from, resolve
+from embellama.cli.options import (
+    MODEL_OPTIONS,
+    SERVER_OPTIONS,
+    add_options,
+    model_config_from,
+    resolve,
+)
 
 _log = logging.getLogger("embellama.server")
 
@@ -31,8 +37,12 @@ class JsonFormatter(logging.Formatter):
     _SKIP = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
-                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         entry.update({k: v for k, v in record.__dict__.items() if k not in self._SKIP})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -53,6 +63,14 @@ def configure_logging(level: str, fmt: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    class _DrainingServer(uvicorn.Server):
+        """Exits 0 after a graceful drain on SIGTERM/SIGINT (uvicorn would re-raise the
+        signal after shutting down, so supervisors would see a death by signal)."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
     from embellama.server.app import create_app
     from embellama.server.state import ServerLimits, ServerState
     from embellama.service import ModelService, ServiceLimits
@@ -61,17 +79,28 @@ def run(args: argparse.Namespace) -> int:
     model = model_config_from(resolve(args, MODEL_OPTIONS), workers=server["workers"])
     configure_logging(server["log_level"], server["log_format"])
     if not _is_loopback(server["host"]):
-        _log.warning("listening on %s, reachable beyond this machine, with no API key", server["host"])
-    limits = ServiceLimits(workers=server["workers"], max_queued_requests=server["queue_size"],
-                           request_timeout=server["request_timeout"])
+        _log.warning(
+            "listening on %s, reachable beyond this machine, with no API key", server["host"]
+        )
+    limits = ServiceLimits(
+        workers=server["workers"],
+        max_queued_requests=server["queue_size"],
+        request_timeout=server["request_timeout"],
+    )
     state = ServerState(
         services=[ModelService(model, limits)],
         limits=ServerLimits(server["max_inputs_per_request"], server["max_body_bytes"]),
     )
-    config = uvicorn.Config(create_app(state), host=server["host"], port=server["port"],
-                            log_config=None, access_log=False, timeout_graceful_shutdown=None,
-                            lifespan="on")
-    uvicorn.Server(config).run()
+    config = uvicorn.Config(
+        create_app(state),
+        host=server["host"],
+        port=server["port"],
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=None,
+        lifespan="on",
+    )
+    _DrainingServer(config).run()
     return 0
 
 

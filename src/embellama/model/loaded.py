@@ -78,7 +78,8 @@ class LoadedModel:
             )
         )
         self.tokenizer = Tokenizer(self._backend, self.limit)
-        self.dimensions = self._backend.n_embd
+        # A vocabulary-only load reports no output size; the header has it.
+        self.dimensions = self._backend.n_embd or self.header.n_embd
         self._lock = threading.Lock()
         self._closed = False
 

@@ -16,7 +16,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from embellama.errors import EmbellamaError
-from embellama.server.errors import ApiError, error_response, handle_domain_error, handle_unexpected_error
+from embellama.server.errors import (
+    ApiError,
+    error_response,
+    handle_domain_error,
+    handle_unexpected_error,
+)
 from embellama.server.middleware import RequestContextMiddleware
 from embellama.server.routes.embeddings import create_embeddings
 from embellama.server.routes.health import health, info, ready
@@ -28,9 +33,17 @@ __all__ = ["create_app"]
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    kind = "not_found" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else None
+    kind = (
+        "not_found"
+        if exc.status_code == 404
+        else "method_not_allowed"
+        if exc.status_code == 405
+        else None
+    )
     message = f"{request.method} {request.url.path}: {exc.detail}"
-    return error_response(ApiError(exc.status_code, message, code=kind, headers=dict(exc.headers or {})))
+    return error_response(
+        ApiError(exc.status_code, message, code=kind, headers=dict(exc.headers or {}))
+    )
 
 
 def create_app(state: ServerState) -> Starlette:

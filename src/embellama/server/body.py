@@ -10,8 +10,11 @@ __all__ = ["read_body"]
 
 
 def _too_large(limit: int) -> ApiError:
-    return ApiError(413, f"the request body is larger than this server's limit of {limit} bytes",
-                    code="request_too_large")
+    return ApiError(
+        413,
+        f"the request body is larger than this server's limit of {limit} bytes",
+        code="request_too_large",
+    )
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -26,7 +26,8 @@ def encode_embeddings(result: EmbeddingResult, encoding_format: str) -> bytes:
     body = {
         "object": "list",
         "data": [
-            {"object": "embedding", "index": index, "embedding": row} for index, row in enumerate(rows)
+            {"object": "embedding", "index": index, "embedding": row}
+            for index, row in enumerate(rows)
         ],
         "model": result.model,
         "usage": {"prompt_tokens": result.total_tokens, "total_tokens": result.total_tokens},

@@ -73,8 +73,14 @@ def _param_for(exc: errors.EmbellamaError) -> str | None:
 
 
 def error_response(error: ApiError) -> Response:
-    body = {"error": {"message": error.message, "type": error.type, "param": error.param,
-                      "code": error.code}}
+    body = {
+        "error": {
+            "message": error.message,
+            "type": error.type,
+            "param": error.param,
+            "code": error.code,
+        }
+    }
     return Response(orjson.dumps(body), error.status, error.headers, "application/json")
 
 
@@ -90,4 +96,6 @@ async def handle_domain_error(request: Request, exc: Exception) -> Response:
 
 async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
     _log.exception("unexpected error", exc_info=exc)
-    return error_response(ApiError(500, "internal server error", "server_error", None, "internal_error"))
+    return error_response(
+        ApiError(500, "internal server error", "server_error", None, "internal_error")
+    )

@@ -52,8 +52,13 @@ class RequestContextMiddleware:
                 scope["path"],
                 status,
                 (time.perf_counter() - started) * 1000,
-                extra={"request_id": request_id, "status": status, "path": scope["path"],
-                       "duration_ms": round((time.perf_counter() - started) * 1000, 2), **extra},
+                extra={
+                    "request_id": request_id,
+                    "status": status,
+                    "path": scope["path"],
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    **extra,
+                },
             )
 
 

@@ -44,18 +44,27 @@ def _bad(param: str, message: str) -> ApiError:
 
 def parse_embeddings_request(body: dict[str, Any], *, max_inputs: int) -> EmbeddingsRequest:
     if "input" not in body:
-        raise ApiError(400, "'input' is a required property", param="input", code="missing_required_parameter")
+        raise ApiError(
+            400, "'input' is a required property", param="input", code="missing_required_parameter"
+        )
     items = parse_inputs(body["input"]).items
     if len(items) > max_inputs:
-        raise _bad("input", f"too many inputs: {len(items)}; this server accepts at most {max_inputs} per request")
+        raise _bad(
+            "input",
+            f"too many inputs: {len(items)}; this server accepts at most {max_inputs} per request",
+        )
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise _bad("model", "'model' must be a string")
     encoding = body.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
-        raise _bad("encoding_format", f"'encoding_format' must be 'float' or 'base64', got {encoding!r}")
+        raise _bad(
+            "encoding_format", f"'encoding_format' must be 'float' or 'base64', got {encoding!r}"
+        )
     dimensions = body.get("dimensions")
-    if dimensions is not None and (isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1):
+    if dimensions is not None and (
+        isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1
+    ):
         raise _bad("dimensions", f"'dimensions' must be a positive integer, got {dimensions!r}")
     user = body.get("user")
     if user is not None and not isinstance(user, str):

@@ -48,7 +48,10 @@ class WorkerHandle:
         self._connection, child = context.Pipe()
         self.slot = slot
         self.process = context.Process(
-            target=run_worker, args=(config, child), name=f"embellama-worker-{slot}", daemon=True
+            target=run_worker,
+            args=(config, child, logging.getLogger().getEffectiveLevel()),
+            name=f"embellama-worker-{slot}",
+            daemon=True,
         )
         self.process.start()
         child.close()
@@ -58,7 +61,9 @@ class WorkerHandle:
         self.ready: asyncio.Future[WorkerReady] = loop.create_future()
         self.exited: asyncio.Future[None] = loop.create_future()
         self.batches = 0
-        self._reader = threading.Thread(target=self._read, name=f"embellama-reader-{slot}", daemon=True)
+        self._reader = threading.Thread(
+            target=self._read, name=f"embellama-reader-{slot}", daemon=True
+        )
         self._reader.start()
 
     @property
@@ -120,10 +125,11 @@ class WorkerHandle:
             self.exited.set_result(None)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Close the pipe (the worker exits after its current job); kill if it lingers."""
+        """Ask the worker to exit after the jobs it holds; kill it if it lingers."""
         try:
-            self._connection.close()
-        except OSError:
+            with self._send_lock:
+                self._connection.send(None)
+        except (OSError, ValueError):
             pass
         self.process.join(timeout)
         if self.process.is_alive():
@@ -172,7 +178,9 @@ class WorkerPool:
             handle = self._handles.get(slot)
             state = "stopped"
             if handle is not None:
-                state = "ready" if handle.alive else "starting" if not handle.ready.done() else "dead"
+                state = (
+                    "ready" if handle.alive else "starting" if not handle.ready.done() else "dead"
+                )
             rows.append(
                 WorkerStatus(
                     slot=slot,
@@ -204,8 +212,12 @@ class WorkerPool:
             if self._stopping:
                 return
             self._restarts[slot] += 1
-            _log.warning("worker %d (pid %s) exited with %s; restarting", slot, handle.pid,
-                         handle.process.exitcode)
+            _log.warning(
+                "worker %d (pid %s) exited with %s; restarting",
+                slot,
+                handle.pid,
+                handle.process.exitcode,
+            )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 

@@ -6,6 +6,8 @@ kill) takes down only this worker; the pool notices and starts another.
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import time
 from multiprocessing.connection import Connection
@@ -20,18 +22,24 @@ from embellama.workers.messages import DecodeDone, DecodeFailed, DecodeJob, Work
 __all__ = ["run_worker"]
 
 
-def run_worker(config: ModelConfig, connection: Connection) -> None:
+def run_worker(
+    config: ModelConfig, connection: Connection, log_level: int = logging.WARNING
+) -> None:
     # The server handles Ctrl-C and SIGTERM and stops workers itself, after draining.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    logging.basicConfig(
+        level=log_level,
+        format=f"%(asctime)s %(levelname)s %(name)s[worker {os.getpid()}]: %(message)s",
+    )
     model = LoadedModel(config)
-    import os
-
     connection.send(WorkerReady(pid=os.getpid(), dimensions=model.dimensions))
     while True:
         try:
             job = connection.recv()
         except (EOFError, OSError):
+            break
+        if job is None:  # the pool's request to stop
             break
         connection.send(_run(model, job))
     model.close()

@@ -20,11 +20,21 @@ async def create_embeddings(request: Request) -> Response:
     parsed = parse_embeddings_request(body, max_inputs=state.limits.max_inputs_per_request)
     service = state.resolve(parsed.model)
     result = await service.embed(
-        parsed.items, truncate=parsed.truncate, normalize=parsed.normalize, dimensions=parsed.dimensions
+        parsed.items,
+        truncate=parsed.truncate,
+        normalize=parsed.normalize,
+        dimensions=parsed.dimensions,
     )
-    request.scope["state"]["access"] = {"model": result.model, "inputs": len(result), "tokens": result.total_tokens}
-    return Response(encode_embeddings(result, parsed.encoding_format), headers=_timing_headers(result),
-                    media_type="application/json")
+    request.scope["state"]["access"] = {
+        "model": result.model,
+        "inputs": len(result),
+        "tokens": result.total_tokens,
+    }
+    return Response(
+        encode_embeddings(result, parsed.encoding_format),
+        headers=_timing_headers(result),
+        media_type="application/json",
+    )
 
 
 def _timing_headers(result: EmbeddingResult) -> dict[str, str]:

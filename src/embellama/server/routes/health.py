@@ -23,11 +23,18 @@ async def health(request: Request) -> Response:
 async def ready(request: Request) -> Response:
     state: ServerState = request.app.state.embellama
     models = {
-        s.name: {"ready": s.ready, "workers_alive": s.pool.alive_count, "queued": s.scheduler.queued_requests}
+        s.name: {
+            "ready": s.ready,
+            "workers_alive": s.pool.alive_count,
+            "queued": s.scheduler.queued_requests,
+        }
         for s in state.services
     }
     is_ready = bool(models) and all(m["ready"] for m in models.values())
-    return _json({"status": "ready" if is_ready else "unavailable", "models": models}, 200 if is_ready else 503)
+    return _json(
+        {"status": "ready" if is_ready else "unavailable", "models": models},
+        200 if is_ready else 503,
+    )
 
 
 async def info(request: Request) -> Response:
@@ -35,25 +42,29 @@ async def info(request: Request) -> Response:
     models = []
     for service in state.services:
         model = service.info()
-        models.append({
-            "name": model.name,
-            "aliases": list(model.aliases),
-            "dimensions": model.dimensions,
-            "max_tokens_per_input": model.context_length,
-            "pooling": model.pooling.value,
-            "normalization": model.normalization.value,
-            "architecture": model.architecture,
-            "file_size": model.file_size,
-            "workers": service.limits.workers,
-            "threads_per_worker": model.n_threads,
-            "max_batch_tokens": service.config.batching.max_batch_tokens,
-            "queue_size": service.limits.max_queued_requests,
-            "request_timeout_seconds": service.limits.request_timeout,
-        })
-    return _json({
-        "max_inputs_per_request": state.limits.max_inputs_per_request,
-        "max_body_bytes": state.limits.max_body_bytes,
-        "encoding_formats": ["float", "base64"],
-        "truncation_modes": [t.value for t in Truncation],
-        "models": models,
-    })
+        models.append(
+            {
+                "name": model.name,
+                "aliases": list(model.aliases),
+                "dimensions": model.dimensions,
+                "max_tokens_per_input": model.context_length,
+                "pooling": model.pooling.value,
+                "normalization": model.normalization.value,
+                "architecture": model.architecture,
+                "file_size": model.file_size,
+                "workers": service.limits.workers,
+                "threads_per_worker": model.n_threads,
+                "max_batch_tokens": service.config.batching.max_batch_tokens,
+                "queue_size": service.limits.max_queued_requests,
+                "request_timeout_seconds": service.limits.request_timeout,
+            }
+        )
+    return _json(
+        {
+            "max_inputs_per_request": state.limits.max_inputs_per_request,
+            "max_body_bytes": state.limits.max_body_bytes,
+            "encoding_formats": ["float", "base64"],
+            "truncation_modes": [t.value for t in Truncation],
+            "models": models,
+        }
+    )

@@ -37,11 +37,15 @@ def _cards(state: ServerState) -> list[dict[str, Any]]:
 
 async def list_models(request: Request) -> Response:
     state: ServerState = request.app.state.embellama
-    return Response(orjson.dumps({"object": "list", "data": _cards(state)}), media_type="application/json")
+    return Response(
+        orjson.dumps({"object": "list", "data": _cards(state)}), media_type="application/json"
+    )
 
 
 async def get_model(request: Request) -> Response:
     state: ServerState = request.app.state.embellama
     name = request.path_params["model_id"]
     service = state.resolve(name)
-    return Response(orjson.dumps(_card(service, name, int(state.started))), media_type="application/json")
+    return Response(
+        orjson.dumps(_card(service, name, int(state.started))), media_type="application/json"
+    )
