@@ -1,0 +1,111 @@
+"""A worker killed under load and a SIGTERM under load: nothing accepted is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from embellama import EmbeddingEngine
+from tests.e2e.server import ServerProcess, start_server
+
+pytestmark = pytest.mark.slow
+
+TEXTS = [f"resilience check number {i} with some words about vectors" for i in range(32)]
+
+
+def _worker_pids(server: ServerProcess) -> list[int]:
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    pids = []
+    for child in map(int, children):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
+            pids.append(child)
+    return pids
+
+
+async def _client_loop(url: str, text: str, until: float, results: list[tuple[int, object]]) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        while time.monotonic() < until:
+            try:
+                response = await client.post("/v1/embeddings", json={"input": [text], "encoding_format": "float"})
+            except httpx.HTTPError as exc:
+                results.append((-1, repr(exc)))
+                continue
+            body = response.json()
+            results.append((response.status_code, body["data"][0]["embedding"] if response.status_code == 200 else body))
+
+
+def test_sigkill_worker_under_load(minilm_gguf: Path, server_logs: Path, engine: EmbeddingEngine) -> None:
+    server = start_server(["--model-path", str(minilm_gguf), "--workers", "2", "--threads-per-worker", "1",
+                           "--request-timeout", "20"], server_logs)
+    try:
+        server.wait_ready()
+        before = _worker_pids(server)
+        assert len(before) == 2, before
+        expected = {text: engine.embed(text) for text in TEXTS}
+        results: dict[str, list[tuple[int, object]]] = {text: [] for text in TEXTS}
+
+        async def scenario() -> None:
+            until = time.monotonic() + 6
+            clients = [asyncio.create_task(_client_loop(server.url, t, until, results[t])) for t in TEXTS]
+            await asyncio.sleep(1.5)
+            os.kill(before[0], signal.SIGKILL)
+            await asyncio.gather(*clients)
+
+        asyncio.run(scenario())
+        total = 0
+        for text, outcomes in results.items():
+            for status, payload in outcomes:
+                total += 1
+                assert status in (200, 503), (status, payload)
+                if status == 200:
+                    np.testing.assert_allclose(payload, expected[text], atol=1e-4)
+        assert total > 100
+        assert sum(1 for o in results.values() for s, _ in o if s == 200) > 0.9 * total
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            ready = httpx.get(server.url + "/ready").json()
+            if next(iter(ready["models"].values()))["workers_alive"] == 2:
+                break
+            time.sleep(0.1)
+        after = _worker_pids(server)
+        assert len(after) == 2 and before[0] not in after, (before, after)
+        assert httpx.post(server.url + "/v1/embeddings", json={"input": "after the crash"}).status_code == 200
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_sigterm_under_load_finishes_accepted_requests(minilm_gguf: Path, server_logs: Path) -> None:
+    server = start_server(["--model-path", str(minilm_gguf), "--workers", "1"], server_logs)
+    server.wait_ready()
+    payload = {"input": [" ".join(["drain"] * 200)] * 24}
+
+    async def scenario() -> list[httpx.Response | BaseException]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            tasks = [asyncio.create_task(client.post("/v1/embeddings", json=payload)) for _ in range(12)]
+            await asyncio.sleep(0.5)
+            server.process.send_signal(signal.SIGTERM)
+            return await asyncio.gather(*tasks, return_exceptions=True)
+
+    outcomes = asyncio.run(scenario())
+    code = server.process.wait(60)
+    assert code == 0, server.log()
+    answered = [o for o in outcomes if isinstance(o, httpx.Response)]
+    assert answered, outcomes
+    for response in answered:
+        assert response.status_code == 200, response.text
+        assert len(response.json()["data"]) == 24
+    for failure in (o for o in outcomes if not isinstance(o, httpx.Response)):
+        assert isinstance(failure, httpx.ConnectError), failure  # never accepted
