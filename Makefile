@@ -21,7 +21,7 @@ prepare-default: $(STAMP)
 	$(BIN)/embellama models prepare-default
 
 serve: prepare-default
-	$(BIN)/embellama embed "embellama turns text into embeddings with llama.cpp."
+	$(BIN)/embellama serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

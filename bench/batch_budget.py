@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.corpus import mixed_texts  # noqa: E402
-from embellama import BatchingConfig, EmbeddingEngine, prepare_default_model  # noqa: E402
+from bench.corpus import mixed_texts
+from embellama import BatchingConfig, EmbeddingEngine, prepare_default_model
 
 CONFIGS = [(1, 1), (64, 16), (128, 16), (256, 8), (256, 16), (512, 32), (1024, 64), (2048, 128)]
 OUT = Path(__file__).resolve().parent

@@ -37,15 +37,15 @@ __all__ = [
     "InvalidDimensionsError",
     "InvalidTextError",
     "InvalidTokenError",
+    "ModelError",
+    "ModelFileError",
+    "ModelLoadError",
+    "ModelNotFoundError",
     "NoWorkerError",
     "OverloadedError",
     "RequestTimeoutError",
     "ServiceError",
     "WorkerCrashedError",
-    "ModelError",
-    "ModelFileError",
-    "ModelLoadError",
-    "ModelNotFoundError",
 ]
 
 

@@ -59,16 +59,23 @@ class ServerProcess:
 
 
 def start_server(
-    args: Sequence[str], log_dir: Path, env: dict[str, str] | None = None
+    args: Sequence[str],
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    *,
+    port_in_env: bool = False,
 ) -> ServerProcess:
+    """`port_in_env` passes the port as EMBELLAMA_PORT, so `args` can be truly empty."""
     port = free_port()
     log_path = log_dir / f"server-{port}.log"
     handle = log_path.open("wb")
+    port_args = [] if port_in_env else ["--port", str(port)]
+    port_env = {"EMBELLAMA_PORT": str(port)} if port_in_env else {}
     process = subprocess.Popen(
-        [sys.executable, "-m", "embellama.cli.main", "serve", "--port", str(port), *args],
+        [sys.executable, "-m", "embellama.cli.main", "serve", *port_args, *args],
         stdout=handle,
         stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **port_env, **(env or {})},
     )
     handle.close()
     return ServerProcess(process, port, log_path)

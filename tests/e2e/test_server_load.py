@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -14,7 +14,20 @@ import pytest
 from embellama import EmbeddingEngine
 from tests.e2e.server import ServerProcess, start_server
 
-WORDS = "search vector local model fast exact query document index latency llama embedding".split()
+WORDS = [
+    "search",
+    "vector",
+    "local",
+    "model",
+    "fast",
+    "exact",
+    "query",
+    "document",
+    "index",
+    "latency",
+    "llama",
+    "embedding",
+]
 
 
 def _texts(count: int, seed: int) -> list[str]:
@@ -22,17 +35,23 @@ def _texts(count: int, seed: int) -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 150))) for _ in range(count)]
 
 
-async def _post(client: httpx.AsyncClient, payload: dict[str, object]) -> httpx.Response:
+async def _post(client: httpx.AsyncClient, payload: Mapping[str, object]) -> httpx.Response:
     return await client.post("/v1/embeddings", json=payload, timeout=120)
 
 
 @pytest.mark.slow
-def test_64_concurrent_clients_match_single_requests(server: ServerProcess, engine: EmbeddingEngine) -> None:
+def test_64_concurrent_clients_match_single_requests(
+    server: ServerProcess, engine: EmbeddingEngine
+) -> None:
     texts = _texts(64 * 3, seed=11)
-    payloads = [{"input": texts[i * 3 : i * 3 + (i % 3) + 1], "encoding_format": "float"} for i in range(64)]
+    payloads = [
+        {"input": texts[i * 3 : i * 3 + (i % 3) + 1], "encoding_format": "float"} for i in range(64)
+    ]
 
     async def scenario() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=server.url, limits=httpx.Limits(max_connections=64)) as client:
+        async with httpx.AsyncClient(
+            base_url=server.url, limits=httpx.Limits(max_connections=64)
+        ) as client:
             return await asyncio.gather(*(_post(client, p) for p in payloads))
 
     responses = asyncio.run(scenario())
@@ -50,8 +69,18 @@ def test_64_concurrent_clients_match_single_requests(server: ServerProcess, engi
 @pytest.fixture(scope="module")
 def tight_server(minilm_gguf: Path, server_logs: Path) -> Iterator[ServerProcess]:
     process = start_server(
-        ["--model-path", str(minilm_gguf), "--queue-size", "2", "--request-timeout", "0.5",
-         "--max-inputs-per-request", "2048", "--workers", "1"],
+        [
+            "--model-path",
+            str(minilm_gguf),
+            "--queue-size",
+            "2",
+            "--request-timeout",
+            "0.5",
+            "--max-inputs-per-request",
+            "2048",
+            "--workers",
+            "1",
+        ],
         server_logs,
     )
     try:
@@ -76,13 +105,19 @@ def test_queue_full_is_429_with_retry_after(tight_server: ServerProcess) -> None
         assert int(response.headers["retry-after"]) >= 1
         assert response.json()["error"]["code"] == "queue_full"
     assert set(statuses) <= {200, 429, 504}
-    assert httpx.post(tight_server.url + "/v1/embeddings", json={"input": "after"}).status_code == 200
+    assert (
+        httpx.post(tight_server.url + "/v1/embeddings", json={"input": "after"}).status_code == 200
+    )
 
 
 def test_timeout_is_504_and_server_recovers(tight_server: ServerProcess) -> None:
-    response = httpx.post(tight_server.url + "/v1/embeddings", json={"input": _texts(1500, seed=8)}, timeout=60)
+    response = httpx.post(
+        tight_server.url + "/v1/embeddings", json={"input": _texts(1500, seed=8)}, timeout=60
+    )
     assert response.status_code == 504, response.text
     assert response.json()["error"]["type"] == "timeout_error"
     # The dropped work does not linger: a small request is answered promptly afterwards.
-    ok = httpx.post(tight_server.url + "/v1/embeddings", json={"input": "after a timeout"}, timeout=10)
+    ok = httpx.post(
+        tight_server.url + "/v1/embeddings", json={"input": "after a timeout"}, timeout=10
+    )
     assert ok.status_code == 200

@@ -34,21 +34,43 @@ def _worker_pids(server: ServerProcess) -> list[int]:
     return pids
 
 
-async def _client_loop(url: str, text: str, until: float, results: list[tuple[int, object]]) -> None:
+async def _client_loop(
+    url: str, text: str, until: float, results: list[tuple[int, object]]
+) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         while time.monotonic() < until:
             try:
-                response = await client.post("/v1/embeddings", json={"input": [text], "encoding_format": "float"})
+                response = await client.post(
+                    "/v1/embeddings", json={"input": [text], "encoding_format": "float"}
+                )
             except httpx.HTTPError as exc:
                 results.append((-1, repr(exc)))
                 continue
             body = response.json()
-            results.append((response.status_code, body["data"][0]["embedding"] if response.status_code == 200 else body))
+            results.append(
+                (
+                    response.status_code,
+                    body["data"][0]["embedding"] if response.status_code == 200 else body,
+                )
+            )
 
 
-def test_sigkill_worker_under_load(minilm_gguf: Path, server_logs: Path, engine: EmbeddingEngine) -> None:
-    server = start_server(["--model-path", str(minilm_gguf), "--workers", "2", "--threads-per-worker", "1",
-                           "--request-timeout", "20"], server_logs)
+def test_sigkill_worker_under_load(
+    minilm_gguf: Path, server_logs: Path, engine: EmbeddingEngine
+) -> None:
+    server = start_server(
+        [
+            "--model-path",
+            str(minilm_gguf),
+            "--workers",
+            "2",
+            "--threads-per-worker",
+            "1",
+            "--request-timeout",
+            "20",
+        ],
+        server_logs,
+    )
     try:
         server.wait_ready()
         before = _worker_pids(server)
@@ -58,7 +80,9 @@ def test_sigkill_worker_under_load(minilm_gguf: Path, server_logs: Path, engine:
 
         async def scenario() -> None:
             until = time.monotonic() + 6
-            clients = [asyncio.create_task(_client_loop(server.url, t, until, results[t])) for t in TEXTS]
+            clients = [
+                asyncio.create_task(_client_loop(server.url, t, until, results[t])) for t in TEXTS
+            ]
             await asyncio.sleep(1.5)
             os.kill(before[0], signal.SIGKILL)
             await asyncio.gather(*clients)
@@ -70,7 +94,7 @@ def test_sigkill_worker_under_load(minilm_gguf: Path, server_logs: Path, engine:
                 total += 1
                 assert status in (200, 503), (status, payload)
                 if status == 200:
-                    np.testing.assert_allclose(payload, expected[text], atol=1e-4)
+                    np.testing.assert_allclose(np.asarray(payload), expected[text], atol=1e-4)
         assert total > 100
         assert sum(1 for o in results.values() for s, _ in o if s == 200) > 0.9 * total
 
@@ -82,19 +106,26 @@ def test_sigkill_worker_under_load(minilm_gguf: Path, server_logs: Path, engine:
             time.sleep(0.1)
         after = _worker_pids(server)
         assert len(after) == 2 and before[0] not in after, (before, after)
-        assert httpx.post(server.url + "/v1/embeddings", json={"input": "after the crash"}).status_code == 200
+        assert (
+            httpx.post(server.url + "/v1/embeddings", json={"input": "after the crash"}).status_code
+            == 200
+        )
     finally:
         assert server.stop() == 0, server.log()
 
 
-def test_sigterm_under_load_finishes_accepted_requests(minilm_gguf: Path, server_logs: Path) -> None:
+def test_sigterm_under_load_finishes_accepted_requests(
+    minilm_gguf: Path, server_logs: Path
+) -> None:
     server = start_server(["--model-path", str(minilm_gguf), "--workers", "1"], server_logs)
     server.wait_ready()
     payload = {"input": [" ".join(["drain"] * 200)] * 24}
 
     async def scenario() -> list[httpx.Response | BaseException]:
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            tasks = [asyncio.create_task(client.post("/v1/embeddings", json=payload)) for _ in range(12)]
+            tasks = [
+                asyncio.create_task(client.post("/v1/embeddings", json=payload)) for _ in range(12)
+            ]
             await asyncio.sleep(0.5)
             server.process.send_signal(signal.SIGTERM)
             return await asyncio.gather(*tasks, return_exceptions=True)

@@ -26,7 +26,7 @@ import torch
 import transformers
 
 import embellama
-from embellama import EmbeddingEngine, InputTooLongError, Pooling
+from embellama import EmbeddingEngine, InputTooLongError, ModelFileError, Pooling, read_gguf_info
 from tests.fixtures.tiny_llama import TinyLlama, build_tiny_llama
 
 pytestmark = pytest.mark.slow
@@ -175,3 +175,15 @@ def test_truncate_start_keeps_bos_and_the_end(
         # Alone, the truncated text and its kept ids are the very same computation.
         alone = engine.embed(long_text, truncate="start")
         assert np.array_equal(alone, engine.embed(kept))
+
+
+def test_vocabulary_without_byte_tokens_is_refused(
+    tiny_llama: TinyLlama, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """llama.cpp would abort the whole process on the first unknown character; we refuse
+    the file up front, with a typed error, and the process lives on."""
+    broken = build_tiny_llama(tmp_path_factory.mktemp("no_bytes"), byte_fallback=False)
+    assert not read_gguf_info(broken.gguf).has_byte_tokens
+    with pytest.raises(ModelFileError, match="without byte-fallback tokens"):
+        EmbeddingEngine.from_path(broken.gguf)
+    assert read_gguf_info(tiny_llama.gguf).has_byte_tokens

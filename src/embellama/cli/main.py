@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from embellama.cli import embed, inspect, models, serve
 from embellama.errors import EmbellamaError
@@ -17,15 +18,22 @@ from embellama.errors import EmbellamaError
 __all__ = ["main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="embellama",
         description="Exact, fast text embeddings from GGUF models through llama.cpp.",
     )
     parser.add_argument(
         "--log-level", default="warning", help="Python log level (default: warning)."
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     embed.register(commands)
     inspect.register(commands)
     models.register(commands)

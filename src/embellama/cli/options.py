@@ -45,17 +45,27 @@ class Option:
         return "EMBELLAMA_" + self.dest.upper()
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _integer(text)
     if value < 1:
-        raise ValueError(f"must be >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value > 0:
-        raise ValueError(f"must be > 0, got {value}")
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
 
 
@@ -121,13 +131,13 @@ MODEL_OPTIONS = (
 def _log_level(text: str) -> str:
     level = text.lower()
     if level not in ("debug", "info", "warning", "error"):
-        raise ValueError("choose debug, info, warning or error")
+        raise argparse.ArgumentTypeError(f"choose debug, info, warning or error, got {text!r}")
     return level
 
 
 SERVER_OPTIONS = (
     Option("host", "Address to listen on; loopback by default.", default="127.0.0.1"),
-    Option("port", "TCP port.", default=8080, parse=int),
+    Option("port", "TCP port.", default=8080, parse=_integer),
     Option(
         "workers",
         "Worker processes, each with its own copy of the model; a crash "
@@ -197,7 +207,7 @@ def resolve(
             try:
                 parts = [p for p in raw.split(",") if p] if option.multiple else [raw]
                 parsed = [option.parse(p) for p in parts]
-            except ValueError as exc:
+            except (ValueError, argparse.ArgumentTypeError) as exc:
                 raise ConfigError(f"invalid {option.env}={raw!r}: {exc}") from None
             if option.choices and any(p not in option.choices for p in parsed):
                 raise ConfigError(

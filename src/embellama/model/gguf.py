@@ -96,6 +96,9 @@ class GGUFInfo:
     vocab_size: int
     n_tensors: int
     metadata: dict[str, Any] = field(repr=False)
+    # SentencePiece vocabularies need <0x00>..<0xFF> tokens: without them llama.cpp
+    # aborts the process (std::out_of_range) on the first character outside the vocab.
+    has_byte_tokens: bool = True
 
 
 def read_gguf_info(path: str | Path) -> GGUFInfo:
@@ -249,5 +252,6 @@ def _describe(
         tokenizer_model=metadata.get("tokenizer.ggml.model"),
         vocab_size=len(tokens) if tokens is not None else 0,
         n_tensors=n_tensors,
+        has_byte_tokens=isinstance(tokens, list) and "<0x0A>" in tokens and "<0xFF>" in tokens,
         metadata={k: v for k, v in metadata.items() if not isinstance(v, (list, _ArraySummary))},
     )

@@ -63,6 +63,11 @@ class LoadedModel:
         """`inference=False` loads only the vocabulary: tokenize and validate, no decode."""
         self.config = config
         self.header = read_gguf_info(config.path)
+        if self.header.tokenizer_model == "llama" and not self.header.has_byte_tokens:
+            raise ModelFileError(
+                f"{config.path} has a SentencePiece vocabulary without byte-fallback tokens; "
+                "llama.cpp aborts the process on any character outside such a vocabulary"
+            )
         self.limit = self._context_limit(config, self.header)
         self.pooling = config.pooling or default_pooling(self.header)
         batching = config.batching

@@ -14,8 +14,9 @@ import logging
 import multiprocessing
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from embellama.config import ModelConfig
 from embellama.errors import InferenceError, WorkerCrashedError
@@ -137,7 +138,7 @@ class WorkerHandle:
             self.process.join(5)
 
 
-Feeder = Callable[[WorkerHandle], Awaitable[None]]
+Feeder = Callable[[WorkerHandle], Coroutine[Any, Any, None]]
 
 
 class WorkerPool:

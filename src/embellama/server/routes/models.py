@@ -8,8 +8,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from embellama.service import ModelService
 from embellama.server.state import ServerState
+from embellama.service import ModelService
 
 __all__ = ["get_model", "list_models"]
 
