@@ -100,18 +100,13 @@ class BatchingConfig:
 
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     max_batch_sequences: int = DEFAULT_MAX_BATCH_SEQUENCES
-    # Pad decodes smaller than llama.cpp's attention tile so a text's vector does not
-    # depend on what it was batched with (see model/backend.py). False saves ~4 ms on a
-    # lone short text on CPU, at the price of ~1e-4 differences between batchings.
-    batch_invariant: bool = True
 
     def __post_init__(self) -> None:
         if self.max_batch_tokens < 1:
             raise ConfigError(f"max_batch_tokens must be >= 1, got {self.max_batch_tokens}")
-        if not 1 <= self.max_batch_sequences <= 255:
+        if not 1 <= self.max_batch_sequences <= 256:
             raise ConfigError(
-                f"max_batch_sequences must be in 1..255 (llama.cpp allows 256, one is "
-                f"kept for padding), "
+                f"max_batch_sequences must be in 1..256 (llama.cpp's limit), "
                 f"got {self.max_batch_sequences}"
             )
 

@@ -29,9 +29,12 @@ _log = logging.getLogger("embellama.llama_cpp")
 # (every metadata key at load), so it goes to debug too.
 _LOG_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
 # ggml's CPU flash attention switches to a tiled kernel (F32 accumulation) at this many
-# query rows in a micro-batch; below it, a per-row kernel accumulates in F16. Outputs of
-# the two differ by ~1e-4, so a text would get a different vector alone than in a batch.
-# Padding small decodes up to the tile keeps every decode on the same kernel.
+# query rows in a micro-batch; below it, a per-row kernel accumulates in F16. The two
+# differ by ~1e-4, so a short text would get a different vector alone than in a batch.
+# Decodes smaller than the tile therefore run on a second context without flash
+# attention (F32 throughout, which agrees with the tiled kernel to ~5e-5, and is also
+# the fastest way to run one short text); larger decodes keep flash attention, which is
+# twice as fast as plain attention on packed batches. Measured in bench/attention.md.
 FLASH_ATTENTION_TILE = 64
 _init_lock = threading.Lock()
 _initialized = False
@@ -66,7 +69,9 @@ class BackendParams:
     n_seq_max: int
     n_threads: int
     n_gpu_layers: int
-    batch_invariant: bool = True
+    # Causal models keep K/V in an F16 cache, where the two attention paths differ by
+    # ~1e-3; they get one context with plain attention (batch invariant to ~1e-6).
+    causal: bool = False
     # Load only the vocabulary and hyperparameters: enough to tokenize and validate,
     # in a process that must not pay for (or crash with) the weights.
     vocab_only: bool = False
@@ -79,21 +84,27 @@ class LlamaBackend:
         _init_llama_cpp()
         self.params = params
         self._model = self._load_model(params)
-        self._ctx: llama_cpp.llama_context_p | None = None
+        self._contexts: list[llama_cpp.llama_context_p] = []
         if not params.vocab_only:
             try:
-                self._ctx = self._create_context(params)
+                self._large = self._create_context(
+                    params, params.n_ctx, flash_attention=not params.causal
+                )
+                self._contexts.append(self._large)
+                self._small = self._large
+                if not params.causal:
+                    self._small = self._create_context(
+                        params, FLASH_ATTENTION_TILE, flash_attention=False
+                    )
+                    self._contexts.append(self._small)
             except BaseException:
-                llama_cpp.llama_model_free(self._model)
+                self._free()
                 raise
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
-        self._memory = llama_cpp.llama_get_memory(self._ctx) if self._ctx else None
         self.n_embd = int(llama_cpp.llama_model_n_embd_out(self._model))
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
         self._batch = _NativeBatch(params.n_ctx)
-        if params.batch_invariant and params.n_ctx < FLASH_ATTENTION_TILE:
-            raise ModelLoadError(f"n_ctx must be >= {FLASH_ATTENTION_TILE} when batch_invariant")
         self._closed = False
 
     @staticmethod
@@ -106,14 +117,22 @@ class LlamaBackend:
             raise ModelLoadError(f"llama.cpp could not load the model: {params.path}")
         return cast(llama_cpp.llama_model_p, model)
 
-    def _create_context(self, params: BackendParams) -> llama_cpp.llama_context_p:
+    def _create_context(
+        self, params: BackendParams, n_ctx: int, *, flash_attention: bool
+    ) -> llama_cpp.llama_context_p:
         ctx_params = llama_cpp.llama_context_default_params()
-        ctx_params.n_ctx = params.n_ctx
+        ctx_params.n_ctx = n_ctx
         # Non-causal models need a whole sequence in one micro-batch, so both batch
         # sizes equal the context: an input never fails for being longer than a batch.
-        ctx_params.n_batch = params.n_ctx
-        ctx_params.n_ubatch = params.n_ctx
-        ctx_params.n_seq_max = params.n_seq_max + 1  # one spare for the padding sequence
+        ctx_params.n_batch = n_ctx
+        ctx_params.n_ubatch = n_ctx
+        # Every sequence has at least one token; llama.cpp aborts if more are allowed.
+        ctx_params.n_seq_max = min(params.n_seq_max, n_ctx)
+        ctx_params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if flash_attention
+            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
         ctx_params.n_threads = params.n_threads
         ctx_params.n_threads_batch = params.n_threads
         ctx_params.embeddings = True
@@ -169,36 +188,34 @@ class LlamaBackend:
         Token ids must already be validated against the vocabulary: llama.cpp aborts
         the process on an out-of-range id instead of returning an error.
         """
-        if self._ctx is None:
+        if not self._contexts:
             raise InferenceError("this model was loaded for tokenization only")
-        padding = self._padding_for(sequences)
-        n_tokens = self._batch.fill([*sequences, padding] if len(padding) else sequences)
-        if self._memory:
-            llama_cpp.llama_memory_clear(self._memory, True)
-        status = llama_cpp.llama_decode(self._ctx, self._batch.struct)
+        n_tokens = self._batch.fill(sequences)
+        ctx = self._small if n_tokens < FLASH_ATTENTION_TILE else self._large
+        memory = llama_cpp.llama_get_memory(ctx)
+        if memory:
+            llama_cpp.llama_memory_clear(memory, True)
+        status = llama_cpp.llama_decode(ctx, self._batch.struct)
         if status != 0:
             raise InferenceError(f"llama_decode failed with status {status}")
-        pointer = llama_cpp.llama_get_embeddings(self._ctx)
+        pointer = llama_cpp.llama_get_embeddings(ctx)
         if not pointer:
             raise InferenceError("llama.cpp returned no embeddings")
         outputs = np.ctypeslib.as_array(pointer, shape=(n_tokens, self.n_embd)).copy()
-        bounds = np.cumsum([len(seq) for seq in sequences])
-        return np.split(outputs[: bounds[-1]], bounds[:-1])
-
-    def _padding_for(self, sequences: Sequence[TokenIds]) -> TokenIds:
-        """A throwaway sequence that lifts a small decode to the attention tile size."""
-        total = sum(len(seq) for seq in sequences)
-        if not self.params.batch_invariant or total >= FLASH_ATTENTION_TILE:
-            return np.zeros(0, dtype=np.int32)
-        return np.zeros(FLASH_ATTENTION_TILE - total, dtype=np.int32)
+        bounds = np.cumsum([len(seq) for seq in sequences])[:-1]
+        return np.split(outputs, bounds)
 
     def close(self) -> None:
         """Free native memory now rather than whenever the garbage collector runs."""
         if self._closed:
             return
         self._closed = True
-        if self._ctx is not None:
-            llama_cpp.llama_free(self._ctx)
+        self._free()
+
+    def _free(self) -> None:
+        for ctx in self._contexts:
+            llama_cpp.llama_free(ctx)
+        self._contexts.clear()
         llama_cpp.llama_model_free(self._model)
 
     def __del__(self) -> None:

@@ -78,8 +78,8 @@ class LoadedModel:
                 n_seq_max=batching.max_batch_sequences,
                 n_threads=config.resolved_threads,
                 n_gpu_layers=config.n_gpu_layers,
-                batch_invariant=batching.batch_invariant,
                 vocab_only=not inference,
+                causal=self.header.causal_attention,
             )
         )
         self.tokenizer = Tokenizer(self._backend, self.limit)
