@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -91,6 +91,8 @@ class Scheduler:
         self._lanes = _Lanes()
         self._queued_requests = 0
         self._wakeup = asyncio.Event()
+        # Called with the token count of each input of every batch handed to a worker.
+        self.batch_observer: Callable[[list[int]], None] | None = None
 
     @property
     def queued_requests(self) -> int:
@@ -154,6 +156,8 @@ class Scheduler:
         """One lane of one worker: take a batch, run it, deliver, repeat."""
         while True:
             batch = await self._take_batch()
+            if self.batch_observer is not None:
+                self.batch_observer([len(item.ids) for item in batch])
             try:
                 done = await worker.run(
                     DecodeJob(next(_job_ids), [item.ids for item in batch], self._pooling)

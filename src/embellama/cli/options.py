@@ -96,8 +96,9 @@ MODEL_OPTIONS = (
     Option("norm-p", "p for --normalization p_norm.", default=2.0, parse=_positive_float),
     Option(
         "threads-per-worker",
-        "llama.cpp threads in each worker (default: all cores / "
-        "workers). On CPU, workers x threads should not exceed the cores.",
+        "Most llama.cpp threads one worker uses (default: all cores). Workers decoding at "
+        "the same moment split them (2 busy workers with 2 threads use 1 each), so one "
+        "request gets every core and load never oversubscribes them.",
         parse=_positive_int,
     ),
     Option(
@@ -128,6 +129,15 @@ MODEL_OPTIONS = (
 )
 
 
+def _boolean(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def _log_level(text: str) -> str:
     level = text.lower()
     if level not in ("debug", "info", "warning", "error"):
@@ -140,9 +150,10 @@ SERVER_OPTIONS = (
     Option("port", "TCP port.", default=8080, parse=_integer),
     Option(
         "workers",
-        "Worker processes, each with its own copy of the model; a crash "
-        "in one never takes the server down.",
-        default=1,
+        "Worker processes, each with its own llama.cpp context (weights are memory-mapped, "
+        "so shared); a crash in one never takes the server down. Default 2 (1 on one core): "
+        "under load two 1-thread decodes beat one 2-thread decode (bench/results.md).",
+        default=min(2, os.cpu_count() or 1),
         parse=_positive_int,
     ),
     Option(
@@ -169,6 +180,30 @@ SERVER_OPTIONS = (
         "Largest request body; larger ones get 413.",
         default=16 * 1024 * 1024,
         parse=_positive_int,
+    ),
+    Option(
+        "api-key",
+        "Require 'Authorization: Bearer <key>'; repeat for several keys (env: "
+        "comma-separated). None by default, fine on loopback.",
+        multiple=True,
+    ),
+    Option("api-key-file", "File with one API key per line, added to --api-key.", parse=Path),
+    Option(
+        "rate-limit-rps",
+        "Requests per second per key (per client address without keys); "
+        "beyond it 429 with Retry-After. Default: unlimited.",
+        parse=_positive_float,
+    ),
+    Option(
+        "rate-limit-tpm",
+        "Tokens per minute per key, charged after each request. Default: unlimited.",
+        parse=_positive_float,
+    ),
+    Option(
+        "metrics-auth",
+        "Require an API key for /metrics too (default: public, like /health and /ready).",
+        default=False,
+        parse=_boolean,
     ),
     Option("log-level", "debug, info, warning or error.", default="info", parse=_log_level),
     Option(
@@ -218,11 +253,11 @@ def resolve(
     return values
 
 
-def model_config_from(values: Mapping[str, Any], *, workers: int = 1) -> ModelConfig:
+def model_config_from(values: Mapping[str, Any]) -> ModelConfig:
     """The `ModelConfig` the options describe; the default model only when no path is given."""
     path = values["model_path"] or require_default_model()
     name = values["model_name"] or (DEFAULT_MODEL_NAME if values["model_path"] is None else None)
-    threads = values["threads_per_worker"] or max(1, (os.cpu_count() or 1) // workers)
+    threads = values["threads_per_worker"] or os.cpu_count() or 1
     return ModelConfig(
         path=path,
         name=name,

@@ -20,6 +20,7 @@ from embellama.cli.options import (
     model_config_from,
     resolve,
 )
+from embellama.errors import ConfigError
 
 _log = logging.getLogger("embellama.server")
 
@@ -72,15 +73,19 @@ def run(args: argparse.Namespace) -> int:
             self._captured_signals.clear()
 
     from embellama.server.app import create_app
+    from embellama.server.security import AccessControl, RateLimits
     from embellama.server.state import ServerLimits, ServerState
     from embellama.service import ModelService, ServiceLimits
 
     server = resolve(args, SERVER_OPTIONS)
-    model = model_config_from(resolve(args, MODEL_OPTIONS), workers=server["workers"])
+    model = model_config_from(resolve(args, MODEL_OPTIONS))
     configure_logging(server["log_level"], server["log_format"])
-    if not _is_loopback(server["host"]):
+    keys = _api_keys(server)
+    if not keys and not _is_loopback(server["host"]):
         _log.warning(
-            "listening on %s, reachable beyond this machine, with no API key", server["host"]
+            "listening on %s, reachable beyond this machine, without any API key "
+            "(set --api-key or EMBELLAMA_API_KEY)",
+            server["host"],
         )
     limits = ServiceLimits(
         workers=server["workers"],
@@ -90,6 +95,11 @@ def run(args: argparse.Namespace) -> int:
     state = ServerState(
         services=[ModelService(model, limits)],
         limits=ServerLimits(server["max_inputs_per_request"], server["max_body_bytes"]),
+        access=AccessControl(
+            keys,
+            RateLimits(server["rate_limit_rps"], server["rate_limit_tpm"]),
+            public_metrics=not server["metrics_auth"],
+        ),
     )
     config = uvicorn.Config(
         create_app(state),
@@ -102,6 +112,17 @@ def run(args: argparse.Namespace) -> int:
     )
     _DrainingServer(config).run()
     return 0
+
+
+def _api_keys(server: dict[str, Any]) -> list[str]:
+    keys = list(server["api_key"] or [])
+    if server["api_key_file"] is not None:
+        try:
+            lines = server["api_key_file"].read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --api-key-file: {exc}") from None
+        keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return keys
 
 
 def _is_loopback(host: str) -> bool:

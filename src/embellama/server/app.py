@@ -21,11 +21,13 @@ from embellama.server.errors import (
     error_response,
     handle_domain_error,
     handle_unexpected_error,
+    rejection_reason,
 )
 from embellama.server.middleware import RequestContextMiddleware
 from embellama.server.routes.embeddings import create_embeddings
-from embellama.server.routes.health import health, info, ready
+from embellama.server.routes.health import health, info, metrics, ready
 from embellama.server.routes.models import get_model, list_models
+from embellama.server.security import SecurityMiddleware
 from embellama.server.state import ServerState
 
 __all__ = ["create_app"]
@@ -67,6 +69,7 @@ def create_app(state: ServerState) -> Starlette:
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/info", info, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,
@@ -79,5 +82,12 @@ def create_app(state: ServerState) -> Starlette:
         },
     )
     app.state.embellama = state
-    app.add_middleware(RequestContextMiddleware)
+
+    def reject(error: ApiError) -> Response:
+        state.metrics.rejected.labels(rejection_reason(error)).inc()
+        return error_response(error)
+
+    # Added last = outermost: every response, 401s included, gets a request id and a log line.
+    app.add_middleware(SecurityMiddleware, control=state.access, reject=reject)
+    app.add_middleware(RequestContextMiddleware, metrics=state.metrics)
     return app

@@ -16,7 +16,13 @@ from starlette.responses import Response
 
 from embellama import errors
 
-__all__ = ["ApiError", "error_response", "handle_domain_error", "handle_unexpected_error"]
+__all__ = [
+    "ApiError",
+    "error_response",
+    "handle_domain_error",
+    "handle_unexpected_error",
+    "rejection_reason",
+]
 
 _log = logging.getLogger("embellama.server")
 
@@ -72,6 +78,25 @@ def _param_for(exc: errors.EmbellamaError) -> str | None:
     return None
 
 
+def rejection_reason(error: ApiError) -> str:
+    """The `reason` label of embellama_rejected_requests for an error response."""
+    if error.status in (401, 403):
+        return "auth"
+    if error.status == 429:
+        return "rate_limit" if error.code == "rate_limit_exceeded" else "overload"
+    if error.status == 504:
+        return "timeout"
+    if error.status >= 500:
+        return "unavailable"
+    return "validation"
+
+
+def _count(request: Request, error: ApiError) -> None:
+    state = getattr(request.app.state, "embellama", None)
+    if state is not None:
+        state.metrics.rejected.labels(rejection_reason(error)).inc()
+
+
 def error_response(error: ApiError) -> Response:
     body = {
         "error": {
@@ -86,11 +111,13 @@ def error_response(error: ApiError) -> Response:
 
 async def handle_domain_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ApiError):
-        return error_response(exc)
-    assert isinstance(exc, errors.EmbellamaError)
-    api = to_api_error(exc)
-    if api.status >= 500:
-        _log.warning("request failed: %s", exc)
+        api = exc
+    else:
+        assert isinstance(exc, errors.EmbellamaError)
+        api = to_api_error(exc)
+        if api.status >= 500:
+            _log.warning("request failed: %s", exc)
+    _count(request, api)
     return error_response(api)
 
 

@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 
 from embellama.errors import ModelNotFoundError
+from embellama.server.metrics import Metrics, ServiceView
+from embellama.server.security import AccessControl
 from embellama.service import ModelService
 
 __all__ = ["ServerLimits", "ServerState"]
@@ -21,7 +23,24 @@ class ServerLimits:
 class ServerState:
     services: list[ModelService]
     limits: ServerLimits
+    access: AccessControl = field(default_factory=AccessControl)
     started: float = field(default_factory=time.time)
+    metrics: Metrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self._views)
+        for service in self.services:
+            self._observe(service)
+
+    def _views(self) -> list[ServiceView]:
+        return [
+            ServiceView(s.name, lambda s=s: s.scheduler.queued_requests, s.pool.status)  # type: ignore[misc]
+            for s in self.services
+        ]
+
+    def _observe(self, service: ModelService) -> None:
+        name = service.name
+        service.scheduler.batch_observer = lambda sizes: self.metrics.observe_batch(name, sizes)
 
     def resolve(self, name: str | None) -> ModelService:
         """`None` (no `model` in the request) means the first model."""

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 from embellama.config import ModelConfig
@@ -39,18 +40,25 @@ class WorkerStatus:
     state: str
     batches: int
     restarts: int
+    in_flight: int
 
 
 class WorkerHandle:
     """One worker process and the futures of the jobs it holds."""
 
-    def __init__(self, slot: int, config: ModelConfig, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        slot: int,
+        config: ModelConfig,
+        loop: asyncio.AbstractEventLoop,
+        busy: Synchronized[int] | None = None,
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self._connection, child = context.Pipe()
         self.slot = slot
         self.process = context.Process(
             target=run_worker,
-            args=(config, child, logging.getLogger().getEffectiveLevel()),
+            args=(config, child, logging.getLogger().getEffectiveLevel(), busy),
             name=f"embellama-worker-{slot}",
             daemon=True,
         )
@@ -70,6 +78,10 @@ class WorkerHandle:
     @property
     def pid(self) -> int | None:
         return self.process.pid
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
 
     @property
     def alive(self) -> bool:
@@ -152,6 +164,8 @@ class WorkerPool:
         self._restarts = dict.fromkeys(range(count), 0)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        # How many of this pool's workers are decoding right now (see ThreadShare).
+        self._busy: Synchronized[int] = multiprocessing.get_context("spawn").Value("i", 0)
 
     async def start(self, *, wait_ready: bool = True) -> None:
         self._tasks = [asyncio.create_task(self._supervise(slot)) for slot in range(self.count)]
@@ -189,6 +203,7 @@ class WorkerPool:
                     state=state,
                     batches=handle.batches if handle else 0,
                     restarts=self._restarts[slot],
+                    in_flight=handle.in_flight if handle else 0,
                 )
             )
         return rows
@@ -200,7 +215,7 @@ class WorkerPool:
         backoff = 0.2
         loop = asyncio.get_running_loop()
         while not self._stopping:
-            handle = WorkerHandle(slot, self.config, loop)
+            handle = WorkerHandle(slot, self.config, loop, self._busy)
             self._handles[slot] = handle
             try:
                 ready = await handle.ready

@@ -25,6 +25,8 @@ async def create_embeddings(request: Request) -> Response:
         normalize=parsed.normalize,
         dimensions=parsed.dimensions,
     )
+    state.metrics.observe_result(result)
+    state.access.charge_tokens(request.scope["state"].get("client"), result.total_tokens)
     request.scope["state"]["access"] = {
         "model": result.model,
         "inputs": len(result),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
 from embellama.config import Truncation
 from embellama.server.state import ServerState
 
-__all__ = ["health", "info", "ready"]
+__all__ = ["health", "info", "metrics", "ready"]
 
 
 def _json(value: object, status: int = 200) -> Response:
@@ -65,6 +66,16 @@ async def info(request: Request) -> Response:
             "max_body_bytes": state.limits.max_body_bytes,
             "encoding_formats": ["float", "base64"],
             "truncation_modes": [t.value for t in Truncation],
+            "auth": {
+                "api_keys": state.access.masked_keys,
+                "requests_per_second": state.access.limits.requests_per_second,
+                "tokens_per_minute": state.access.limits.tokens_per_minute,
+            },
             "models": models,
         }
     )
+
+
+async def metrics(request: Request) -> Response:
+    state: ServerState = request.app.state.embellama
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,149 @@
+"""Every Prometheus metric the server exports, defined in one place (`embellama_*`).
+
+Metrics live in a registry owned by the app, never a module global, so two apps in
+one process (tests) do not share counters. Gauges that mirror live state (queue depth,
+workers) are read at scrape time from callbacks instead of being kept in sync.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from embellama.results import EmbeddingResult
+from embellama.workers.pool import WorkerStatus
+
+__all__ = ["Metrics", "ServiceView"]
+
+_ROUTES = frozenset(
+    {"/v1/embeddings", "/embeddings", "/v1/models", "/health", "/ready", "/info", "/metrics"}
+)
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """What the scrape-time collector reads from one served model."""
+
+    name: str
+    queued: Callable[[], int]
+    workers: Callable[[], list[WorkerStatus]]
+
+
+def _rss_bytes(pid: int | None) -> int:
+    try:
+        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+class _LiveState(Collector):
+    def __init__(self, views: Callable[[], Iterable[ServiceView]]) -> None:
+        self._views = views
+
+    def collect(self) -> Iterable[Metric]:
+        label = ["model"]
+        depth = GaugeMetricFamily(
+            "embellama_queue_depth", "Requests queued or running.", labels=label
+        )
+        alive = GaugeMetricFamily(
+            "embellama_workers_alive", "Worker processes ready to serve.", labels=label
+        )
+        busy = GaugeMetricFamily(
+            "embellama_workers_busy", "Workers holding at least one batch.", labels=label
+        )
+        restarts = CounterMetricFamily(
+            "embellama_worker_restarts", "Worker processes replaced.", labels=label
+        )
+        memory = GaugeMetricFamily(
+            "embellama_worker_resident_memory_bytes", "RSS of each model's workers.", labels=label
+        )
+        for view in self._views():
+            workers = view.workers()
+            depth.add_metric([view.name], view.queued())
+            alive.add_metric([view.name], sum(1 for w in workers if w.state == "ready"))
+            busy.add_metric([view.name], sum(1 for w in workers if w.in_flight > 0))
+            restarts.add_metric([view.name], sum(w.restarts for w in workers))
+            memory.add_metric(
+                [view.name], sum(_rss_bytes(w.pid) for w in workers if w.state == "ready")
+            )
+        yield from (depth, alive, busy, restarts, memory)
+
+
+class Metrics:
+    def __init__(self, views: Callable[[], Iterable[ServiceView]]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "embellama_requests",
+            "HTTP requests by route, status and model.",
+            ["route", "status", "model"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "embellama_request_duration_seconds",
+            "Whole request time.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "embellama_stage_duration_seconds",
+            "Time per pipeline stage (tokenize, queue, inference).",
+            ["stage", "model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inputs = Counter("embellama_inputs", "Inputs embedded.", ["model"], registry=r)
+        self.tokens = Counter("embellama_tokens", "Tokens embedded.", ["model"], registry=r)
+        self.batch_size = Histogram(
+            "embellama_batch_size",
+            "Inputs per llama.cpp decode.",
+            ["model"],
+            buckets=_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.batch_tokens = Histogram(
+            "embellama_batch_tokens",
+            "Tokens per llama.cpp decode.",
+            ["model"],
+            buckets=_TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.rejected = Counter(
+            "embellama_rejected_requests", "Requests refused, by reason.", ["reason"], registry=r
+        )
+        ProcessCollector(namespace="embellama", registry=r)
+        r.register(_LiveState(views))
+
+    def observe_result(self, result: EmbeddingResult) -> None:
+        timings, model = result.timings, result.model
+        self.stage_seconds.labels("tokenize", model).observe(timings.tokenize)
+        self.stage_seconds.labels("queue", model).observe(timings.queue)
+        self.stage_seconds.labels("inference", model).observe(timings.inference)
+        self.inputs.labels(model).inc(len(result))
+        self.tokens.labels(model).inc(result.total_tokens)
+
+    def observe_request(self, path: str, status: int, model: str, seconds: float) -> None:
+        route = (
+            path
+            if path in _ROUTES
+            else "/v1/models/{id}"
+            if path.startswith("/v1/models/")
+            else "other"
+        )
+        self.requests.labels(route, str(status), model).inc()
+        self.request_seconds.labels(route).observe(seconds)
+
+    def observe_batch(self, model: str, sizes: list[int]) -> None:
+        self.batch_size.labels(model).observe(len(sizes))
+        self.batch_tokens.labels(model).observe(sum(sizes))

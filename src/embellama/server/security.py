@@ -1,0 +1,192 @@
+"""API keys and per-client rate limits, as one ASGI middleware in front of the routes.
+
+Keys are compared in constant time against every configured key (no early exit), so
+response timing says nothing about how much of a guess was right. Logs and /info see
+only a key's masked form. Rate limits are token buckets per key (per client address
+when no keys are configured): requests per second, checked before the request runs,
+and tokens per minute, charged after it ran (a request may overdraw; the next waits).
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from embellama.server.errors import ApiError
+
+__all__ = ["AccessControl", "RateLimits", "SecurityMiddleware", "TokenBucket", "mask_key"]
+
+Rejecter = Callable[[ApiError], ASGIApp]
+
+PUBLIC_PATHS = frozenset({"/health", "/ready"})
+
+
+def mask_key(key: str) -> str:
+    """What logs and /info may show of a key: its last four characters at most."""
+    return "…" + key[-4:] if len(key) >= 12 else "…"
+
+
+@dataclass
+class TokenBucket:
+    """`capacity` units, refilled at `rate` per second; may go negative (debt)."""
+
+    capacity: float
+    rate: float
+    level: float = field(init=False)
+    updated: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.level = self.capacity
+
+    def _refill(self, now: float) -> None:
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+        self.updated = now
+
+    def try_take(self, amount: float, now: float) -> bool:
+        self._refill(now)
+        if self.level < amount:
+            return False
+        self.level -= amount
+        return True
+
+    def charge(self, amount: float, now: float) -> None:
+        self._refill(now)
+        self.level -= amount
+
+    def seconds_until(self, amount: float, now: float) -> float:
+        self._refill(now)
+        return max(0.0, (amount - self.level) / self.rate)
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    requests_per_second: float | None = None
+    tokens_per_minute: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.requests_per_second is not None or self.tokens_per_minute is not None
+
+
+class _Client:
+    def __init__(self, limits: RateLimits) -> None:
+        rps, tpm = limits.requests_per_second, limits.tokens_per_minute
+        self.requests = TokenBucket(max(1.0, rps), rps) if rps else None
+        self.tokens = TokenBucket(tpm, tpm / 60) if tpm else None
+
+
+class AccessControl:
+    """Who may call, and how often: the keys and every client's buckets."""
+
+    def __init__(
+        self,
+        keys: Iterable[str] = (),
+        limits: RateLimits | None = None,
+        *,
+        public_metrics: bool = True,
+    ) -> None:
+        self._keys = [key.encode() for key in keys]
+        self.masked_keys = [mask_key(key.decode()) for key in self._keys]
+        self.limits = limits or RateLimits()
+        self.public_paths = PUBLIC_PATHS | ({"/metrics"} if public_metrics else set())
+        self._clients: dict[str, _Client] = {}
+
+    @property
+    def keys_required(self) -> bool:
+        return bool(self._keys)
+
+    def identify(self, scope: Scope) -> str | None:
+        """A log-safe identity: the masked key that matched, or the client address."""
+        if not self._keys:
+            client = scope.get("client")
+            return f"addr:{client[0]}" if client else "addr:unknown"
+        token = _bearer(scope)
+        matched: int | None = None
+        for index, key in enumerate(self._keys):  # all of them, always: constant time
+            if hmac.compare_digest(token, key):
+                matched = index
+        return None if matched is None else f"key#{matched}:{self.masked_keys[matched]}"
+
+    def admit(self, identity: str) -> list[tuple[bytes, bytes]]:
+        """Take one request from the client's buckets; raise 429 if it has none left."""
+        client = self._clients.get(identity)
+        if client is None:
+            client = self._clients[identity] = _Client(self.limits)
+        now = time.monotonic()
+        headers: list[tuple[bytes, bytes]] = []
+        for name, bucket in (("requests", client.requests), ("tokens", client.tokens)):
+            if bucket is None:
+                continue
+            allowed = bucket.try_take(1.0, now) if name == "requests" else bucket.level >= 0
+            if not allowed:
+                wait = max(1, math.ceil(bucket.seconds_until(1.0, now)))
+                raise ApiError(
+                    429,
+                    f"Rate limit reached for {name}; retry in {wait} s.",
+                    type="rate_limit_error",
+                    code="rate_limit_exceeded",
+                    headers={"Retry-After": str(wait), **_limit_headers(name, bucket, now)},
+                )
+            headers += [
+                (k.encode(), v.encode()) for k, v in _limit_headers(name, bucket, now).items()
+            ]
+        return headers
+
+    def charge_tokens(self, identity: str | None, tokens: int) -> None:
+        """Debit what a finished request used; an overdraft delays the client's next one."""
+        client = self._clients.get(identity) if identity else None
+        if client is not None and client.tokens is not None:
+            client.tokens.charge(tokens, time.monotonic())
+
+
+class SecurityMiddleware:
+    def __init__(self, app: ASGIApp, control: AccessControl, reject: Rejecter) -> None:
+        self.app = app
+        self.control = control
+        self.reject = reject
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.control.public_paths:
+            await self.app(scope, receive, send)
+            return
+        identity = self.control.identify(scope)
+        try:
+            if identity is None:
+                raise ApiError(
+                    401,
+                    "Incorrect or missing API key; send 'Authorization: Bearer <key>'",
+                    code="invalid_api_key",
+                )
+            headers = self.control.admit(identity)
+        except ApiError as error:
+            await self.reject(error)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["client"] = identity
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start" and headers:
+                message["headers"] = [*message.get("headers", []), *headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
+
+
+def _limit_headers(name: str, bucket: TokenBucket, now: float) -> dict[str, str]:
+    return {
+        f"x-ratelimit-limit-{name}": str(int(bucket.capacity)),
+        f"x-ratelimit-remaining-{name}": str(max(0, int(bucket.level))),
+        f"x-ratelimit-reset-{name}": f"{bucket.seconds_until(bucket.capacity, now):.3f}s",
+    }
+
+
+def _bearer(scope: Scope) -> bytes:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            return token.strip() if scheme.lower() == b"bearer" else b""
+    return b""
