@@ -58,14 +58,20 @@ def main() -> None:
     variants = {
         "flash attention everywhere": backend(path, small_flash=True, large_flash=True),
         "plain attention everywhere": backend(path, small_flash=False, large_flash=False),
-        "plain below 64 tokens, flash above (embellama)": backend(path, small_flash=False, large_flash=True),
+        "plain below 64 tokens, flash above (embellama)": backend(
+            path, small_flash=False, large_flash=True
+        ),
     }
     first = next(iter(variants.values()))
     shorts = [first.tokenize(t.encode()) for t in short_texts(200, seed=7)]
     rng = random.Random(1)
-    words = "the quick brown fox search embedding vector model Ünïcödé 漢字 🙂 retrieval local".split()
-    varied = [first.tokenize(" ".join(rng.choice(words) for _ in range(rng.randint(1, 120))).encode())
-              for _ in range(200)]
+    words = (
+        "the quick brown fox search embedding vector model Ünïcödé 漢字 🙂 retrieval local".split()
+    )
+    varied = [
+        first.tokenize(" ".join(rng.choice(words) for _ in range(rng.randint(1, 120))).encode())
+        for _ in range(200)
+    ]
     rows = []
     for name, b in variants.items():
         single, packed = [], []
@@ -86,7 +92,9 @@ def main() -> None:
                 for i, v in zip(group, pooled(b, [varied[i] for i in group]), strict=True):
                     got[i] = v
             worst = max(worst, float(np.abs(got - alone).max()))
-        rows.append(f"| {name} | {statistics.median(single):.2f} | {statistics.median(packed):.0f} | {worst:.1e} |")
+        rows.append(
+            f"| {name} | {statistics.median(single):.2f} | {statistics.median(packed):.0f} | {worst:.1e} |"
+        )
     lines = [
         "# Attention kernel per decode size",
         "",

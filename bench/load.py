@@ -54,13 +54,17 @@ class Server:
     def start(self, log_dir: Path) -> None:
         log = (log_dir / f"{self.name.replace(' ', '_')}.log").open("wb")
         started = time.monotonic()
-        self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = started + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited: see {log.name}")
             try:
-                probe = httpx.post(self.url + "/v1/embeddings", json={"input": "warm up", "model": "m"}, timeout=5)
+                probe = httpx.post(
+                    self.url + "/v1/embeddings", json={"input": "warm up", "model": "m"}, timeout=5
+                )
                 if probe.status_code == 200:
                     self.startup_seconds = time.monotonic() - started
                     return
@@ -128,7 +132,9 @@ def _check(server: Server, response: httpx.Response, count: int, outcome: Outcom
         return
     for item in data:
         raw = item["embedding"]
-        vector = np.frombuffer(base64.b64decode(raw), "<f4") if isinstance(raw, str) else np.asarray(raw)
+        vector = (
+            np.frombuffer(base64.b64decode(raw), "<f4") if isinstance(raw, str) else np.asarray(raw)
+        )
         if vector.shape != (DIMS,):
             outcome.errors += 1
             return
@@ -137,8 +143,13 @@ def _check(server: Server, response: httpx.Response, count: int, outcome: Outcom
     outcome.texts += count
 
 
-async def _closed_loop(server: Server, payloads: list[list[str]], concurrency: int, outcome: Outcome,
-                       stop_at: float | None = None) -> None:
+async def _closed_loop(
+    server: Server,
+    payloads: list[list[str]],
+    concurrency: int,
+    outcome: Outcome,
+    stop_at: float | None = None,
+) -> None:
     """`concurrency` clients each send their next request as soon as the last returns."""
     queue = list(reversed(payloads))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -149,8 +160,10 @@ async def _closed_loop(server: Server, payloads: list[list[str]], concurrency: i
                 texts = queue.pop()
                 started = time.perf_counter()
                 try:
-                    response = await client.post("/v1/embeddings", json={"input": texts, "model": "m",
-                                                                          "encoding_format": "float"})
+                    response = await client.post(
+                        "/v1/embeddings",
+                        json={"input": texts, "model": "m", "encoding_format": "float"},
+                    )
                 except httpx.HTTPError:
                     outcome.errors += 1
                     continue
@@ -175,7 +188,9 @@ def run_mixed(server: Server, seconds: float, *, with_bulk: bool) -> Outcome:
 
     async def scenario() -> None:
         stop_at = time.perf_counter() + seconds
-        tasks = [_closed_loop(server, [[t] for t in short_texts(100000, seed=5)], 8, queries, stop_at)]
+        tasks = [
+            _closed_loop(server, [[t] for t in short_texts(100000, seed=5)], 8, queries, stop_at)
+        ]
         if with_bulk:
             batches = [mixed_texts(32, seed=1000 + i) for i in range(400)]
             tasks.append(_closed_loop(server, batches, 2, bulk, stop_at))
@@ -198,32 +213,101 @@ def scenarios(quick: bool) -> dict[str, Callable[[Server], Outcome]]:
         "short, concurrency 16": lambda s: run_closed(s, [[t] for t in shorts[: n(600)]], 16),
         "short, concurrency 64": lambda s: run_closed(s, [[t] for t in shorts[: n(800)]], 64),
         "32 texts/request, concurrency 4": lambda s: run_closed(
-            s, [mixed_texts(32, seed=i) for i in range(n(30))], 4),
-        "~200 tokens, concurrency 4": lambda s: run_closed(s, [[t] for t in long_text[: n(150)]], 4),
+            s, [mixed_texts(32, seed=i) for i in range(n(30))], 4
+        ),
+        "~200 tokens, concurrency 4": lambda s: run_closed(
+            s, [[t] for t in long_text[: n(150)]], 4
+        ),
         "short queries alone, concurrency 8": lambda s: run_mixed(s, 8 * scale, with_bulk=False),
         "short queries + bulk": lambda s: run_mixed(s, 8 * scale, with_bulk=True),
     }
 
 
-def build_servers(model: Path, python: str, lcp_python: str | None, llama_server: str | None) -> list[Server]:
+def build_servers(
+    model: Path, python: str, lcp_python: str | None, llama_server: str | None
+) -> list[Server]:
     ports = iter(range(18080, 18200))
     servers = []
-    embellama = [python, "-m", "embellama.cli.main", "serve", "--model-path", str(model), "--model-name", "m",
-]
+    embellama = [
+        python,
+        "-m",
+        "embellama.cli.main",
+        "serve",
+        "--model-path",
+        str(model),
+        "--model-name",
+        "m",
+    ]
     servers.append(Server("embellama (defaults)", [*embellama, "--port", str(p := next(ports))], p))
-    servers.append(Server("embellama 2x1", [*embellama, "--workers", "2", "--threads-per-worker", "1",
-                                           "--port", str(p := next(ports))], p))
+    servers.append(
+        Server(
+            "embellama 1 worker x 2 threads",
+            [*embellama, "--workers", "1", "--port", str(p := next(ports))],
+            p,
+        )
+    )
     if llama_server:
         for parallel in (1, 8):
-            servers.append(Server(f"llama-server -np {parallel}", [
-                llama_server, "-m", str(model), "--embedding", "--pooling", "mean", "-t", str(THREADS),
-                "-tb", str(THREADS), "-np", str(parallel), "-c", str(512 * parallel), "-b", "512", "-ub", "512",
-                "--host", "127.0.0.1", "--port", str(p := next(ports)), "--log-disable"], p))
+            servers.append(
+                Server(
+                    f"llama-server -np {parallel}",
+                    [
+                        llama_server,
+                        "-m",
+                        str(model),
+                        "--embedding",
+                        "--pooling",
+                        "mean",
+                        "-t",
+                        str(THREADS),
+                        "-tb",
+                        str(THREADS),
+                        "-np",
+                        str(parallel),
+                        "-c",
+                        str(512 * parallel),
+                        "-b",
+                        "512",
+                        "-ub",
+                        "512",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(p := next(ports)),
+                        "--log-disable",
+                    ],
+                    p,
+                )
+            )
     if lcp_python:
-        servers.append(Server("llama-cpp-python server", [
-            lcp_python, "-m", "llama_cpp.server", "--model", str(model), "--embedding", "true",
-            "--n_threads", str(THREADS), "--n_threads_batch", str(THREADS), "--n_ctx", "512", "--verbose", "false",
-            "--host", "127.0.0.1", "--port", str(p := next(ports))], p, normalized=False))
+        servers.append(
+            Server(
+                "llama-cpp-python server",
+                [
+                    lcp_python,
+                    "-m",
+                    "llama_cpp.server",
+                    "--model",
+                    str(model),
+                    "--embedding",
+                    "true",
+                    "--n_threads",
+                    str(THREADS),
+                    "--n_threads_batch",
+                    str(THREADS),
+                    "--n_ctx",
+                    "512",
+                    "--verbose",
+                    "false",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(p := next(ports)),
+                ],
+                p,
+                normalized=False,
+            )
+        )
     return servers
 
 
@@ -235,7 +319,14 @@ def engine_limit(model: Path, rounds: int) -> dict[str, float]:
 
     shorts = short_texts(600, seed=7)
     engine = EmbeddingEngine.from_path(model, n_threads=THREADS)
-    llama = Llama(str(model), embedding=True, n_ctx=512, n_threads=THREADS, n_threads_batch=THREADS, verbose=False)
+    llama = Llama(
+        str(model),
+        embedding=True,
+        n_ctx=512,
+        n_threads=THREADS,
+        n_threads_batch=THREADS,
+        verbose=False,
+    )
     runs: dict[str, Callable[[], object]] = {
         "embellama engine, one call": lambda: engine.embed(shorts),
         "embellama engine, one text per call": lambda: [engine.embed(t) for t in shorts],
@@ -260,8 +351,9 @@ def sustained(server: Server, seconds: float) -> list[tuple[float, float]]:
         stop_at = time.perf_counter() + seconds
         start = time.perf_counter()
         outcome = Outcome()
-        load = asyncio.create_task(_closed_loop(server, [[t] for t in short_texts(200000, seed=9)], 16, outcome,
-                                                stop_at))
+        load = asyncio.create_task(
+            _closed_loop(server, [[t] for t in short_texts(200000, seed=9)], 16, outcome, stop_at)
+        )
         while not load.done():
             samples.append((time.perf_counter() - start, server.rss_mb()))
             await asyncio.sleep(1)
@@ -274,7 +366,9 @@ def sustained(server: Server, seconds: float) -> list[tuple[float, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="Half-size scenarios (for a smoke run).")
+    parser.add_argument(
+        "--quick", action="store_true", help="Half-size scenarios (for a smoke run)."
+    )
     parser.add_argument("--sustained-seconds", type=float, default=60)
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
@@ -282,39 +376,65 @@ def main() -> None:
     from embellama import prepare_default_model
 
     model = prepare_default_model().path
-    llama_server = subprocess.run(["bash", str(HERE / "peers/build_llama_server.sh")], capture_output=True,
-                                  text=True, check=True).stdout.strip()
-    lcp_python = subprocess.run(["bash", str(HERE / "peers/install_llama_cpp_python_server.sh")],
-                                capture_output=True, text=True, check=True).stdout.strip()
+    llama_server = subprocess.run(
+        ["bash", str(HERE / "peers/build_llama_server.sh")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    lcp_python = subprocess.run(
+        ["bash", str(HERE / "peers/install_llama_cpp_python_server.sh")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     log_dir = Path(os.environ.get("BENCH_LOGS", "/tmp/embellama-bench-logs"))
     log_dir.mkdir(parents=True, exist_ok=True)
 
     limit = engine_limit(model, args.rounds)
     print("engine limit:", json.dumps(limit, indent=1), flush=True)
     servers = build_servers(model, sys.executable, lcp_python, llama_server)
-    results: dict[str, Any] = {"machine": machine(), "threads": THREADS, "rounds": args.rounds,
-                               "engine_limit": limit, "scenarios": {}, "startup_seconds": {}, "rss_mb": {}}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "threads": THREADS,
+        "rounds": args.rounds,
+        "engine_limit": limit,
+        "scenarios": {},
+        "startup_seconds": {},
+        "rss_mb": {},
+    }
     try:
         for server in servers:
             server.start(log_dir)
             results["startup_seconds"][server.name] = server.startup_seconds
             results["rss_mb"][server.name] = server.rss_mb()
         plan = scenarios(args.quick)
-        raw: dict[str, dict[str, list[dict[str, float]]]] = {s: {v.name: [] for v in servers} for s in plan}
+        raw: dict[str, dict[str, list[dict[str, float]]]] = {
+            s: {v.name: [] for v in servers} for s in plan
+        }
         for round_index in range(args.rounds):
             for scenario, run in plan.items():
                 order = servers if round_index % 2 == 0 else list(reversed(servers))
                 for server in order:
                     time.sleep(0.5)
                     outcome = run(server)
-                    raw[scenario][server.name].append({
-                        "throughput": outcome.throughput, "p50_ms": outcome.percentile(50),
-                        "p99_ms": outcome.percentile(99), "errors": outcome.errors,
-                        "unnormalized": outcome.unnormalized, "texts": outcome.texts,
-                        "latencies_ms": [x * 1000 for x in outcome.latencies]})
-                    print(f"round {round_index} {scenario:38s} {server.name:26s} "
-                          f"{outcome.throughput:7.1f}/s p50 {outcome.percentile(50):7.1f} ms "
-                          f"p99 {outcome.percentile(99):7.1f} ms err {outcome.errors}", flush=True)
+                    raw[scenario][server.name].append(
+                        {
+                            "throughput": outcome.throughput,
+                            "p50_ms": outcome.percentile(50),
+                            "p99_ms": outcome.percentile(99),
+                            "errors": outcome.errors,
+                            "unnormalized": outcome.unnormalized,
+                            "texts": outcome.texts,
+                            "latencies_ms": [x * 1000 for x in outcome.latencies],
+                        }
+                    )
+                    print(
+                        f"round {round_index} {scenario:38s} {server.name:26s} "
+                        f"{outcome.throughput:7.1f}/s p50 {outcome.percentile(50):7.1f} ms "
+                        f"p99 {outcome.percentile(99):7.1f} ms err {outcome.errors}",
+                        flush=True,
+                    )
         results["scenarios"] = raw
         results["sustained"] = {servers[0].name: sustained(servers[0], args.sustained_seconds)}
         results["rss_mb_after"] = {s.name: s.rss_mb() for s in servers}

@@ -1,6 +1,6 @@
 """Turn bench/results.json into bench/results.md and PNG plots: medians and ratios.
 
-    python bench/report.py
+python bench/report.py
 """
 
 from __future__ import annotations
@@ -25,19 +25,24 @@ def _median(runs: list[dict[str, Any]], key: str) -> float:
 
 
 def _table(results: dict[str, Any]) -> list[str]:
-    lines = ["| scenario | server | texts/s | p50 ms | p99 ms | errors | unnormalized |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| scenario | server | texts/s | p50 ms | p99 ms | errors | unnormalized |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for scenario, servers in results["scenarios"].items():
         for name, runs in servers.items():
             lines.append(
                 f"| {scenario} | {name} | {_median(runs, 'throughput'):.1f} | {_median(runs, 'p50_ms'):.1f} | "
                 f"{_median(runs, 'p99_ms'):.1f} | {sum(r['errors'] for r in runs)} | "
-                f"{sum(r['unnormalized'] for r in runs)} |")
+                f"{sum(r['unnormalized'] for r in runs)} |"
+            )
     return lines
 
 
 def _best_llama_server(servers: dict[str, list[dict[str, Any]]]) -> tuple[str, float]:
-    peers = {n: _median(r, "throughput") for n, r in servers.items() if n.startswith("llama-server")}
+    peers = {
+        n: _median(r, "throughput") for n, r in servers.items() if n.startswith("llama-server")
+    }
     name = max(peers, key=lambda n: peers[n])
     return name, peers[name]
 
@@ -57,31 +62,51 @@ def _targets(results: dict[str, Any]) -> list[str]:
     ratio = throughput(c16, OURS) / peer_tp
     add("c16 short ≥ 1.15× best llama-server", f"{ratio:.2f}× ({peer})", ratio >= 1.15)
     lcp = throughput(c16, "llama-cpp-python server")
-    add("c16 short ≥ 3× llama-cpp-python server", f"{throughput(c16, OURS) / lcp:.2f}×", throughput(c16, OURS) / lcp >= 3)
+    add(
+        "c16 short ≥ 3× llama-cpp-python server",
+        f"{throughput(c16, OURS) / lcp:.2f}×",
+        throughput(c16, OURS) / lcp >= 3,
+    )
     for scenario in ("32 texts/request, concurrency 4", "~200 tokens, concurrency 4"):
         peer, peer_tp = _best_llama_server(sc[scenario])
         ratio = throughput(scenario, OURS) / peer_tp
         add(f"{scenario} ≥ 1.1× best llama-server", f"{ratio:.2f}× ({peer})", ratio >= 1.1)
     single = 1000 / results["engine_limit"]["embellama engine, one text per call"]
     p50 = _median(sc["short, concurrency 1"][OURS], "p50_ms")
-    add("c1 p50 ≤ engine single-text latency + 1 ms", f"{p50:.2f} ms vs {single:.2f} + 1 ms", p50 <= single + 1)
+    add(
+        "c1 p50 ≤ engine single-text latency + 1 ms",
+        f"{p50:.2f} ms vs {single:.2f} + 1 ms",
+        p50 <= single + 1,
+    )
     ceiling = max(results["engine_limit"].values())
     saturated = max(throughput(s, OURS) for s in sc)
-    add("saturation ≥ 90 % of the engine limit", f"{saturated:.0f} / {ceiling:.0f} texts/s = {saturated / ceiling:.0%}",
-        saturated >= 0.9 * ceiling)
+    add(
+        "saturation ≥ 90 % of the engine limit",
+        f"{saturated:.0f} / {ceiling:.0f} texts/s = {saturated / ceiling:.0%}",
+        saturated >= 0.9 * ceiling,
+    )
     alone = _median(sc["short queries alone, concurrency 8"][OURS], "p99_ms")
     mixed = _median(sc["short queries + bulk"][OURS], "p99_ms")
-    add("mixed: short p99 ≤ 3× p99 without bulk", f"{mixed:.1f} ms vs {alone:.1f} ms = {mixed / alone:.2f}×",
-        mixed <= 3 * alone)
+    add(
+        "mixed: short p99 ≤ 3× p99 without bulk",
+        f"{mixed:.1f} ms vs {alone:.1f} ms = {mixed / alone:.2f}×",
+        mixed <= 3 * alone,
+    )
     start = results["startup_seconds"][OURS]
     add("start-up < 10 s (process start to first good response)", f"{start:.2f} s", start < 10)
     rss = results["rss_mb_after"][OURS]
-    add("RSS < 2× model file + 150 MB per worker", f"{rss:.0f} MB (limit {2 * 44 + 150} MB, 1 worker)",
-        rss < 2 * 44 + 150)
+    add(
+        "RSS < 2× model file + 150 MB per worker",
+        f"{rss:.0f} MB (limit {2 * 44 + 150} MB, 1 worker)",
+        rss < 2 * 44 + 150,
+    )
     sustained = results["sustained"][OURS]
     first, last = sustained[2][1], sustained[-1][1]
-    add("flat RSS over the sustained run", f"{first:.0f} → {last:.0f} MB over {sustained[-1][0]:.0f} s",
-        last - first < 0.05 * first)
+    add(
+        "flat RSS over the sustained run",
+        f"{first:.0f} → {last:.0f} MB over {sustained[-1][0]:.0f} s",
+        last - first < 0.05 * first,
+    )
     return rows
 
 
@@ -91,8 +116,12 @@ def _plots(results: dict[str, Any]) -> list[str]:
     concurrency = [1, 16, 64]
     fig, ax = plt.subplots(figsize=(7, 4))
     for name in names:
-        ax.plot(concurrency, [_median(sc[f"short, concurrency {c}"][name], "throughput") for c in concurrency],
-                marker="o", label=name)
+        ax.plot(
+            concurrency,
+            [_median(sc[f"short, concurrency {c}"][name], "throughput") for c in concurrency],
+            marker="o",
+            label=name,
+        )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("concurrent clients (one short text per request)")
     ax.set_ylabel("texts / s (median)")
@@ -102,7 +131,9 @@ def _plots(results: dict[str, Any]) -> list[str]:
     fig.savefig(HERE / "throughput_vs_concurrency.png", dpi=110)
     fig, ax = plt.subplots(figsize=(7, 4))
     for name in names:
-        latencies = np.sort(np.concatenate([r["latencies_ms"] for r in sc["short, concurrency 16"][name]]))
+        latencies = np.sort(
+            np.concatenate([r["latencies_ms"] for r in sc["short, concurrency 16"][name]])
+        )
         ax.plot(latencies, np.linspace(0, 1, len(latencies)), label=name)
     ax.set_xscale("log")
     ax.set_xlabel("latency, ms (short texts, concurrency 16)")
@@ -110,8 +141,11 @@ def _plots(results: dict[str, Any]) -> list[str]:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(HERE / "latency_cdf_c16.png", dpi=110)
-    return ["![throughput vs concurrency](throughput_vs_concurrency.png)", "",
-            "![latency CDF at concurrency 16](latency_cdf_c16.png)"]
+    return [
+        "![throughput vs concurrency](throughput_vs_concurrency.png)",
+        "",
+        "![latency CDF at concurrency 16](latency_cdf_c16.png)",
+    ]
 
 
 def main() -> None:

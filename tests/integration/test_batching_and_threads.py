@@ -135,3 +135,13 @@ def test_async_engine_does_not_block_the_loop(minilm_gguf: Path) -> None:
     assert vectors.shape == (200, 384)
     assert ticks > 10
     assert worst_gap < 0.1, worst_gap
+
+
+def test_thread_count_does_not_change_vectors(minilm_gguf: Path) -> None:
+    """Workers change their thread count per decode under load; numerics must not care."""
+    texts = _texts(30, seed=5)
+    with EmbeddingEngine.from_path(minilm_gguf, n_threads=1) as one:
+        single = one.embed(texts)
+    with EmbeddingEngine.from_path(minilm_gguf, n_threads=2) as two:
+        double = two.embed(texts)
+    np.testing.assert_array_equal(single, double)

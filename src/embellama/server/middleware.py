@@ -49,17 +49,24 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             extra: dict[str, Any] = scope["state"].get("access", {})
+            seconds = time.perf_counter() - started
+            self.metrics.observe_request(scope["path"], status, extra.get("model", ""), seconds)
+            details = "".join(f" {key}={value}" for key, value in extra.items())
             _log.info(
-                "%s %s %d %.1fms",
+                "%s %s %d %.1fms id=%s%s",
                 scope["method"],
                 scope["path"],
                 status,
-                (time.perf_counter() - started) * 1000,
+                seconds * 1000,
+                request_id,
+                details,
                 extra={
                     "request_id": request_id,
-                    "status": status,
+                    "method": scope["method"],
                     "path": scope["path"],
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                    "client": scope["state"].get("client"),
                     **extra,
                 },
             )
