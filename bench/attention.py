@@ -18,10 +18,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.batch_budget import machine  # noqa: E402
-from bench.corpus import short_texts  # noqa: E402
-from embellama import prepare_default_model  # noqa: E402
-from embellama.model.backend import FLASH_ATTENTION_TILE, BackendParams, LlamaBackend  # noqa: E402
+from bench.batch_budget import machine
+from bench.corpus import short_texts
+from embellama import prepare_default_model
+from embellama.model.backend import FLASH_ATTENTION_TILE, BackendParams, LlamaBackend
 
 
 def backend(path: str, *, small_flash: bool, large_flash: bool) -> LlamaBackend:
@@ -65,9 +65,21 @@ def main() -> None:
     first = next(iter(variants.values()))
     shorts = [first.tokenize(t.encode()) for t in short_texts(200, seed=7)]
     rng = random.Random(1)
-    words = (
-        "the quick brown fox search embedding vector model Ünïcödé 漢字 🙂 retrieval local".split()
-    )
+    words = [
+        "the",
+        "quick",
+        "brown",
+        "fox",
+        "search",
+        "embedding",
+        "vector",
+        "model",
+        "Ünïcödé",
+        "漢字",
+        "🙂",
+        "retrieval",
+        "local",
+    ]
     varied = [
         first.tokenize(" ".join(rng.choice(words) for _ in range(rng.randint(1, 120))).encode())
         for _ in range(200)

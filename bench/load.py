@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.corpus import mixed_texts, short_texts  # noqa: E402
-from bench.batch_budget import machine  # noqa: E402
+from bench.batch_budget import machine
+from bench.corpus import mixed_texts, short_texts
 
 HERE = Path(__file__).resolve().parent
 THREADS = 2
