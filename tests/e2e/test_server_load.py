@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -121,3 +122,29 @@ def test_timeout_is_504_and_server_recovers(tight_server: ServerProcess) -> None
         tight_server.url + "/v1/embeddings", json={"input": "after a timeout"}, timeout=10
     )
     assert ok.status_code == 200
+
+
+def test_disconnected_client_work_is_dropped(minilm_gguf: Path, server_logs: Path) -> None:
+    """A client that gives up takes its queued inputs with it: they never reach a worker."""
+    server = start_server(["--model-path", str(minilm_gguf), "--workers", "1"], server_logs)
+    try:
+        server.wait_ready()
+        texts = _texts(1000, seed=21)  # ~10 s of work on this machine
+        with pytest.raises(httpx.TimeoutException):
+            httpx.post(server.url + "/v1/embeddings", json={"input": texts}, timeout=0.5)
+        time.sleep(3)
+        computed = _batched_inputs(server)
+        assert computed < 500, computed
+        assert (
+            httpx.post(server.url + "/v1/embeddings", json={"input": "still here"}).status_code
+            == 200
+        )
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def _batched_inputs(server: ServerProcess) -> float:
+    for line in httpx.get(server.url + "/metrics").text.splitlines():
+        if line.startswith("embellama_batch_size_sum"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -161,7 +161,7 @@ def test_metrics_count_exactly(minilm_gguf: Path, server_logs: Path) -> None:
         assert (
             _metric(text, "embellama_request_duration_seconds_count", route="/v1/embeddings") == 5
         )
-        assert _metric(text, "embellama_workers_alive", model="minilm") == 2  # the default
+        assert _metric(text, "embellama_workers_alive", model="minilm") == 1  # the default
         assert _metric(text, "embellama_queue_depth", model="minilm") == 0
         assert _metric(text, "embellama_process_resident_memory_bytes") > 0
         assert _metric(text, "embellama_worker_resident_memory_bytes", model="minilm") > 0

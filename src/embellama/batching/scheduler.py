@@ -49,7 +49,6 @@ class BatchOutcome:
 
 @dataclass(eq=False)
 class _Request:
-    size: int
     future: asyncio.Future[None]
     enqueued: float
     vectors: list[Matrix | None]
@@ -110,7 +109,6 @@ class Scheduler:
             )
         loop = asyncio.get_running_loop()
         request = _Request(
-            size=len(sequences),
             future=loop.create_future(),
             enqueued=time.perf_counter(),
             vectors=[None] * len(sequences),
@@ -141,14 +139,6 @@ class Scheduler:
             queue_seconds=started - request.enqueued,
             inference_seconds=request.inference_seconds,
         )
-
-    def fail_all(self, error: EmbellamaError) -> None:
-        """Fail everything queued (used when no worker can ever run it)."""
-        for lane in (self._lanes.small, self._lanes.bulk):
-            while lane:
-                item = lane.popleft()
-                if not item.request.abandoned:
-                    item.request.future.set_exception(error)
 
     # -- the worker side --------------------------------------------------------------
 

@@ -44,6 +44,12 @@ class Option:
     def env(self) -> str:
         return "EMBELLAMA_" + self.dest.upper()
 
+    @property
+    def file_key(self) -> str:
+        """The key in the TOML config file: `[server]` keys, or a `[[models]]` entry's."""
+        key = self.dest.removeprefix("model_")
+        return "aliases" if key == "alias" else key
+
 
 def _integer(text: str) -> int:
     try:
@@ -96,9 +102,9 @@ MODEL_OPTIONS = (
     Option("norm-p", "p for --normalization p_norm.", default=2.0, parse=_positive_float),
     Option(
         "threads-per-worker",
-        "Most llama.cpp threads one worker uses (default: all cores). Workers decoding at "
-        "the same moment split them (2 busy workers with 2 threads use 1 each), so one "
-        "request gets every core and load never oversubscribes them.",
+        "llama.cpp threads in each worker (default: all cores / workers). Keep workers x "
+        "threads at or below the cores: ggml's threads wait on each other at every step, so "
+        "one preempted thread stalls the whole decode (bench/results.md).",
         parse=_positive_int,
     ),
     Option(
@@ -146,14 +152,21 @@ def _log_level(text: str) -> str:
 
 
 SERVER_OPTIONS = (
+    Option(
+        "config",
+        "TOML file with [server] settings, [[models]] and [[keys]]; flags and "
+        "EMBELLAMA_* variables override it. Reloaded on SIGHUP and POST /admin/reload.",
+        parse=Path,
+    ),
     Option("host", "Address to listen on; loopback by default.", default="127.0.0.1"),
     Option("port", "TCP port.", default=8080, parse=_integer),
     Option(
         "workers",
         "Worker processes, each with its own llama.cpp context (weights are memory-mapped, "
-        "so shared); a crash in one never takes the server down. Default 2 (1 on one core): "
-        "under load two 1-thread decodes beat one 2-thread decode (bench/results.md).",
-        default=min(2, os.cpu_count() or 1),
+        "so shared); a crash in one never takes the server down. Default 1 using every core: "
+        "on 2 cores it measured best on latency and on mixed traffic (bench/results.md); "
+        "more workers with fewer threads each can raise throughput at high concurrency.",
+        default=1,
         parse=_positive_int,
     ),
     Option(
@@ -185,6 +198,12 @@ SERVER_OPTIONS = (
         "api-key",
         "Require 'Authorization: Bearer <key>'; repeat for several keys (env: "
         "comma-separated). None by default, fine on loopback.",
+        multiple=True,
+    ),
+    Option(
+        "admin-key",
+        "Key for the /admin API (reload, load/unload models, drain, workers); "
+        "repeat for several. Without one the admin API is off.",
         multiple=True,
     ),
     Option("api-key-file", "File with one API key per line, added to --api-key.", parse=Path),
@@ -230,34 +249,48 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option], titl
 
 
 def resolve(
-    args: argparse.Namespace, options: Sequence[Option], environ: Mapping[str, str] | None = None
+    args: argparse.Namespace | None,
+    options: Sequence[Option],
+    environ: Mapping[str, str] | None = None,
+    file_values: Mapping[str, Any] | None = None,
+    file_name: str = "config file",
 ) -> dict[str, Any]:
-    """Flag, else environment variable, else default; bad environment values fail here."""
+    """Flag, else environment variable, else config file, else default.
+
+    A bad value from any source fails here, naming the variable or file key.
+    """
     environ = os.environ if environ is None else environ
+    file_values = file_values or {}
     values: dict[str, Any] = {}
     for option in options:
-        value = getattr(args, option.dest, None)
+        value = getattr(args, option.dest, None) if args is not None else None
         if value is None and option.env in environ:
-            raw = environ[option.env]
-            try:
-                parts = [p for p in raw.split(",") if p] if option.multiple else [raw]
-                parsed = [option.parse(p) for p in parts]
-            except (ValueError, argparse.ArgumentTypeError) as exc:
-                raise ConfigError(f"invalid {option.env}={raw!r}: {exc}") from None
-            if option.choices and any(p not in option.choices for p in parsed):
-                raise ConfigError(
-                    f"invalid {option.env}={raw!r}; choose from {', '.join(option.choices)}"
-                )
-            value = parsed if option.multiple else parsed[0]
+            value = _parse(option, environ[option.env], option.env)
+        if value is None and option.file_key in file_values:
+            value = _parse(option, file_values[option.file_key], f"{file_name}: {option.file_key}")
         values[option.dest] = option.default if value is None else value
     return values
 
 
-def model_config_from(values: Mapping[str, Any]) -> ModelConfig:
+def _parse(option: Option, raw: object, where: str) -> Any:
+    if option.multiple:
+        parts = raw if isinstance(raw, list) else [p for p in str(raw).split(",") if p]
+    else:
+        parts = [raw]
+    try:
+        parsed = [option.parse(str(part)) for part in parts]
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise ConfigError(f"invalid {where}={raw!r}: {exc}") from None
+    if option.choices and any(p not in option.choices for p in parsed):
+        raise ConfigError(f"invalid {where}={raw!r}; choose from {', '.join(option.choices)}")
+    return parsed if option.multiple else parsed[0]
+
+
+def model_config_from(values: Mapping[str, Any], *, workers: int = 1) -> ModelConfig:
     """The `ModelConfig` the options describe; the default model only when no path is given."""
     path = values["model_path"] or require_default_model()
     name = values["model_name"] or (DEFAULT_MODEL_NAME if values["model_path"] is None else None)
-    threads = values["threads_per_worker"] or os.cpu_count() or 1
+    threads = values["threads_per_worker"] or max(1, (os.cpu_count() or 1) // workers)
     return ModelConfig(
         path=path,
         name=name,

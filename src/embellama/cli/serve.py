@@ -17,10 +17,8 @@ from embellama.cli.options import (
     MODEL_OPTIONS,
     SERVER_OPTIONS,
     add_options,
-    model_config_from,
-    resolve,
 )
-from embellama.errors import ConfigError
+from embellama.cli.plan import ServePlan, config_path_from, load_plan
 
 _log = logging.getLogger("embellama.server")
 
@@ -73,33 +71,38 @@ def run(args: argparse.Namespace) -> int:
             self._captured_signals.clear()
 
     from embellama.server.app import create_app
-    from embellama.server.security import AccessControl, RateLimits
-    from embellama.server.state import ServerLimits, ServerState
-    from embellama.service import ModelService, ServiceLimits
+    from embellama.server.security import AccessControl
+    from embellama.server.state import Deployment, ServerState
+    from embellama.service import ModelService
 
-    server = resolve(args, SERVER_OPTIONS)
-    model = model_config_from(resolve(args, MODEL_OPTIONS))
+    config_path = config_path_from(args)
+
+    def deployment(plan: ServePlan) -> Deployment:
+        access = AccessControl(
+            plan.keys,
+            plan.rate_limits,
+            key_limits=plan.key_rate_limits,
+            admin_keys=plan.admin_keys,
+            public_metrics=not plan.server["metrics_auth"],
+        )
+        models = tuple((m.config, m.limits) for m in plan.models)
+        return Deployment(models=models, limits=plan.limits, access=access)
+
+    plan = load_plan(args, config_path)
+    server = plan.server
     configure_logging(server["log_level"], server["log_format"])
-    keys = _api_keys(server)
-    if not keys and not _is_loopback(server["host"]):
+    if not plan.keys and not _is_loopback(server["host"]):
         _log.warning(
             "listening on %s, reachable beyond this machine, without any API key "
             "(set --api-key or EMBELLAMA_API_KEY)",
             server["host"],
         )
-    limits = ServiceLimits(
-        workers=server["workers"],
-        max_queued_requests=server["queue_size"],
-        request_timeout=server["request_timeout"],
-    )
+    first = deployment(plan)
     state = ServerState(
-        services=[ModelService(model, limits)],
-        limits=ServerLimits(server["max_inputs_per_request"], server["max_body_bytes"]),
-        access=AccessControl(
-            keys,
-            RateLimits(server["rate_limit_rps"], server["rate_limit_tpm"]),
-            public_metrics=not server["metrics_auth"],
-        ),
+        services=[ModelService(config, limits) for config, limits in first.models],
+        limits=first.limits,
+        access=first.access,
+        source=(lambda: deployment(load_plan(args, config_path))) if config_path else None,
     )
     config = uvicorn.Config(
         create_app(state),
@@ -112,17 +115,6 @@ def run(args: argparse.Namespace) -> int:
     )
     _DrainingServer(config).run()
     return 0
-
-
-def _api_keys(server: dict[str, Any]) -> list[str]:
-    keys = list(server["api_key"] or [])
-    if server["api_key_file"] is not None:
-        try:
-            lines = server["api_key_file"].read_text().splitlines()
-        except OSError as exc:
-            raise ConfigError(f"cannot read --api-key-file: {exc}") from None
-        keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    return keys
 
 
 def _is_loopback(host: str) -> bool:

@@ -105,7 +105,6 @@ class LlamaBackend:
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
         self._batch = _NativeBatch(params.n_ctx)
-        self._threads = params.n_threads
         self._closed = False
 
     @staticmethod
@@ -205,12 +204,6 @@ class LlamaBackend:
         outputs = np.ctypeslib.as_array(pointer, shape=(n_tokens, self.n_embd)).copy()
         bounds = np.cumsum([len(seq) for seq in sequences])[:-1]
         return np.split(outputs, bounds)
-
-    def set_threads(self, threads: int) -> None:
-        if threads != self._threads:
-            for ctx in self._contexts:
-                llama_cpp.llama_set_n_threads(ctx, threads, threads)
-            self._threads = threads
 
     def close(self) -> None:
         """Free native memory now rather than whenever the garbage collector runs."""

@@ -122,12 +122,6 @@ class LoadedModel:
             n_gpu_layers=self.config.n_gpu_layers,
         )
 
-    def set_threads(self, threads: int) -> None:
-        """Threads for the next decodes; outputs do not depend on it (tested)."""
-        with self._lock:
-            if not self._closed:
-                self._backend.set_threads(threads)
-
     def token_outputs(self, sequences: Sequence[TokenIds]) -> list[Matrix]:
         """Per-token outputs for each sequence, in the order given.
 

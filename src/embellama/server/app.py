@@ -6,6 +6,9 @@ stops them with the server (lifespan), so shutdown drains before workers stop.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,6 +27,7 @@ from embellama.server.errors import (
     rejection_reason,
 )
 from embellama.server.middleware import RequestContextMiddleware
+from embellama.server.routes import admin
 from embellama.server.routes.embeddings import create_embeddings
 from embellama.server.routes.health import health, info, metrics, ready
 from embellama.server.routes.models import get_model, list_models
@@ -31,6 +35,8 @@ from embellama.server.security import SecurityMiddleware
 from embellama.server.state import ServerState
 
 __all__ = ["create_app"]
+
+_log = logging.getLogger("embellama.server")
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -48,18 +54,34 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+def _reload_on_signal(state: ServerState) -> None:
+    async def reload() -> None:
+        try:
+            await state.reload()
+        except Exception as exc:  # the old configuration keeps serving
+            _log.error("reload on SIGHUP rejected, keeping the running configuration: %s", exc)
+
+    task = asyncio.ensure_future(reload())
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
+
+_pending: set[asyncio.Future[None]] = set()
+
+
 def create_app(state: ServerState) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        started = []
         try:
             for service in state.services:
                 await service.start()
-                started.append(service)
+            if state.source is not None:
+                asyncio.get_running_loop().add_signal_handler(
+                    signal.SIGHUP, _reload_on_signal, state
+                )
             yield
         finally:
-            for service in started:
-                await service.stop()
+            await state.stop()
 
     routes = [
         Route("/v1/embeddings", create_embeddings, methods=["POST"]),
@@ -70,6 +92,11 @@ def create_app(state: ServerState) -> Starlette:
         Route("/ready", ready, methods=["GET"]),
         Route("/info", info, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/admin/reload", admin.reload, methods=["POST"]),
+        Route("/admin/workers", admin.workers, methods=["GET"]),
+        Route("/admin/models/{name}/load", admin.load_model, methods=["POST"]),
+        Route("/admin/models/{name}/unload", admin.unload_model, methods=["POST"]),
+        Route("/admin/drain", admin.drain, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,
@@ -88,6 +115,6 @@ def create_app(state: ServerState) -> Starlette:
         return error_response(error)
 
     # Added last = outermost: every response, 401s included, gets a request id and a log line.
-    app.add_middleware(SecurityMiddleware, control=state.access, reject=reject)
+    app.add_middleware(SecurityMiddleware, control=lambda: state.access, reject=reject)
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics)
     return app

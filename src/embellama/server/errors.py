@@ -47,6 +47,8 @@ _TABLE: list[tuple[type[errors.EmbellamaError], int, str, str | None]] = [
     (errors.InvalidTokenError, 400, "invalid_request_error", "invalid_token_id"),
     (errors.InputError, 400, "invalid_request_error", "invalid_input"),
     (errors.ConfigError, 400, "invalid_request_error", "invalid_value"),
+    (errors.ModelFileError, 400, "invalid_request_error", "invalid_model_file"),
+    (errors.ModelLoadError, 400, "invalid_request_error", "model_load_failed"),
     (errors.OverloadedError, 429, "server_overloaded", "queue_full"),
     (errors.RequestTimeoutError, 504, "timeout_error", "request_timeout"),
     (errors.NoWorkerError, 503, "service_unavailable", "no_worker"),

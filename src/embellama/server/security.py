@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -74,6 +74,8 @@ class RateLimits:
 
 
 class _Client:
+    """One client's buckets; `None` where that limit is off."""
+
     def __init__(self, limits: RateLimits) -> None:
         rps, tpm = limits.requests_per_second, limits.tokens_per_minute
         self.requests = TokenBucket(max(1.0, rps), rps) if rps else None
@@ -88,11 +90,18 @@ class AccessControl:
         keys: Iterable[str] = (),
         limits: RateLimits | None = None,
         *,
+        key_limits: Mapping[str, RateLimits] | None = None,
+        admin_keys: Iterable[str] = (),
         public_metrics: bool = True,
     ) -> None:
         self._keys = [key.encode() for key in keys]
+        self._admin_keys = [key.encode() for key in admin_keys]
         self.masked_keys = [mask_key(key.decode()) for key in self._keys]
         self.limits = limits or RateLimits()
+        self._key_limits = {
+            index: (key_limits or {}).get(key.decode(), self.limits)
+            for index, key in enumerate(self._keys)
+        }
         self.public_paths = PUBLIC_PATHS | ({"/metrics"} if public_metrics else set())
         self._clients: dict[str, _Client] = {}
 
@@ -100,23 +109,26 @@ class AccessControl:
     def keys_required(self) -> bool:
         return bool(self._keys)
 
+    @property
+    def admin_enabled(self) -> bool:
+        return bool(self._admin_keys)
+
     def identify(self, scope: Scope) -> str | None:
         """A log-safe identity: the masked key that matched, or the client address."""
         if not self._keys:
             client = scope.get("client")
             return f"addr:{client[0]}" if client else "addr:unknown"
-        token = _bearer(scope)
-        matched: int | None = None
-        for index, key in enumerate(self._keys):  # all of them, always: constant time
-            if hmac.compare_digest(token, key):
-                matched = index
+        matched = _match(_bearer(scope), self._keys)
         return None if matched is None else f"key#{matched}:{self.masked_keys[matched]}"
+
+    def is_admin(self, scope: Scope) -> bool:
+        return _match(_bearer(scope), self._admin_keys) is not None
 
     def admit(self, identity: str) -> list[tuple[bytes, bytes]]:
         """Take one request from the client's buckets; raise 429 if it has none left."""
         client = self._clients.get(identity)
         if client is None:
-            client = self._clients[identity] = _Client(self.limits)
+            client = self._clients[identity] = _Client(self._limits_for(identity))
         now = time.monotonic()
         headers: list[tuple[bytes, bytes]] = []
         for name, bucket in (("requests", client.requests), ("tokens", client.tokens)):
@@ -137,6 +149,11 @@ class AccessControl:
             ]
         return headers
 
+    def _limits_for(self, identity: str) -> RateLimits:
+        if identity.startswith("key#"):
+            return self._key_limits[int(identity[4:].split(":", 1)[0])]
+        return self.limits
+
     def charge_tokens(self, identity: str | None, tokens: int) -> None:
         """Debit what a finished request used; an overdraft delays the client's next one."""
         client = self._clients.get(identity) if identity else None
@@ -144,25 +161,43 @@ class AccessControl:
             client.tokens.charge(tokens, time.monotonic())
 
 
+def _match(token: bytes, keys: list[bytes]) -> int | None:
+    """Compare against every key, always, each in constant time."""
+    matched: int | None = None
+    for index, key in enumerate(keys):
+        if hmac.compare_digest(token, key):
+            matched = index
+    return matched
+
+
 class SecurityMiddleware:
-    def __init__(self, app: ASGIApp, control: AccessControl, reject: Rejecter) -> None:
+    """Admin paths need an admin key; other non-public paths an API key and budget."""
+
+    def __init__(
+        self, app: ASGIApp, control: Callable[[], AccessControl], reject: Rejecter
+    ) -> None:
         self.app = app
         self.control = control
         self.reject = reject
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.control.public_paths:
+        control = self.control()  # looked up per request: a reload may replace it
+        if scope["type"] != "http" or scope["path"] in control.public_paths:
             await self.app(scope, receive, send)
             return
-        identity = self.control.identify(scope)
         try:
+            if scope["path"].startswith("/admin"):
+                _check_admin(control, scope)
+                await self.app(scope, receive, send)
+                return
+            identity = control.identify(scope)
             if identity is None:
                 raise ApiError(
                     401,
                     "Incorrect or missing API key; send 'Authorization: Bearer <key>'",
                     code="invalid_api_key",
                 )
-            headers = self.control.admit(identity)
+            headers = control.admit(identity)
         except ApiError as error:
             await self.reject(error)(scope, receive, send)
             return
@@ -174,6 +209,17 @@ class SecurityMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_limits)
+
+
+def _check_admin(control: AccessControl, scope: Scope) -> None:
+    if not control.admin_enabled:
+        raise ApiError(
+            403, "the admin API is off; start the server with --admin-key", code="admin_disabled"
+        )
+    if not control.is_admin(scope):
+        raise ApiError(
+            401, "the admin API needs 'Authorization: Bearer <admin key>'", code="invalid_api_key"
+        )
 
 
 def _limit_headers(name: str, bucket: TokenBucket, now: float) -> dict[str, str]:

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 from embellama.config import ModelConfig
@@ -51,14 +50,13 @@ class WorkerHandle:
         slot: int,
         config: ModelConfig,
         loop: asyncio.AbstractEventLoop,
-        busy: Synchronized[int] | None = None,
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self._connection, child = context.Pipe()
         self.slot = slot
         self.process = context.Process(
             target=run_worker,
-            args=(config, child, logging.getLogger().getEffectiveLevel(), busy),
+            args=(config, child, logging.getLogger().getEffectiveLevel()),
             name=f"embellama-worker-{slot}",
             daemon=True,
         )
@@ -164,8 +162,6 @@ class WorkerPool:
         self._restarts = dict.fromkeys(range(count), 0)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        # How many of this pool's workers are decoding right now (see ThreadShare).
-        self._busy: Synchronized[int] = multiprocessing.get_context("spawn").Value("i", 0)
 
     async def start(self, *, wait_ready: bool = True) -> None:
         self._tasks = [asyncio.create_task(self._supervise(slot)) for slot in range(self.count)]
@@ -215,7 +211,7 @@ class WorkerPool:
         backoff = 0.2
         loop = asyncio.get_running_loop()
         while not self._stopping:
-            handle = WorkerHandle(slot, self.config, loop, self._busy)
+            handle = WorkerHandle(slot, self.config, loop)
             self._handles[slot] = handle
             try:
                 ready = await handle.ready

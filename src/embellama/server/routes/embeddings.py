@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from embellama.errors import NoWorkerError
 from embellama.results import EmbeddingResult
 from embellama.server.body import read_body
 from embellama.server.encoding import encode_embeddings
@@ -16,6 +17,8 @@ __all__ = ["create_embeddings"]
 
 async def create_embeddings(request: Request) -> Response:
     state: ServerState = request.app.state.embellama
+    if state.draining:
+        raise NoWorkerError("the server is draining and accepts no new work")
     body = parse_json_object(await read_body(request, state.limits.max_body_bytes))
     parsed = parse_embeddings_request(body, max_inputs=state.limits.max_inputs_per_request)
     service = state.resolve(parsed.model)

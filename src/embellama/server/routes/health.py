@@ -31,7 +31,7 @@ async def ready(request: Request) -> Response:
         }
         for s in state.services
     }
-    is_ready = bool(models) and all(m["ready"] for m in models.values())
+    is_ready = bool(models) and all(m["ready"] for m in models.values()) and not state.draining
     return _json(
         {"status": "ready" if is_ready else "unavailable", "models": models},
         200 if is_ready else 503,

@@ -1,0 +1,171 @@
+"""Everything `embellama serve` runs, from flags, `EMBELLAMA_*` variables and a TOML file.
+
+Precedence: flag > environment > config file > default, through the one option table
+in `options.py`. Models come from the file's `[[models]]` when it has any (each entry
+is complete on its own), else from the model flags. Read again on every reload.
+
+    [server]                      # any server option, by its flag name with "_"
+    port = 8080
+    api_key = ["sk-team-a"]
+    admin_key = ["sk-admin"]
+
+    [[keys]]                      # per-key limits (the key is also accepted)
+    key = "sk-team-b"
+    requests_per_second = 20
+    tokens_per_minute = 200000
+
+    [[models]]                    # any model option, by its flag name without "model-"
+    name = "minilm"
+    path = "/models/all-MiniLM-L6-v2.f16.gguf"
+    aliases = ["text-embedding-3-small"]
+    workers = 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embellama.cli.options import MODEL_OPTIONS, SERVER_OPTIONS, model_config_from, resolve
+from embellama.config import ModelConfig
+from embellama.errors import ConfigError
+from embellama.server.security import RateLimits
+from embellama.server.state import ServerLimits
+from embellama.service import ServiceLimits
+
+__all__ = ["ModelPlan", "ServePlan", "load_plan"]
+
+_WORKERS = next(option for option in SERVER_OPTIONS if option.dest == "workers")
+_MODEL_KEYS = {option.file_key for option in (*MODEL_OPTIONS, _WORKERS)}
+_SERVER_KEYS = {option.file_key for option in SERVER_OPTIONS} - {"config"}
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    config: ModelConfig
+    limits: ServiceLimits
+
+
+@dataclass(frozen=True)
+class ServePlan:
+    server: dict[str, Any]
+    models: tuple[ModelPlan, ...]
+    limits: ServerLimits
+    keys: tuple[str, ...]
+    admin_keys: tuple[str, ...]
+    rate_limits: RateLimits
+    key_rate_limits: dict[str, RateLimits] = field(default_factory=dict)
+
+
+def load_plan(args: argparse.Namespace, config_path: Path | None) -> ServePlan:
+    document = _read(config_path) if config_path else {}
+    name = str(config_path)
+    _check_keys(document, {"server", "models", "keys"}, name)
+    server_section = document.get("server", {})
+    _check_keys(server_section, _SERVER_KEYS, f"{name} [server]")
+    server = resolve(args, SERVER_OPTIONS, file_values=server_section, file_name=name)
+    models = _models(args, server, document.get("models", []), name)
+    names = [n for plan in models for n in (plan.config.resolved_name, *plan.config.aliases)]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"model name or alias used twice: {', '.join(duplicates)}")
+    keys, key_limits = _keys(server, document.get("keys", []), name)
+    return ServePlan(
+        server=server,
+        models=tuple(models),
+        limits=ServerLimits(server["max_inputs_per_request"], server["max_body_bytes"]),
+        keys=tuple(keys),
+        admin_keys=tuple(server["admin_key"] or ()),
+        rate_limits=RateLimits(server["rate_limit_rps"], server["rate_limit_tpm"]),
+        key_rate_limits=key_limits,
+    )
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _check_keys(section: object, allowed: set[str], where: str) -> None:
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(section) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+
+
+def _service_limits(server: dict[str, Any], workers: int) -> ServiceLimits:
+    return ServiceLimits(
+        workers=workers,
+        max_queued_requests=server["queue_size"],
+        request_timeout=server["request_timeout"],
+    )
+
+
+def _models(
+    args: argparse.Namespace, server: dict[str, Any], entries: object, name: str
+) -> list[ModelPlan]:
+    if not isinstance(entries, list):
+        raise ConfigError(f"{name}: 'models' must be an array of tables ([[models]])")
+    if not entries:
+        config = model_config_from(resolve(args, MODEL_OPTIONS), workers=server["workers"])
+        return [ModelPlan(config, _service_limits(server, server["workers"]))]
+    plans = []
+    for index, entry in enumerate(entries):
+        where = f"{name} [[models]] #{index + 1}"
+        _check_keys(entry, _MODEL_KEYS, where)
+        if "path" not in entry:
+            raise ConfigError(f"{where}: 'path' is required")
+        values = resolve(
+            None, (*MODEL_OPTIONS, _WORKERS), environ={}, file_values=entry, file_name=where
+        )
+        plans.append(
+            ModelPlan(model_config_from(values), _service_limits(server, values["workers"]))
+        )
+    return plans
+
+
+def _keys(
+    server: dict[str, Any], entries: object, name: str
+) -> tuple[list[str], dict[str, RateLimits]]:
+    keys = list(server["api_key"] or [])
+    if server["api_key_file"] is not None:
+        try:
+            lines = Path(server["api_key_file"]).read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --api-key-file: {exc.strerror}") from None
+        keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    if not isinstance(entries, list):
+        raise ConfigError(f"{name}: 'keys' must be an array of tables ([[keys]])")
+    limits: dict[str, RateLimits] = {}
+    for index, entry in enumerate(entries):
+        where = f"{name} [[keys]] #{index + 1}"
+        _check_keys(entry, {"key", "requests_per_second", "tokens_per_minute"}, where)
+        key = entry.get("key")
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"{where}: 'key' must be a non-empty string")
+        rps, tpm = entry.get("requests_per_second"), entry.get("tokens_per_minute")
+        for label, value in (("requests_per_second", rps), ("tokens_per_minute", tpm)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+            ):
+                raise ConfigError(f"{where}: '{label}' must be a positive number")
+        limits[key] = RateLimits(rps, tpm)
+        if key not in keys:
+            keys.append(key)
+    return keys, limits
+
+
+def config_path_from(args: argparse.Namespace) -> Path | None:
+    """`--config`, else `EMBELLAMA_CONFIG`; the only option a config file cannot set."""
+    value = getattr(args, "config", None) or os.environ.get("EMBELLAMA_CONFIG")
+    return Path(value) if value else None
