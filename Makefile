@@ -31,7 +31,12 @@ test: prepare-default lint
 	$(BIN)/python -m pytest tests
 
 bench: prepare-default
+	$(BIN)/pip install -e '.[bench]'
 	$(BIN)/python bench/batch_budget.py
+	$(BIN)/python bench/attention.py
+	$(BIN)/python bench/load.py
+	$(BIN)/python bench/report.py
+	$(BIN)/python bench/wrk_check.py  # needs: apt-get install wrk
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
