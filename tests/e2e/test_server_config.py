@@ -195,3 +195,37 @@ def test_bad_config_fails_at_start_in_one_line(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         f"embellama: error: {config} [server]: unknown key(s) workerz"
     ]
+
+
+def test_per_key_limits_from_the_file(minilm_gguf: Path, server_logs: Path, tmp_path: Path) -> None:
+    config = tmp_path / "keys.toml"
+    config.write_text(f"""
+[server]
+api_key = ["sk-unlimited-key-000001"]
+
+[[keys]]
+key = "sk-limited-key-0000002"
+requests_per_second = 2
+
+[[models]]
+name = "m"
+path = "{minilm_gguf}"
+""")
+    server = start_server(["--config", str(config)], server_logs)
+    try:
+        server.wait_ready()
+
+        def statuses(key: str) -> list[int]:
+            headers = {"Authorization": f"Bearer {key}"}
+            return [
+                httpx.post(
+                    server.url + "/v1/embeddings", json={"input": "x"}, headers=headers
+                ).status_code
+                for _ in range(6)
+            ]
+
+        limited = statuses("sk-limited-key-0000002")
+        assert 429 in limited and limited.count(200) >= 2, limited
+        assert statuses("sk-unlimited-key-000001") == [200] * 6
+    finally:
+        assert server.stop() == 0, server.log()

@@ -1,0 +1,1 @@
+"""The `embellama` command line."""

@@ -1,0 +1,1 @@
+"""Everything that touches llama.cpp: GGUF headers, the native backend, tokenization."""

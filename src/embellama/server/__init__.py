@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP layer: routes, errors, security, metrics. No inference."""
