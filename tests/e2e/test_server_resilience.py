@@ -55,8 +55,11 @@ async def _client_loop(
             )
 
 
-def test_sigkill_worker_under_load(
-    minilm_gguf: Path, server_logs: Path, engine: EmbeddingEngine
+@pytest.mark.parametrize(
+    "crash", [signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT], ids=["kill", "segv", "abort"]
+)
+def test_worker_crash_under_load(
+    crash: signal.Signals, minilm_gguf: Path, server_logs: Path, engine: EmbeddingEngine
 ) -> None:
     server = start_server(
         [
@@ -84,7 +87,7 @@ def test_sigkill_worker_under_load(
                 asyncio.create_task(_client_loop(server.url, t, until, results[t])) for t in TEXTS
             ]
             await asyncio.sleep(1.5)
-            os.kill(before[0], signal.SIGKILL)
+            os.kill(before[0], crash)
             await asyncio.gather(*clients)
 
         asyncio.run(scenario())
