@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: prepare-default serve test lint typecheck unit integration e2e bench clean
+.PHONY: prepare-default serve test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
