@@ -20,7 +20,7 @@ import numpy as np
 from embellama.config import EngineConfig, ModelConfig, Pooling, Truncation
 from embellama.default_model import DEFAULT_MODEL_NAME, require_default_model
 from embellama.errors import ConfigError, ModelNotFoundError
-from embellama.inputs import EmbedInput, parse_inputs
+from embellama.inputs import EmbedInput, InputItem, parse_inputs
 from embellama.model.loaded import LoadedModel, ModelInfo
 from embellama.results import EmbeddingResult, Timings
 from embellama.vectors import Matrix, check_dimensions, finish, pool, resolve_normalization
@@ -115,11 +115,9 @@ class EmbeddingEngine:
         truncate: TruncateArg = False,
     ) -> Matrix:
         """`str` (or one token list) -> `(dim,)`; a list -> `(n, dim)`, in input order."""
-        single = parse_inputs(input).single
-        result = self.embed_with_details(
-            input, model, normalize=normalize, dimensions=dimensions, truncate=truncate
-        )
-        return result.vectors[0] if single else result.vectors
+        parsed = parse_inputs(input)
+        result = self._embed_items(parsed.items, model, normalize, dimensions, truncate)
+        return result.vectors[0] if parsed.single else result.vectors
 
     def embed_with_details(
         self,
@@ -131,6 +129,16 @@ class EmbeddingEngine:
         truncate: TruncateArg = False,
     ) -> EmbeddingResult:
         """Like `embed`, always `(n, dim)`, plus token counts and per-stage timings."""
+        return self._embed_items(parse_inputs(input).items, model, normalize, dimensions, truncate)
+
+    def _embed_items(
+        self,
+        items: list[InputItem],
+        model: str | None,
+        normalize: bool | None,
+        dimensions: int | None,
+        truncate: TruncateArg,
+    ) -> EmbeddingResult:
         loaded = self._resolve(model)
         pooling = loaded.pooling
         if pooling is Pooling.NONE:
@@ -139,7 +147,7 @@ class EmbeddingEngine:
             )
         check_dimensions(dimensions, loaded.dimensions)
         started = time.perf_counter()
-        prepared = loaded.tokenizer.prepare(parse_inputs(input).items, Truncation.parse(truncate))
+        prepared = loaded.tokenizer.prepare(items, Truncation.parse(truncate))
         tokenized = time.perf_counter()
         outputs = loaded.token_outputs([item.ids for item in prepared])
         inferred = time.perf_counter()
