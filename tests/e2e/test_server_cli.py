@@ -54,3 +54,22 @@ def _base_env() -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith("EMBELLAMA_") or k == "EMBELLAMA_HOME"
     }
+
+
+def test_non_loopback_without_keys_warns(minilm_gguf: Path, server_logs: Path) -> None:
+    """Binding beyond loopback without a key is allowed, but said loudly at start."""
+    process = start_server(["--model-path", str(minilm_gguf), "--host", "0.0.0.0"], server_logs)
+    try:
+        process.wait_ready()
+        assert "reachable beyond this machine, without any API key" in process.log()
+    finally:
+        assert process.stop() == 0, process.log()
+    keyed = start_server(
+        ["--model-path", str(minilm_gguf), "--host", "0.0.0.0", "--api-key", "sk-some-key-123456"],
+        server_logs,
+    )
+    try:
+        keyed.wait_ready()
+        assert "without any API key" not in keyed.log()
+    finally:
+        assert keyed.stop() == 0, keyed.log()
