@@ -84,15 +84,7 @@ class Server:
     def rss_mb(self) -> float:
         """Resident memory of the server and all its children (workers)."""
         assert self.process is not None
-        total = 0
-        for pid in _tree(self.process.pid):
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            except FileNotFoundError:
-                continue
-        return total / 1024
+        return sum(rss_of(pid) for pid in _tree(self.process.pid))
 
 
 def _tree(pid: int) -> list[int]:
@@ -311,6 +303,28 @@ def build_servers(
     return servers
 
 
+def peer_programs() -> tuple[str, str]:
+    """Build or reuse the peers (cached outside the repo): llama-server, and the Python
+    of a virtualenv holding llama-cpp-python's server."""
+
+    def run(script: str) -> str:
+        done = subprocess.run(
+            ["bash", str(HERE / "peers" / script)], capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    return run("build_llama_server.sh"), run("install_llama_cpp_python_server.sh")
+
+
+def rss_of(pid: int) -> float:
+    """Resident memory of one process in MB (0 if it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except FileNotFoundError:
+        return 0.0
+    return next((int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:")), 0.0)
+
+
 def engine_limit(model: Path, rounds: int) -> dict[str, float]:
     """Texts/s with no HTTP at all: the ceiling a server can approach."""
     from llama_cpp import Llama
@@ -376,18 +390,7 @@ def main() -> None:
     from embellama import prepare_default_model
 
     model = prepare_default_model().path
-    llama_server = subprocess.run(
-        ["bash", str(HERE / "peers/build_llama_server.sh")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    lcp_python = subprocess.run(
-        ["bash", str(HERE / "peers/install_llama_cpp_python_server.sh")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    llama_server, lcp_python = peer_programs()
     log_dir = Path(os.environ.get("BENCH_LOGS", "/tmp/embellama-bench-logs"))
     log_dir.mkdir(parents=True, exist_ok=True)
 

@@ -15,21 +15,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.batch_budget import machine
-from bench.load import HERE, Server, _tree, sustained
+from bench.load import HERE, Server, _tree, rss_of, sustained
 
 
 def rss_by_process(server: Server) -> dict[int, float]:
     assert server.process is not None
-    sizes = {}
-    for pid in _tree(server.process.pid):
-        try:
-            status = Path(f"/proc/{pid}/status").read_text().splitlines()
-        except FileNotFoundError:
-            continue
-        sizes[pid] = next(
-            int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:")
-        )
-    return sizes
+    return {pid: rss_of(pid) for pid in _tree(server.process.pid)}
 
 
 def main() -> None:

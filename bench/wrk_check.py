@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.batch_budget import machine
 from bench.corpus import short_texts
-from bench.load import HERE, build_servers
+from bench.load import HERE, build_servers, peer_programs
 
 CONCURRENCY = (1, 16, 64)
 
@@ -72,18 +72,7 @@ def main() -> None:
         for text in texts[:150]:
             engine.embed(text)
         single_ms = (time.perf_counter() - started) / 150 * 1000
-    llama_server = subprocess.run(
-        ["bash", str(HERE / "peers/build_llama_server.sh")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    lcp = subprocess.run(
-        ["bash", str(HERE / "peers/install_llama_cpp_python_server.sh")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    llama_server, lcp = peer_programs()
     servers = [
         s
         for s in build_servers(model, sys.executable, lcp, llama_server)
