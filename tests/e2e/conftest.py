@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import ServerProcess, start_server
+from tests.e2e.server import ServerProcess, serving
 
 
 @pytest.fixture(scope="module")
 def server(minilm_gguf: Path, server_logs: Path) -> Iterator[ServerProcess]:
-    process = start_server(
+    with serving(
         [
             "--model-path",
             str(minilm_gguf),
@@ -30,9 +30,5 @@ def server(minilm_gguf: Path, server_logs: Path) -> Iterator[ServerProcess]:
             "1",
         ],
         server_logs,
-    )
-    try:
-        process.wait_ready()
+    ) as process:
         yield process
-    finally:
-        assert process.stop() == 0, process.log()

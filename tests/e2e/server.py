@@ -8,7 +8,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,3 +80,20 @@ def start_server(
     )
     handle.close()
     return ServerProcess(process, port, log_path)
+
+
+@contextmanager
+def serving(
+    args: Sequence[str],
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    *,
+    port_in_env: bool = False,
+) -> Iterator[ServerProcess]:
+    """A ready server for the block; afterwards it must stop cleanly (SIGTERM, exit 0)."""
+    process = start_server(args, log_dir, env, port_in_env=port_in_env)
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        assert process.stop() == 0, process.log()

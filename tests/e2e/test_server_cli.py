@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.server import start_server
+from tests.e2e.server import serving, start_server
 
 
 def test_no_arguments_serves_the_default_model_quickly(
@@ -58,18 +58,10 @@ def _base_env() -> dict[str, str]:
 
 def test_non_loopback_without_keys_warns(minilm_gguf: Path, server_logs: Path) -> None:
     """Binding beyond loopback without a key is allowed, but said loudly at start."""
-    process = start_server(["--model-path", str(minilm_gguf), "--host", "0.0.0.0"], server_logs)
-    try:
-        process.wait_ready()
+    with serving(["--model-path", str(minilm_gguf), "--host", "0.0.0.0"], server_logs) as process:
         assert "reachable beyond this machine, without any API key" in process.log()
-    finally:
-        assert process.stop() == 0, process.log()
-    keyed = start_server(
+    with serving(
         ["--model-path", str(minilm_gguf), "--host", "0.0.0.0", "--api-key", "sk-some-key-123456"],
         server_logs,
-    )
-    try:
-        keyed.wait_ready()
+    ) as keyed:
         assert "without any API key" not in keyed.log()
-    finally:
-        assert keyed.stop() == 0, keyed.log()

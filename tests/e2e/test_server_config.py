@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from embellama import EmbeddingEngine, Pooling
-from tests.e2e.server import ServerProcess, start_server
+from tests.e2e.server import ServerProcess, serving
 
 ADMIN = {"Authorization": "Bearer admin-secret-key-42"}
 
@@ -48,12 +48,8 @@ def configured(
 ) -> Iterator[tuple[ServerProcess, Path]]:
     config = tmp_path / "embellama.toml"
     config.write_text(_config(minilm_gguf))
-    process = start_server(["--config", str(config)], server_logs)
-    try:
-        process.wait_ready()
+    with serving(["--config", str(config)], server_logs) as process:
         yield process, config
-    finally:
-        assert process.stop() == 0, process.log()
 
 
 def _embed(server: ServerProcess, model: str, text: str = "two models at once") -> np.ndarray:
@@ -211,9 +207,7 @@ requests_per_second = 2
 name = "m"
 path = "{minilm_gguf}"
 """)
-    server = start_server(["--config", str(config)], server_logs)
-    try:
-        server.wait_ready()
+    with serving(["--config", str(config)], server_logs) as server:
 
         def statuses(key: str) -> list[int]:
             headers = {"Authorization": f"Bearer {key}"}
@@ -227,5 +221,3 @@ path = "{minilm_gguf}"
         limited = statuses("sk-limited-key-0000002")
         assert 429 in limited and limited.count(200) >= 2, limited
         assert statuses("sk-unlimited-key-000001") == [200] * 6
-    finally:
-        assert server.stop() == 0, server.log()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from embellama import EmbeddingEngine
-from tests.e2e.server import ServerProcess, start_server
+from tests.e2e.server import ServerProcess, serving
 
 WORDS = [
     "search",
@@ -69,7 +69,7 @@ def test_64_concurrent_clients_match_single_requests(
 
 @pytest.fixture(scope="module")
 def tight_server(minilm_gguf: Path, server_logs: Path) -> Iterator[ServerProcess]:
-    process = start_server(
+    with serving(
         [
             "--model-path",
             str(minilm_gguf),
@@ -83,12 +83,8 @@ def tight_server(minilm_gguf: Path, server_logs: Path) -> Iterator[ServerProcess
             "1",
         ],
         server_logs,
-    )
-    try:
-        process.wait_ready()
+    ) as process:
         yield process
-    finally:
-        assert process.stop() == 0, process.log()
 
 
 def test_queue_full_is_429_with_retry_after(tight_server: ServerProcess) -> None:
@@ -126,9 +122,7 @@ def test_timeout_is_504_and_server_recovers(tight_server: ServerProcess) -> None
 
 def test_disconnected_client_work_is_dropped(minilm_gguf: Path, server_logs: Path) -> None:
     """A client that gives up takes its queued inputs with it: they never reach a worker."""
-    server = start_server(["--model-path", str(minilm_gguf), "--workers", "1"], server_logs)
-    try:
-        server.wait_ready()
+    with serving(["--model-path", str(minilm_gguf), "--workers", "1"], server_logs) as server:
         texts = _texts(1000, seed=21)  # ~10 s of work on this machine
         with pytest.raises(httpx.TimeoutException):
             httpx.post(server.url + "/v1/embeddings", json={"input": texts}, timeout=0.5)
@@ -139,8 +133,6 @@ def test_disconnected_client_work_is_dropped(minilm_gguf: Path, server_logs: Pat
             httpx.post(server.url + "/v1/embeddings", json={"input": "still here"}).status_code
             == 200
         )
-    finally:
-        assert server.stop() == 0, server.log()
 
 
 def _batched_inputs(server: ServerProcess) -> float:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from openai import AuthenticationError, OpenAI
 
-from tests.e2e.server import ServerProcess, start_server
+from tests.e2e.server import ServerProcess, serving
 
 KEYS = ("sk-test-alpha-0123456789", "sk-test-bravo-9876543210")
 
@@ -33,7 +33,7 @@ def secured(
 ) -> Iterator[ServerProcess]:
     key_file = tmp_path_factory.mktemp("keys") / "keys.txt"
     key_file.write_text(f"# team keys\n{KEYS[1]}\n")
-    process = start_server(
+    with serving(
         [
             "--model-path",
             str(minilm_gguf),
@@ -49,12 +49,8 @@ def secured(
             "json",
         ],
         server_logs,
-    )
-    try:
-        process.wait_ready()
+    ) as process:
         yield process
-    finally:
-        assert process.stop() == 0, process.log()
 
 
 def _auth(key: str) -> dict[str, str]:
@@ -126,9 +122,9 @@ def test_rate_limit_then_recovery(secured: ServerProcess) -> None:
 
 
 def test_metrics_count_exactly(minilm_gguf: Path, server_logs: Path) -> None:
-    server = start_server(["--model-path", str(minilm_gguf), "--model-name", "minilm"], server_logs)
-    try:
-        server.wait_ready()
+    with serving(
+        ["--model-path", str(minilm_gguf), "--model-name", "minilm"], server_logs
+    ) as server:
         url = server.url + "/v1/embeddings"
         for _ in range(3):
             assert httpx.post(url, json={"input": ["one two", "three"]}).status_code == 200
@@ -165,5 +161,3 @@ def test_metrics_count_exactly(minilm_gguf: Path, server_logs: Path) -> None:
         assert _metric(text, "embellama_queue_depth", model="minilm") == 0
         assert _metric(text, "embellama_process_resident_memory_bytes") > 0
         assert _metric(text, "embellama_worker_resident_memory_bytes", model="minilm") > 0
-    finally:
-        assert server.stop() == 0, server.log()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from embellama import EmbeddingEngine
-from tests.e2e.server import ServerProcess, start_server
+from tests.e2e.server import ServerProcess, serving, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ async def _client_loop(
 def test_worker_crash_under_load(
     crash: signal.Signals, minilm_gguf: Path, server_logs: Path, engine: EmbeddingEngine
 ) -> None:
-    server = start_server(
+    with serving(
         [
             "--model-path",
             str(minilm_gguf),
@@ -73,9 +73,7 @@ def test_worker_crash_under_load(
             "20",
         ],
         server_logs,
-    )
-    try:
-        server.wait_ready()
+    ) as server:
         before = _worker_pids(server)
         assert len(before) == 2, before
         expected = {text: engine.embed(text) for text in TEXTS}
@@ -113,8 +111,6 @@ def test_worker_crash_under_load(
             httpx.post(server.url + "/v1/embeddings", json={"input": "after the crash"}).status_code
             == 200
         )
-    finally:
-        assert server.stop() == 0, server.log()
 
 
 def test_sigterm_under_load_finishes_accepted_requests(
