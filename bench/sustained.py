@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.batch_budget import machine
-from bench.load import HERE, Server, _tree, rss_of, sustained
+from bench.load import HERE, Server, _tree, build_servers, rss_of, sustained
 
 
 def rss_by_process(server: Server) -> dict[int, float]:
@@ -30,22 +30,7 @@ def main() -> None:
     from embellama import prepare_default_model
 
     model = prepare_default_model().path
-    server = Server(
-        "embellama (defaults)",
-        [
-            sys.executable,
-            "-m",
-            "embellama.cli.main",
-            "serve",
-            "--model-path",
-            str(model),
-            "--model-name",
-            "m",
-            "--port",
-            "18300",
-        ],
-        18300,
-    )
+    server = build_servers(model, sys.executable, lcp_python=None, llama_server=None)[0]
     with tempfile.TemporaryDirectory() as logs:
         server.start(Path(logs))
         try:
