@@ -39,7 +39,7 @@ def main() -> None:
             after = rss_by_process(server)
         finally:
             server.stop()
-    first, last = samples[2][1], samples[-1][1]
+    first, last = samples[min(2, len(samples) - 1)][1], samples[-1][1]
     lines = [
         "# Sustained load, embellama defaults (1 worker x 2 threads)",
         "",
