@@ -1,10 +1,13 @@
 # Two entry points a fresh machine needs: `make serve` and `make test`.
 # Everything installs into .venv; llama-cpp-python compiles once (~6 min), then pip's cache serves it.
+# `serve` installs only the runtime and the `prep` extra (to convert the default model);
+# the test stack (sentence-transformers, pytest, mypy, ruff, ...) belongs to `test` alone.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-dev
+SERVE_STAMP := $(VENV)/.installed-serve
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: prepare-default serve test lint bench clean
 
@@ -12,22 +15,25 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 
-# Everything, including the default-model preparation and test extras (torch CPU wheel).
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e '.[test]'
+$(SERVE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e '.[prep]'
 	touch $@
 
-prepare-default: $(STAMP)
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e '.[test]'
+	touch $@ $(SERVE_STAMP)
+
+prepare-default: $(SERVE_STAMP)
 	$(BIN)/embellama models prepare-default
 
 serve: prepare-default
 	$(BIN)/embellama serve
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-test: prepare-default lint
+test: $(TEST_STAMP) prepare-default lint
 	$(BIN)/python -m pytest tests
 
 bench: prepare-default

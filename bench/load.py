@@ -89,8 +89,10 @@ class Server:
 
 def _tree(pid: int) -> list[int]:
     pids = [pid]
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    try:  # children of every thread: embellama spawns its workers off the event loop
+        children = [
+            c for t in Path(f"/proc/{pid}/task").glob("*/children") for c in t.read_text().split()
+        ]
     except FileNotFoundError:
         return pids
     for child in children:

@@ -1,50 +1,215 @@
-"""The library facade: a registry of loaded models and the embedding pipeline.
+"""The public API: `AsyncEmbeddingEngine` and its blocking twin `EmbeddingEngine`.
 
-parse inputs -> tokenize and validate -> budgeted decodes -> pool -> normalize ->
-Matryoshka truncation. Knows nothing about HTTP; the server calls this.
+Both are the same pipeline (`pipeline.ServedModel`) over the same registry. The async
+engine lives on the event loop that created it, so all its callers share one scheduler
+per model: concurrent calls are batched together. The sync engine runs an async engine
+on a private loop thread, so calls from many threads are batched together too. The
+server uses the async engine with worker processes. Knows nothing about HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
-import numpy as np
-
-from embellama.config import EngineConfig, ModelConfig, Pooling, Truncation
+from embellama.config import EngineConfig, ModelConfig, Truncation
 from embellama.default_model import DEFAULT_MODEL_NAME, require_default_model
-from embellama.errors import ConfigError, ModelNotFoundError
-from embellama.inputs import EmbedInput, InputItem, parse_inputs
-from embellama.model.loaded import LoadedModel, ModelInfo
-from embellama.results import EmbeddingResult, Timings
-from embellama.vectors import Matrix, check_dimensions, finish, pool, resolve_normalization
+from embellama.inputs import EmbedInput, parse_inputs
+from embellama.model.loaded import ModelInfo
+from embellama.pipeline import EmbedOptions, ServedModel, ServiceLimits
+from embellama.registry import ModelRegistry
+from embellama.results import EmbeddingResult
+from embellama.vectors import Matrix
 
 __all__ = ["AsyncEmbeddingEngine", "EmbeddingEngine"]
 
 TruncateArg = bool | str | Truncation | None
-P = ParamSpec("P")
-R = TypeVar("R")
+T = TypeVar("T")
+
+
+class AsyncEmbeddingEngine:
+    """Loads models and embeds with them on the running event loop; never blocks it."""
+
+    def __init__(self, limits: ServiceLimits | None = None) -> None:
+        """An engine with no models; `limits` apply to models loaded without their own."""
+        self.limits = limits or ServiceLimits()
+        self.registry: ModelRegistry[ServedModel] = ModelRegistry()
+
+    @classmethod
+    async def create(
+        cls, config: EngineConfig | None = None, *, limits: ServiceLimits | None = None
+    ) -> AsyncEmbeddingEngine:
+        engine = cls(limits)
+        try:
+            for model in (config or EngineConfig()).models:
+                await engine.load_model(model)
+        except BaseException:
+            await engine.aclose()
+            raise
+        return engine
+
+    # -- registry -------------------------------------------------------------------
+
+    async def start_model(
+        self,
+        config: ModelConfig,
+        limits: ServiceLimits | None = None,
+        *,
+        replacing: Sequence[ServedModel] = (),
+    ) -> ServedModel:
+        """Load and start a model without registering it (a reload swaps it in later)."""
+        self.registry.check_free([config.resolved_name, *config.aliases], ignoring=replacing)
+        served = await asyncio.to_thread(ServedModel, config, limits or self.limits)
+        try:
+            await served.start()
+        except BaseException:
+            await served.stop()
+            raise
+        return served
+
+    async def load_model(
+        self, config: ModelConfig, limits: ServiceLimits | None = None
+    ) -> ModelInfo:
+        served = await self.start_model(config, limits)
+        try:
+            self.registry.add(served)  # a concurrent load may have taken the name
+        except BaseException:
+            await served.stop()
+            raise
+        return served.info()
+
+    async def unload_model(self, name: str) -> None:
+        """Stop serving `name` (or an alias); work it already accepted is finished first."""
+        served = self.registry.remove(name)
+        await drain_and_stop(served)
+
+    def list_models(self) -> list[ModelInfo]:
+        return [served.info() for served in self.registry]
+
+    async def model_info(self, name: str | None = None) -> ModelInfo:
+        """Includes the file's sha256, hashed on a thread (it reads the whole file)."""
+        served = self.registry.resolve(name)
+        return await asyncio.to_thread(served.info, with_sha256=True)
+
+    # -- embedding ------------------------------------------------------------------
+
+    async def embed(
+        self,
+        input: EmbedInput,
+        model: str | None = None,
+        *,
+        normalize: bool | None = None,
+        dimensions: int | None = None,
+        truncate: TruncateArg = False,
+    ) -> Matrix:
+        """`str` (or one token list) -> `(dim,)`; a list -> `(n, dim)`, in input order."""
+        parsed = parse_inputs(input)
+        options = EmbedOptions(normalize, dimensions, Truncation.parse(truncate))
+        result = await self.registry.resolve(model).embed(parsed.items, options)
+        return result.vectors[0] if parsed.single else result.vectors
+
+    async def embed_with_details(
+        self,
+        input: EmbedInput,
+        model: str | None = None,
+        *,
+        normalize: bool | None = None,
+        dimensions: int | None = None,
+        truncate: TruncateArg = False,
+    ) -> EmbeddingResult:
+        """Like `embed`, always `(n, dim)`, plus token counts and per-stage timings."""
+        options = EmbedOptions(normalize, dimensions, Truncation.parse(truncate))
+        return await self.registry.resolve(model).embed(parse_inputs(input).items, options)
+
+    async def embed_per_token(
+        self, input: EmbedInput, model: str | None = None, *, truncate: TruncateArg = False
+    ) -> list[Matrix]:
+        """Unpooled `(n_tokens, dim)` outputs per input, special tokens included."""
+        served = self.registry.resolve(model)
+        return await served.embed_per_token(parse_inputs(input).items, Truncation.parse(truncate))
+
+    # -- tokens ---------------------------------------------------------------------
+
+    async def tokenize(
+        self, text: str, model: str | None = None, *, add_special: bool = True
+    ) -> list[int]:
+        tokenizer = self.registry.resolve(model).model.tokenizer
+        ids = await asyncio.to_thread(tokenizer.encode_text, text, add_special=add_special)
+        return [int(token) for token in ids]
+
+    async def detokenize(self, tokens: Sequence[int], model: str | None = None) -> str:
+        tokenizer = self.registry.resolve(model).model.tokenizer
+        return await asyncio.to_thread(tokenizer.detokenize, tokens)
+
+    async def count_tokens(self, input: EmbedInput, model: str | None = None) -> list[int]:
+        """Tokens each input would use, before truncation, special tokens included."""
+        tokenizer = self.registry.resolve(model).model.tokenizer
+
+        def count() -> list[int]:
+            items = parse_inputs(input).items
+            return [
+                len(tokenizer.encode_text(item, index) if isinstance(item, str) else item)
+                for index, item in enumerate(items)
+            ]
+
+        return await asyncio.to_thread(count)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        models = list(self.registry)
+        self.registry.replace([])
+        await asyncio.gather(*(served.stop() for served in models))
+
+    async def __aenter__(self) -> AsyncEmbeddingEngine:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+async def drain_and_stop(served: ServedModel, grace: float = 5.0) -> None:
+    """Let a model no longer in the registry finish what it accepted, then stop it."""
+    timeout = served.limits.request_timeout
+    deadline = asyncio.get_running_loop().time() + (timeout or 3600.0) + grace
+    while served.scheduler.queued_requests and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    await served.stop()
+
+
+async def _on_loop(function: Callable[[], T]) -> T:
+    """Run a quick registry read on the engine's loop, the only thread that changes it."""
+    return function()
 
 
 class EmbeddingEngine:
-    """Loads models and embeds with them; safe to call from many threads at once."""
+    """The blocking API over the same pipeline; safe to call from many threads at once.
+
+    Runs an `AsyncEmbeddingEngine` on a private event-loop thread, so concurrent calls
+    share decodes exactly as the server's requests do.
+    """
 
     def __init__(self, config: EngineConfig | None = None) -> None:
-        self._models: dict[str, LoadedModel] = {}
-        self._names: dict[str, str] = {}
-        self._default: str | None = None
-        self._registry_lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="embellama-engine", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
         try:
-            for model in (config or EngineConfig()).models:
-                self.load_model(model)
+            self.engine = self._call(AsyncEmbeddingEngine.create(config))
         except BaseException:
-            self.close()
+            self._stop_loop()
             raise
 
     @classmethod
@@ -58,153 +223,78 @@ class EmbeddingEngine:
         model_options.setdefault("name", DEFAULT_MODEL_NAME)
         return cls.from_path(require_default_model(), **model_options)
 
+    def _call(self, work: Coroutine[Any, Any, T]) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(work, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # Ctrl-C in the caller: drop the queued work too
+            raise
+
     # -- registry -------------------------------------------------------------------
 
     def load_model(self, config: ModelConfig) -> ModelInfo:
-        names = (config.resolved_name, *config.aliases)
-        with self._registry_lock:
-            taken = [name for name in names if name in self._names]
-        if taken:
-            raise ConfigError(f"model name or alias {taken[0]!r} is already loaded")
-        model = LoadedModel(config)
-        with self._registry_lock:
-            if any(name in self._names for name in names):
-                model.close()
-                raise ConfigError(f"model name {config.resolved_name!r} was loaded concurrently")
-            self._models[model.name] = model
-            self._names.update(dict.fromkeys(names, model.name))
-            self._default = self._default or model.name
-        return model.info()
+        return self._call(self.engine.load_model(config))
 
     def unload_model(self, name: str) -> None:
-        with self._registry_lock:
-            model = self._resolve_locked(name)
-            del self._models[model.name]
-            self._names = {k: v for k, v in self._names.items() if v != model.name}
-            if self._default == model.name:
-                self._default = next(iter(self._models), None)
-        model.close()
+        self._call(self.engine.unload_model(name))
 
     def list_models(self) -> list[ModelInfo]:
-        with self._registry_lock:
-            models = list(self._models.values())
-        return [model.info() for model in models]
+        return self._call(_on_loop(self.engine.list_models))
 
     def model_info(self, name: str | None = None) -> ModelInfo:
-        return self._resolve(name).info()
-
-    def _resolve(self, name: str | None) -> LoadedModel:
-        with self._registry_lock:
-            return self._resolve_locked(name)
-
-    def _resolve_locked(self, name: str | None) -> LoadedModel:
-        key = self._default if name is None else self._names.get(name)
-        if key is None:
-            raise ModelNotFoundError(name or "(default)", sorted(self._names))
-        return self._models[key]
+        return self._call(self.engine.model_info(name))
 
     # -- embedding ------------------------------------------------------------------
 
-    def embed(
-        self,
-        input: EmbedInput,
-        model: str | None = None,
-        *,
-        normalize: bool | None = None,
-        dimensions: int | None = None,
-        truncate: TruncateArg = False,
-    ) -> Matrix:
-        """`str` (or one token list) -> `(dim,)`; a list -> `(n, dim)`, in input order."""
-        parsed = parse_inputs(input)
-        result = self._embed_items(parsed.items, model, normalize, dimensions, truncate)
-        return result.vectors[0] if parsed.single else result.vectors
+    def embed(self, input: EmbedInput, model: str | None = None, **options: Any) -> Matrix:
+        """`str` (or one token list) -> `(dim,)`; a list -> `(n, dim)`, in input order.
+
+        Options: `normalize`, `dimensions` (Matryoshka cut), `truncate`.
+        """
+        return self._call(self.engine.embed(input, model, **options))
 
     def embed_with_details(
-        self,
-        input: EmbedInput,
-        model: str | None = None,
-        *,
-        normalize: bool | None = None,
-        dimensions: int | None = None,
-        truncate: TruncateArg = False,
+        self, input: EmbedInput, model: str | None = None, **options: Any
     ) -> EmbeddingResult:
         """Like `embed`, always `(n, dim)`, plus token counts and per-stage timings."""
-        return self._embed_items(parse_inputs(input).items, model, normalize, dimensions, truncate)
-
-    def _embed_items(
-        self,
-        items: list[InputItem],
-        model: str | None,
-        normalize: bool | None,
-        dimensions: int | None,
-        truncate: TruncateArg,
-    ) -> EmbeddingResult:
-        loaded = self._resolve(model)
-        pooling = loaded.pooling
-        if pooling is Pooling.NONE:
-            raise ConfigError(
-                f"model {loaded.name!r} is configured with pooling 'none'; use embed_per_token"
-            )
-        check_dimensions(dimensions, loaded.dimensions)
-        started = time.perf_counter()
-        prepared = loaded.tokenizer.prepare(items, Truncation.parse(truncate))
-        tokenized = time.perf_counter()
-        outputs = loaded.token_outputs([item.ids for item in prepared])
-        inferred = time.perf_counter()
-        pooled = np.stack([pool(tokens, pooling) for tokens in outputs])
-        method = resolve_normalization(loaded.config.normalization, normalize)
-        vectors = finish(pooled, method, loaded.config.norm_p, dimensions)
-        finished = time.perf_counter()
-        return EmbeddingResult(
-            model=loaded.name,
-            vectors=vectors,
-            token_counts=tuple(len(item.ids) for item in prepared),
-            truncated=tuple(item.truncated for item in prepared),
-            timings=Timings(
-                tokenize=tokenized - started,
-                inference=inferred - tokenized,
-                postprocess=finished - inferred,
-            ),
-        )
+        return self._call(self.engine.embed_with_details(input, model, **options))
 
     def embed_per_token(
         self, input: EmbedInput, model: str | None = None, *, truncate: TruncateArg = False
     ) -> list[Matrix]:
         """Unpooled `(n_tokens, dim)` outputs per input, special tokens included."""
-        loaded = self._resolve(model)
-        prepared = loaded.tokenizer.prepare(parse_inputs(input).items, Truncation.parse(truncate))
-        return loaded.token_outputs([item.ids for item in prepared])
+        return self._call(self.engine.embed_per_token(input, model, truncate=truncate))
 
     # -- tokens ---------------------------------------------------------------------
 
     def tokenize(
         self, text: str, model: str | None = None, *, add_special: bool = True
     ) -> list[int]:
-        ids = self._resolve(model).tokenizer.encode_text(text, add_special=add_special)
-        return [int(token) for token in ids]
+        return self._call(self.engine.tokenize(text, model, add_special=add_special))
 
     def detokenize(self, tokens: Sequence[int], model: str | None = None) -> str:
-        return self._resolve(model).tokenizer.detokenize(tokens)
+        return self._call(self.engine.detokenize(tokens, model))
 
     def count_tokens(self, input: EmbedInput, model: str | None = None) -> list[int]:
         """Tokens each input would use, before truncation, special tokens included."""
-        tokenizer = self._resolve(model).tokenizer
-        counts = []
-        for index, item in enumerate(parse_inputs(input).items):
-            ids = tokenizer.encode_text(item, index) if isinstance(item, str) else item
-            counts.append(len(ids))
-        return counts
+        return self._call(self.engine.count_tokens(input, model))
 
     # -- lifecycle ------------------------------------------------------------------
 
     def close(self) -> None:
-        with self._registry_lock:
-            models = list(self._models.values())
-            self._models.clear()
-            self._names.clear()
-            self._default = None
-        for model in models:
-            model.close()
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._call(self.engine.aclose())
+        finally:
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
 
     def __enter__(self) -> EmbeddingEngine:
         return self
@@ -216,64 +306,3 @@ class EmbeddingEngine:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-class AsyncEmbeddingEngine:
-    """The same API for asyncio: inference runs on worker threads, never on the loop."""
-
-    def __init__(self, engine: EmbeddingEngine, *, max_threads: int = 4) -> None:
-        self.engine = engine
-        self._executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="embellama")
-
-    @classmethod
-    async def create(cls, config: EngineConfig | None = None) -> AsyncEmbeddingEngine:
-        """Load models off the event loop (loading reads and maps the whole file)."""
-        engine = await asyncio.to_thread(EmbeddingEngine, config)
-        return cls(engine)
-
-    async def _call(self, function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: function(*args, **kwargs))
-
-    async def embed(self, input: EmbedInput, model: str | None = None, **options: Any) -> Matrix:
-        return await self._call(self.engine.embed, input, model, **options)
-
-    async def embed_with_details(
-        self, input: EmbedInput, model: str | None = None, **options: Any
-    ) -> EmbeddingResult:
-        return await self._call(self.engine.embed_with_details, input, model, **options)
-
-    async def embed_per_token(
-        self, input: EmbedInput, model: str | None = None, **options: Any
-    ) -> list[Matrix]:
-        return await self._call(self.engine.embed_per_token, input, model, **options)
-
-    async def tokenize(self, text: str, model: str | None = None) -> list[int]:
-        return await self._call(self.engine.tokenize, text, model)
-
-    async def count_tokens(self, input: EmbedInput, model: str | None = None) -> list[int]:
-        return await self._call(self.engine.count_tokens, input, model)
-
-    async def load_model(self, config: ModelConfig) -> ModelInfo:
-        return await self._call(self.engine.load_model, config)
-
-    async def unload_model(self, name: str) -> None:
-        await self._call(self.engine.unload_model, name)
-
-    def list_models(self) -> list[ModelInfo]:
-        return self.engine.list_models()
-
-    async def aclose(self) -> None:
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
-        self.engine.close()
-
-    async def __aenter__(self) -> AsyncEmbeddingEngine:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

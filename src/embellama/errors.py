@@ -15,8 +15,10 @@ status codes in a single table.
     │   ├── InvalidTextError         text that is not valid Unicode (lone surrogates)
     │   ├── InvalidTokenError        token id outside the model's vocabulary
     │   ├── InputTooLongError        more tokens than the context holds, truncate off
-    │   └── InvalidDimensionsError   `dimensions` outside 1..model dims
+    │   ├── InvalidDimensionsError   `dimensions` outside 1..model dims
+    │   └── PoisonInputError         this input crashed a worker twice; not retried
     ├── InferenceError               llama.cpp failed on input that passed validation
+    │   └── InternalError            a bug while running a batch; fails that batch only
     └── ServiceError                 the serving machinery cannot take or finish the work
         ├── OverloadedError          the queue is full; retry after a moment
         ├── RequestTimeoutError      the work did not finish within the request timeout
@@ -34,6 +36,7 @@ __all__ = [
     "InferenceError",
     "InputError",
     "InputTooLongError",
+    "InternalError",
     "InvalidDimensionsError",
     "InvalidTextError",
     "InvalidTokenError",
@@ -43,6 +46,7 @@ __all__ = [
     "ModelNotFoundError",
     "NoWorkerError",
     "OverloadedError",
+    "PoisonInputError",
     "RequestTimeoutError",
     "ServiceError",
     "WorkerCrashedError",
@@ -121,6 +125,13 @@ class InvalidDimensionsError(InputError):
     """`dimensions` is not between 1 and the model's embedding size."""
 
 
+class PoisonInputError(InputError):
+    """Running this input killed a worker process twice (or it is remembered to).
+
+    Not a 503: retrying it would only crash another worker, so clients must not retry.
+    """
+
+
 class InferenceError(EmbellamaError):
     """llama.cpp reported a failure while embedding input that passed validation."""
 
@@ -147,3 +158,7 @@ class NoWorkerError(ServiceError):
 
 class WorkerCrashedError(ServiceError):
     """A worker process died while it held the work; the scheduler retries once."""
+
+
+class InternalError(InferenceError):
+    """An unexpected exception while running a batch; its requests fail, the lane goes on."""

@@ -41,9 +41,12 @@ def parse_inputs(value: object) -> ParsedInputs:
         raise EmptyInputError("input must not be empty")
     if all(_is_token_id(item) for item in value):
         return ParsedInputs([[int(item) for item in value]], single=True)
-    return ParsedInputs(
-        [_parse_item(item, index) for index, item in enumerate(value)], single=False
-    )
+    items = [_parse_item(item, index) for index, item in enumerate(value)]
+    if len({isinstance(item, str) for item in items}) > 1:
+        # OpenAI refuses such lists too: a caller mixing the forms has usually built the
+        # list wrong, and guessing what they meant would embed the wrong thing.
+        raise InputError(f"input must not mix strings and token-id lists; it must be {_FORMS}")
+    return ParsedInputs(items, single=False)
 
 
 def _parse_item(item: object, index: int) -> InputItem:

@@ -73,7 +73,7 @@ def start_server(
     port_args = [] if port_in_env else ["--port", str(port)]
     port_env = {"EMBELLAMA_PORT": str(port)} if port_in_env else {}
     process = subprocess.Popen(
-        [sys.executable, "-m", "embellama.cli.main", "serve", *port_args, *args],
+        [sys.executable, "-m", "embellama", "serve", *port_args, *args],
         stdout=handle,
         stderr=subprocess.STDOUT,
         env={**os.environ, **port_env, **(env or {})},

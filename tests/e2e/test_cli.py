@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 from embellama import EmbeddingEngine
+from tests.tolerances import assert_batch_invariant
 
 
 def _cli(
     *args: str, env: dict[str, str] | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "embellama.cli.main", *args],
+        [sys.executable, "-m", "embellama", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -28,13 +29,37 @@ def _cli(
     )
 
 
+def test_python_dash_m_is_the_command() -> None:
+    module = _cli("--help")
+    assert module.returncode == 0, module.stderr
+    assert "embed" in module.stdout and "serve" in module.stdout
+    script = Path(sys.executable).with_name("embellama")
+    command = subprocess.run([script, "--help"], capture_output=True, text=True, check=False)
+    assert (command.returncode, command.stdout) == (module.returncode, module.stdout)
+    bad = _cli("no-such-command")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+# Warnings llama.cpp prints on every load of the default model; nothing a user can act on.
+LOAD_CHATTER = ("special_eos_id is not in special_eog_ids", "n_ctx_train")
+
+
+def test_model_load_is_quiet_at_the_default_log_level(minilm_gguf: Path) -> None:
+    quiet = _cli("embed", "hello", "--model-path", str(minilm_gguf))
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    debug = _cli("--log-level", "debug", "embed", "hello", "--model-path", str(minilm_gguf))
+    assert debug.returncode == 0, debug.stderr
+    assert all(line in debug.stderr for line in LOAD_CHATTER), debug.stderr
+
+
 def test_embed_arguments(minilm_gguf: Path, engine: EmbeddingEngine) -> None:
     done = _cli("embed", "hello world", "second text", "--model-path", str(minilm_gguf))
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert [line["index"] for line in lines] == [0, 1]
     assert lines[0]["tokens"] == 4
-    np.testing.assert_allclose(lines[0]["embedding"], engine.embed("hello world"), atol=1e-6)
+    assert_batch_invariant(lines[0]["embedding"], engine.embed("hello world"))
 
 
 def test_embed_jsonl_file(tmp_path: Path, minilm_gguf: Path, engine: EmbeddingEngine) -> None:
@@ -63,7 +88,7 @@ def test_embed_jsonl_file(tmp_path: Path, minilm_gguf: Path, engine: EmbeddingEn
     assert lines[1]["id"] == "doc-1"
     assert "id" not in lines[0]
     got = np.array([line["embedding"] for line in lines])
-    np.testing.assert_allclose(got, engine.embed(texts, dimensions=128), atol=1e-4)
+    assert_batch_invariant(got, engine.embed(texts, dimensions=128))
 
 
 def test_embed_bad_jsonl_line(tmp_path: Path, minilm_gguf: Path) -> None:

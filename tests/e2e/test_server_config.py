@@ -15,6 +15,7 @@ import pytest
 
 from embellama import EmbeddingEngine, Pooling
 from tests.e2e.server import ServerProcess, serving
+from tests.tolerances import assert_batch_invariant
 
 ADMIN = {"Authorization": "Bearer admin-secret-key-42"}
 
@@ -68,15 +69,9 @@ def test_two_models_each_give_their_own_vectors(
         EmbeddingEngine.from_path(minilm_gguf) as mean,
         EmbeddingEngine.from_path(minilm_gguf, pooling=Pooling.CLS) as cls,
     ):
-        np.testing.assert_allclose(
-            _embed(server, "mean-model"), mean.embed("two models at once"), atol=1e-5
-        )
-        np.testing.assert_allclose(
-            _embed(server, "text-embedding-3-small"), mean.embed("two models at once"), atol=1e-5
-        )
-        np.testing.assert_allclose(
-            _embed(server, "second-model"), cls.embed("two models at once"), atol=1e-5
-        )
+        assert_batch_invariant(_embed(server, "mean-model"), mean.embed("two models at once"))
+        assert_batch_invariant(_embed(server, "text-embedding-3-small"), mean.embed("two models at once"))
+        assert_batch_invariant(_embed(server, "second-model"), cls.embed("two models at once"))
     names = sorted(m["id"] for m in httpx.get(server.url + "/v1/models").json()["data"])
     assert names == ["mean-model", "second-model", "text-embedding-3-small"]
 
@@ -106,8 +101,17 @@ def test_admin_api(configured: tuple[ServerProcess, Path], minilm_gguf: Path) ->
         server.url + "/admin/models/extra/load", headers=ADMIN, json={"path": str(minilm_gguf)}
     )
     assert clash.status_code == 400
+    # Outside the models directory: one answer whether the file exists or not.
+    outside = [
+        httpx.post(server.url + "/admin/models/bad/load", headers=ADMIN, json={"path": path})
+        for path in ("/missing.gguf", "/etc/passwd", str(minilm_gguf.parent / ".." / ".." / "x"))
+    ]
+    assert {r.status_code for r in outside} == {403}
+    assert len({r.text for r in outside}) == 1 and "passwd" not in outside[0].text
     missing = httpx.post(
-        server.url + "/admin/models/bad/load", headers=ADMIN, json={"path": "/missing.gguf"}
+        server.url + "/admin/models/bad/load",
+        headers=ADMIN,
+        json={"path": str(minilm_gguf.parent / "missing.gguf")},
     )
     assert missing.status_code == 400 and "not found" in missing.json()["error"]["message"]
 
@@ -168,9 +172,7 @@ def test_reload_under_load_loses_nothing(
     assert results and set(results) == {200}, sorted(set(results))
     assert len(results) > 20
     with EmbeddingEngine.from_path(minilm_gguf, pooling=Pooling.MAX) as max_pooled:
-        np.testing.assert_allclose(
-            _embed(server, "second-model"), max_pooled.embed("two models at once"), atol=1e-5
-        )
+        assert_batch_invariant(_embed(server, "second-model"), max_pooled.embed("two models at once"))
     assert "reload on SIGHUP rejected" in server.log()
 
 

@@ -55,6 +55,16 @@ CASES: list[tuple[str, str, str, Any, int, str, str | None, str | None]] = [
         "input",
     ),
     (
+        "token ids mixed with strings",
+        "POST",
+        "/v1/embeddings",
+        {"input": [[1, 2], "a"]},
+        400,
+        "invalid_request_error",
+        "invalid_input",
+        "input",
+    ),
+    (
         "input is null",
         "POST",
         "/v1/embeddings",

@@ -14,6 +14,7 @@ from openai import OpenAI
 
 from embellama import EmbeddingEngine
 from tests.e2e.server import ServerProcess
+from tests.tolerances import assert_batch_invariant, assert_float32_close
 
 TEXTS = ["hello world", "Embeddings for search and RAG", "日本語のテキスト", "emoji 🙂 text"]
 
@@ -27,7 +28,7 @@ def test_default_base64_encoding(client: OpenAI, engine: EmbeddingEngine) -> Non
     response = client.embeddings.create(model="minilm", input=TEXTS)
     got = np.array([item.embedding for item in response.data])
     assert [item.index for item in response.data] == [0, 1, 2, 3]
-    np.testing.assert_allclose(got, engine.embed(TEXTS), atol=1e-5)
+    assert_batch_invariant(got, engine.embed(TEXTS))
     assert response.usage.prompt_tokens == sum(engine.count_tokens(TEXTS))
     assert response.usage.total_tokens == response.usage.prompt_tokens
     assert response.model == "minilm"
@@ -39,17 +40,24 @@ def test_float_dimensions_and_alias(client: OpenAI, engine: EmbeddingEngine) -> 
     )
     got = np.array([item.embedding for item in response.data])
     assert got.shape == (4, 128)
-    np.testing.assert_allclose(got, engine.embed(TEXTS, dimensions=128), atol=1e-5)
-    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert_batch_invariant(got, engine.embed(TEXTS, dimensions=128))
+    assert_float32_close(np.linalg.norm(got, axis=1), np.ones(len(got)))
 
 
 def test_token_id_inputs(client: OpenAI, engine: EmbeddingEngine) -> None:
     ids = [engine.tokenize(text) for text in TEXTS]
     response = client.embeddings.create(model="minilm", input=ids, encoding_format="float")
     got = np.array([item.embedding for item in response.data])
-    np.testing.assert_allclose(got, engine.embed(TEXTS), atol=1e-5)
+    assert_batch_invariant(got, engine.embed(TEXTS))
     single = client.embeddings.create(model="minilm", input=ids[0])
-    np.testing.assert_allclose(single.data[0].embedding, engine.embed(TEXTS[0]), atol=1e-5)
+    assert_batch_invariant(single.data[0].embedding, engine.embed(TEXTS[0]))
+
+
+def test_same_request_twice_gives_the_same_bytes(server: ServerProcess) -> None:
+    body = {"model": "minilm", "input": [*TEXTS, "one more, longer text " * 20]}
+    first, second = (httpx.post(server.url + "/v1/embeddings", json=body) for _ in range(2))
+    assert first.status_code == second.status_code == 200
+    assert first.json()["data"] == second.json()["data"]  # base64 of the raw float32 bytes
 
 
 def test_models_routes(client: OpenAI, server: ServerProcess) -> None:
@@ -123,5 +131,5 @@ def test_openai_node_sdk(node_openai: Path, server: ServerProcess, engine: Embed
     for key in ("base64", "float"):
         got = np.array(result[key])
         assert got.shape == (4, 384), key
-        np.testing.assert_allclose(got, expected, atol=1e-5)
+        assert_batch_invariant(got, expected)
     assert result["usage"]["prompt_tokens"] == sum(engine.count_tokens(TEXTS))

@@ -14,6 +14,7 @@ import pytest
 
 from embellama import EmbeddingEngine
 from tests.e2e.server import ServerProcess, serving, start_server
+from tests.tolerances import assert_batch_invariant
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +22,9 @@ TEXTS = [f"resilience check number {i} with some words about vectors" for i in r
 
 
 def _worker_pids(server: ServerProcess) -> list[int]:
-    pid = server.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    # Workers are spawned off the event loop, so any thread of the server may be the parent.
+    tasks = Path(f"/proc/{server.process.pid}/task").glob("*/children")
+    children = [pid for task in tasks for pid in task.read_text().split()]
     pids = []
     for child in map(int, children):
         try:
@@ -95,7 +97,7 @@ def test_worker_crash_under_load(
                 total += 1
                 assert status in (200, 503), (status, payload)
                 if status == 200:
-                    np.testing.assert_allclose(np.asarray(payload), expected[text], atol=1e-4)
+                    assert_batch_invariant(np.asarray(payload), expected[text])
         assert total > 100
         assert sum(1 for o in results.values() for s, _ in o if s == 200) > 0.9 * total
 

@@ -71,7 +71,7 @@ def test_too_long_error_carries_numbers(engine: EmbeddingEngine) -> None:
 def test_truncation_fits_and_keeps_special_tokens(
     engine: EmbeddingEngine, truncate: object
 ) -> None:
-    result = engine.embed_with_details(["short", LONG], truncate=truncate)  # type: ignore[arg-type]
+    result = engine.embed_with_details(["short", LONG], truncate=truncate)
     assert result.token_counts == (3, 512)
     assert result.truncated == (False, True)
 

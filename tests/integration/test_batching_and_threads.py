@@ -1,5 +1,6 @@
-"""Packing many inputs changes neither their order nor (beyond 1e-4) their vectors,
-and the engine is safe to call from many threads and from asyncio at once."""
+"""Packing many inputs changes neither their order nor (beyond rounding) their vectors,
+the same call twice gives the same bits, and the engine is safe to call from many
+threads and from asyncio at once."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from embellama import (
     EngineConfig,
     ModelConfig,
 )
+from tests.tolerances import assert_batch_invariant
 
 WORDS = [
     "the",
@@ -66,14 +68,22 @@ def test_batch_invariance(
     config = BatchingConfig(max_batch_tokens=budget, max_batch_sequences=sequences)
     with EmbeddingEngine.from_path(minilm_gguf, batching=config) as packed:
         batched = packed.embed(texts)
-    assert np.abs(alone - batched).max() <= 1e-4
+    assert_batch_invariant(batched, alone)
+
+
+def test_same_call_twice_gives_the_same_bits(engine: EmbeddingEngine) -> None:
+    texts = _texts(40, seed=11)
+    first = engine.embed(texts)
+    second = engine.embed(texts)
+    assert first.tobytes() == second.tobytes()
+    assert engine.embed(texts[0]).tobytes() == engine.embed(texts[0]).tobytes()
 
 
 def test_order_is_input_order(engine: EmbeddingEngine) -> None:
     texts = _texts(40, seed=1)
     batched = engine.embed(texts)
     reversed_batch = engine.embed(texts[::-1])
-    np.testing.assert_allclose(batched, reversed_batch[::-1], atol=1e-4)
+    assert_batch_invariant(batched, reversed_batch[::-1])
     assert np.abs(batched[0] - batched[1]).max() > 1e-3
 
 
@@ -104,7 +114,7 @@ def test_many_threads_get_their_own_answers(engine: EmbeddingEngine) -> None:
         results = [pair for chunk in pool.map(work, range(8)) for pair in chunk]
     assert len(results) == len(texts)
     for index, vector in results:
-        np.testing.assert_allclose(vector, expected[index], atol=1e-4)
+        assert_batch_invariant(vector, expected[index])
 
 
 def test_async_engine_does_not_block_the_loop(minilm_gguf: Path) -> None:

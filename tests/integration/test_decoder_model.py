@@ -9,7 +9,7 @@ Measured (2-core CPU, llama-cpp-python 0.3.36, transformers 5.24): the last-toke
 vector differs from transformers by up to ~1.5e-3 (at most ~6e-4 of its largest
 value), cosine >= 0.9999998. The error is the F16 KV cache (K and V rounded to half
 precision); with an F32 cache and plain attention it was 1.5e-6. The value test
-therefore allows 1e-3 of the vector's largest value. Causal models run with plain
+therefore allows 1e-3 of the vector's largest value (`tests/tolerances.py`). Causal models run with plain
 attention in every decode (see model/backend.py), so batching changes nothing.
 """
 
@@ -27,6 +27,11 @@ import transformers
 import embellama
 from embellama import EmbeddingEngine, InputTooLongError, ModelFileError, Pooling, read_gguf_info
 from tests.fixtures.tiny_llama import TinyLlama, build_tiny_llama
+from tests.tolerances import (
+    DECODER_REFERENCE_RELATIVE_ATOL,
+    REFERENCE_MIN_COSINE,
+    assert_batch_invariant,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -44,10 +49,6 @@ TEXTS = (
 # SentencePiece, never with the transformers tokenizer.
 LEADING_SPACE_TEXTS = (" leading space", "  two leading spaces")
 
-# Flash attention's F16 K/V round to ~6e-4 of the largest value (measured); a wrong
-# position encoding, norm epsilon or pooled token is off by far more than this.
-RELATIVE_ATOL = 1e-3
-MIN_COSINE = 0.9999
 
 Vector = npt.NDArray[np.float32]
 
@@ -125,7 +126,7 @@ def test_last_token_direction_matches_transformers(
     vectors = llama_engine.embed(list(TEXTS))
     for text, vector in zip(TEXTS, vectors, strict=True):
         expected = reference(hf_model, llama_engine.tokenize(text))
-        assert cosine(vector, expected) >= MIN_COSINE, text
+        assert cosine(vector, expected) >= REFERENCE_MIN_COSINE, text
     # The bar means something only if different texts are far apart (measured: <= 0.41).
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     similarity = unit @ unit.T
@@ -139,7 +140,7 @@ def test_last_token_values_match_transformers(
     for text in TEXTS:
         vector = llama_engine.embed(text)
         expected = reference(hf_model, llama_engine.tokenize(text))
-        atol = RELATIVE_ATOL * float(np.abs(expected).max())
+        atol = DECODER_REFERENCE_RELATIVE_ATOL * float(np.abs(expected).max())
         assert np.allclose(vector, expected, rtol=0.0, atol=atol), (
             text,
             float(np.abs(vector - expected).max()),
@@ -151,7 +152,7 @@ def test_batched_equals_alone(llama_engine: EmbeddingEngine) -> None:
     alone = np.stack([llama_engine.embed(text) for text in TEXTS])
     for order in (list(range(len(TEXTS))), list(reversed(range(len(TEXTS))))):
         batched = llama_engine.embed([TEXTS[i] for i in order])
-        assert float(np.abs(batched - alone[order]).max()) <= 1e-4
+        assert_batch_invariant(batched, alone[order])
 
 
 def test_truncate_start_keeps_bos_and_the_end(
@@ -170,7 +171,7 @@ def test_truncate_start_keeps_bos_and_the_end(
         assert result.truncated == (True, False)
 
         kept = [ids[0], *ids[-31:]]
-        assert cosine(result.vectors[0], reference(hf_model, kept)) >= MIN_COSINE
+        assert cosine(result.vectors[0], reference(hf_model, kept)) >= REFERENCE_MIN_COSINE
         # Alone, the truncated text and its kept ids are the very same computation.
         alone = engine.embed(long_text, truncate="start")
         assert np.array_equal(alone, engine.embed(kept))

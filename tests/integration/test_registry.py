@@ -44,7 +44,7 @@ def test_info(engine: EmbeddingEngine, minilm_gguf: Path) -> None:
     assert info.architecture == "bert"
     assert info.vocab_size == 30522
     assert info.file_size == minilm_gguf.stat().st_size
-    assert len(info.sha256) == 64
+    assert info.sha256 is not None and len(info.sha256) == 64
 
 
 def test_token_helpers(engine: EmbeddingEngine) -> None:

@@ -29,6 +29,8 @@ def test_forms() -> None:
         ([["a"]], r"input\[0\]"),
         ([True, False], r"input\[0\]"),
         ({"a": 1}, "got dict"),
+        ([[1, 2], "a"], "must not mix strings and token-id lists"),
+        (["a", [1, 2]], "must not mix"),
     ],
 )
 def test_bad_forms(value: object, message: str) -> None:

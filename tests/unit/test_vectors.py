@@ -7,6 +7,7 @@ import pytest
 
 from embellama import InvalidDimensionsError, Normalization, Pooling
 from embellama.vectors import normalize, pool, truncate_dimensions
+from tests.tolerances import assert_float32_close
 
 RNG = np.random.default_rng(0)
 TOKENS = RNG.normal(size=(7, 5)).astype(np.float32)
@@ -25,7 +26,7 @@ TOKENS = RNG.normal(size=(7, 5)).astype(np.float32)
 def test_pool_matches_formula(pooling: Pooling, expected: np.ndarray) -> None:
     result = pool(TOKENS, pooling)
     assert result.dtype == np.float32
-    np.testing.assert_allclose(result, expected, rtol=1e-6, atol=1e-7)
+    assert_float32_close(result, expected)
 
 
 def test_pool_none_is_rejected() -> None:
@@ -35,9 +36,9 @@ def test_pool_none_is_rejected() -> None:
 
 def test_normalizations() -> None:
     rows = np.array([[3.0, -4.0], [0.0, 0.0]], dtype=np.float32)
-    np.testing.assert_allclose(normalize(rows, Normalization.L2)[0], [0.6, -0.8])
-    np.testing.assert_allclose(normalize(rows, Normalization.MAX_ABS)[0], [0.75, -1.0])
-    np.testing.assert_allclose(normalize(rows, Normalization.P_NORM, 1.0)[0], [3 / 7, -4 / 7])
+    assert_float32_close(normalize(rows, Normalization.L2)[0], [0.6, -0.8])
+    assert_float32_close(normalize(rows, Normalization.MAX_ABS)[0], [0.75, -1.0])
+    assert_float32_close(normalize(rows, Normalization.P_NORM, 1.0)[0], [3 / 7, -4 / 7])
     assert normalize(rows, Normalization.NONE) is rows
     # A zero vector stays zero rather than turning into NaN.
     assert np.all(normalize(rows, Normalization.L2)[1] == 0)

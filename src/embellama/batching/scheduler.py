@@ -1,57 +1,113 @@
-"""Cross-request dynamic batching in the server process (asyncio).
+"""Cross-request dynamic batching for one model: the queue and the only packer (asyncio).
 
-Requests put their token sequences in a queue; each worker lane takes a batch by
-token budget (small requests first, so interactive queries overtake bulk work),
-runs it, and hands each vector back to its request. Items of requests that timed
-out or went away are dropped before they are computed. A batch that fails is
-retried one item at a time, so one bad item cannot fail the other requests.
+Requests put their token sequences in a queue; each backend lane takes a batch by
+token budget (small requests first, so interactive queries overtake bulk work, but a
+bulk request that has waited `bulk_max_wait` goes next), runs it, and hands each
+vector back to its request. Items of requests that timed out or went away are dropped
+before they are computed. A batch that fails is retried one item at a time, so one bad
+item cannot fail the other requests; an item that kills a worker twice is remembered
+and refused from then on. Must not know what runs the batch (see `backends.base`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
+import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
+from embellama.backends.base import Runner
+from embellama.backends.messages import DecodeJob
 from embellama.config import BatchingConfig, Pooling
 from embellama.errors import (
     EmbellamaError,
-    NoWorkerError,
+    InternalError,
     OverloadedError,
+    PoisonInputError,
     RequestTimeoutError,
     WorkerCrashedError,
 )
 from embellama.model.backend import TokenIds
-from embellama.vectors import Matrix
-from embellama.workers.messages import DecodeJob
-from embellama.workers.pool import WorkerHandle
 
-__all__ = ["BatchOutcome", "Scheduler"]
+__all__ = ["PoisonMemory", "QueueLimits", "Scheduled", "Scheduler"]
 
+_log = logging.getLogger("embellama.scheduler")
 _job_ids = itertools.count(1)
 # A request of at most this many tokens rides the priority lane.
 SMALL_REQUEST_TOKENS = 256
 
 
 @dataclass(frozen=True)
-class BatchOutcome:
-    """Pooled vectors of one request plus where its time went."""
+class QueueLimits:
+    """Admission and fairness; `None` means unbounded (the library's default)."""
 
-    vectors: Matrix
+    max_queued_requests: int | None = None
+    # Tokens of all queued requests: the memory a full queue holds, whatever its shape.
+    max_queued_tokens: int | None = None
+    # The longest a bulk request waits behind a stream of small ones before it goes next.
+    bulk_max_wait: float = 0.5
+    request_timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """Outputs of one request (pooled vectors, or per-token matrices) and its timings."""
+
+    outputs: list[npt.NDArray[np.float32]]
     queue_seconds: float
     inference_seconds: float
+
+
+class PoisonMemory:
+    """Fingerprints (hash of token ids) of inputs that crashed a worker twice.
+
+    Bounded and expiring: an attacker cannot grow it without limit, and a model fixed by
+    a reload is given a fresh chance after `ttl` seconds.
+    """
+
+    def __init__(self, capacity: int = 4096, ttl: float = 3600.0) -> None:
+        self._seen: OrderedDict[bytes, float] = OrderedDict()
+        self._capacity = capacity
+        self._ttl = ttl
+        self.refused = 0
+
+    @staticmethod
+    def fingerprint(ids: TokenIds) -> bytes:
+        return hashlib.blake2b(np.ascontiguousarray(ids, dtype=np.int32).tobytes()).digest()
+
+    def remember(self, ids: TokenIds) -> None:
+        key = self.fingerprint(ids)
+        self._seen[key] = time.monotonic() + self._ttl
+        self._seen.move_to_end(key)
+        while len(self._seen) > self._capacity:
+            self._seen.popitem(last=False)
+
+    def check(self, sequences: Sequence[TokenIds]) -> None:
+        if not self._seen:
+            return
+        now = time.monotonic()
+        for index, ids in enumerate(sequences):
+            expires = self._seen.get(self.fingerprint(ids))
+            if expires is not None and expires > now:
+                self.refused += 1
+                raise PoisonInputError(
+                    f"input[{index}] crashed the model's worker before and is refused",
+                    index=index,
+                )
 
 
 @dataclass(eq=False)
 class _Request:
     future: asyncio.Future[None]
     enqueued: float
-    vectors: list[Matrix | None]
+    outputs: list[npt.NDArray[np.float32] | None]
     remaining: int
     first_started: float | None = None
     inference_seconds: float = 0.0
@@ -60,12 +116,17 @@ class _Request:
     def abandoned(self) -> bool:
         return self.future.done()
 
+    def fail(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
 
 @dataclass(eq=False)
 class _Item:
     request: _Request
     index: int
     ids: TokenIds
+    pooling: Pooling
     attempts: int = 0
 
 
@@ -79,18 +140,19 @@ class _Lanes:
 
 
 class Scheduler:
-    """Queue plus batch assembly for one model; `feed` is the pool's per-lane loop."""
+    """Queue plus batch assembly for one model; `feed` is a backend lane's loop."""
 
     def __init__(
-        self, batching: BatchingConfig, pooling: Pooling, *, max_queued_requests: int
+        self, batching: BatchingConfig, limits: QueueLimits, poison: PoisonMemory | None = None
     ) -> None:
         self._batching = batching
-        self._pooling = pooling
-        self._max_queued = max_queued_requests
+        self.limits = limits
+        self.poison = poison or PoisonMemory()
         self._lanes = _Lanes()
         self._queued_requests = 0
+        self._queued_tokens = 0
         self._wakeup = asyncio.Event()
-        # Called with the token count of each input of every batch handed to a worker.
+        # Called with the token count of each input of every batch handed to a backend.
         self.batch_observer: Callable[[list[int]], None] | None = None
 
     @property
@@ -98,70 +160,101 @@ class Scheduler:
         return self._queued_requests
 
     @property
-    def overloaded(self) -> bool:
-        return self._queued_requests >= self._max_queued
+    def queued_tokens(self) -> int:
+        return self._queued_tokens
 
-    async def embed(self, sequences: Sequence[TokenIds], timeout: float) -> BatchOutcome:
-        if self.overloaded:
-            raise OverloadedError(
-                f"the queue is full ({self._max_queued} requests waiting); retry shortly",
-                retry_after=1.0,
+    @property
+    def overloaded(self) -> bool:
+        limit = self.limits.max_queued_requests
+        return limit is not None and self._queued_requests >= limit
+
+    def _admit(self, tokens: int) -> None:
+        limits = self.limits
+        too_many = self.overloaded
+        too_large = (
+            limits.max_queued_tokens is not None
+            and self._queued_requests > 0
+            and self._queued_tokens + tokens > limits.max_queued_tokens
+        )
+        if too_many or too_large:
+            what = (
+                f"{limits.max_queued_requests} requests"
+                if too_many
+                else f"{limits.max_queued_tokens} tokens"
             )
+            raise OverloadedError(
+                f"the queue is full ({what} waiting); retry shortly", retry_after=1.0
+            )
+
+    async def run(self, sequences: Sequence[TokenIds], pooling: Pooling) -> Scheduled:
+        """Queue `sequences` and wait for their outputs, in the order given."""
+        self.poison.check(sequences)
+        tokens = sum(map(len, sequences))
+        self._admit(tokens)
         loop = asyncio.get_running_loop()
         request = _Request(
             future=loop.create_future(),
             enqueued=time.perf_counter(),
-            vectors=[None] * len(sequences),
+            outputs=[None] * len(sequences),
             remaining=len(sequences),
         )
-        lane = (
-            self._lanes.small
-            if sum(map(len, sequences)) <= SMALL_REQUEST_TOKENS
-            else self._lanes.bulk
-        )
+        lane = self._lanes.small if tokens <= SMALL_REQUEST_TOKENS else self._lanes.bulk
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
-        lane.extend(_Item(request, i, sequences[i]) for i in order)
+        lane.extend(_Item(request, i, sequences[i], pooling) for i in order)
         self._queued_requests += 1
+        self._queued_tokens += tokens
         self._wakeup.set()
+        try:
+            await self._wait(request)
+        finally:
+            self._queued_requests -= 1
+            self._queued_tokens -= tokens
+        started = request.first_started or request.enqueued
+        return Scheduled(
+            outputs=request.outputs,  # type: ignore[arg-type]
+            queue_seconds=started - request.enqueued,
+            inference_seconds=request.inference_seconds,
+        )
+
+    async def _wait(self, request: _Request) -> None:
+        timeout = self.limits.request_timeout
         try:
             await asyncio.wait_for(asyncio.shield(request.future), timeout)
         except TimeoutError:
             request.future.cancel()
             raise RequestTimeoutError(f"the request did not finish within {timeout:g} s") from None
         except asyncio.CancelledError:
-            request.future.cancel()  # the client went away: drop what is still queued
+            request.future.cancel()  # the caller went away: drop what is still queued
             raise
-        finally:
-            self._queued_requests -= 1
-        started = request.first_started or request.enqueued
-        return BatchOutcome(
-            vectors=np.stack(request.vectors),  # type: ignore[arg-type]
-            queue_seconds=started - request.enqueued,
-            inference_seconds=request.inference_seconds,
-        )
 
-    # -- the worker side --------------------------------------------------------------
+    # -- the backend side -------------------------------------------------------------
 
-    async def feed(self, worker: WorkerHandle) -> None:
-        """One lane of one worker: take a batch, run it, deliver, repeat."""
+    async def feed(self, runner: Runner) -> None:
+        """One lane: take a batch, run it, deliver, repeat; only cancellation ends it."""
         while True:
             batch = await self._take_batch()
-            if self.batch_observer is not None:
-                self.batch_observer([len(item.ids) for item in batch])
             try:
-                done = await worker.run(
-                    DecodeJob(next(_job_ids), [item.ids for item in batch], self._pooling)
-                )
+                await self._run_batch(runner, batch)
             except asyncio.CancelledError:
-                self._requeue(batch)
+                self._requeue([i for i in batch if i.request.outputs[i.index] is None])
                 raise
             except WorkerCrashedError as exc:
                 self._retry(batch, exc)
-                raise
+                raise  # the runner is dead; its pool starts another
             except EmbellamaError as exc:
                 self._retry(batch, exc)
-                continue
-            self._deliver(batch, done.vectors, done.inference_seconds)
+            except Exception as exc:  # a bug: fail this batch only, keep the lane serving
+                _log.exception("running a batch of %d inputs failed", len(batch))
+                error = InternalError(f"internal error while running the batch: {exc!r}")
+                for item in batch:
+                    item.request.fail(error)
+
+    async def _run_batch(self, runner: Runner, batch: list[_Item]) -> None:
+        if self.batch_observer is not None:
+            self.batch_observer([len(item.ids) for item in batch])
+        job = DecodeJob(next(_job_ids), [item.ids for item in batch], batch[0].pooling)
+        done = await runner.run(job)
+        self._deliver(batch, done.vectors, done.inference_seconds)
 
     async def _take_batch(self) -> list[_Item]:
         while True:
@@ -171,11 +264,20 @@ class Scheduler:
             self._wakeup.clear()
             await self._wakeup.wait()
 
+    def _lane_order(self) -> tuple[deque[_Item], ...]:
+        """Small first, unless the oldest bulk item has waited too long (aging)."""
+        lanes = self._lanes
+        if lanes.bulk and (
+            time.perf_counter() - lanes.bulk[0].request.enqueued > self.limits.bulk_max_wait
+        ):
+            return (lanes.bulk, lanes.small)
+        return (lanes.small, lanes.bulk)
+
     def _assemble(self) -> list[_Item]:
         budget = self._batching.max_batch_tokens
         batch: list[_Item] = []
         used = 0
-        for lane in (self._lanes.small, self._lanes.bulk):
+        for lane in self._lane_order():
             while lane:
                 item = lane[0]
                 if item.request.abandoned:
@@ -183,6 +285,7 @@ class Scheduler:
                     continue
                 if batch and (
                     item.attempts > 0
+                    or item.pooling is not batch[0].pooling
                     or used + len(item.ids) > budget
                     or len(batch) >= self._batching.max_batch_sequences
                 ):
@@ -194,15 +297,20 @@ class Scheduler:
                     return batch  # a retried item runs alone, so it can only fail itself
         return batch
 
-    def _deliver(self, batch: list[_Item], vectors: Matrix, seconds: float) -> None:
+    def _deliver(
+        self,
+        batch: list[_Item],
+        outputs: npt.NDArray[np.float32] | list[npt.NDArray[np.float32]],
+        seconds: float,
+    ) -> None:
         now = time.perf_counter()
-        for item, vector in zip(batch, vectors, strict=True):
+        for item, output in zip(batch, outputs, strict=True):
             request = item.request
             if request.abandoned:
                 continue
             request.first_started = request.first_started or now - seconds
             request.inference_seconds += seconds / len(batch)
-            request.vectors[item.index] = vector
+            request.outputs[item.index] = output
             request.remaining -= 1
             if request.remaining == 0:
                 request.future.set_result(None)
@@ -213,18 +321,24 @@ class Scheduler:
         for item in batch:
             if item.request.abandoned:
                 continue
-            if item.attempts >= 1:
-                final = (
-                    NoWorkerError(str(error)) if isinstance(error, WorkerCrashedError) else error
-                )
-                item.request.future.set_exception(final)
-            else:
+            if item.attempts == 0:
                 item.attempts += 1
                 retry.append(item)
+            elif isinstance(error, WorkerCrashedError):
+                self.poison.remember(item.ids)
+                item.request.fail(
+                    PoisonInputError(
+                        f"input[{item.index}] crashed the model's worker twice; "
+                        "it is not retried and will be refused if sent again",
+                        index=item.index,
+                    )
+                )
+            else:
+                item.request.fail(error)
         self._lanes.small.extendleft(reversed(retry))
         self._wakeup.set()
 
     def _requeue(self, batch: list[_Item]) -> None:
-        """Put a batch that never reached a worker back at the front, unchanged."""
+        """Put a batch that was cut off (its lane cancelled) back at the front, unchanged."""
         self._lanes.small.extendleft(reversed(batch))
         self._wakeup.set()

@@ -31,7 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exact, fast text embeddings from GGUF models through llama.cpp.",
     )
     parser.add_argument(
-        "--log-level", default="warning", help="Python log level (default: warning)."
+        "--log-level",
+        dest="global_log_level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="Log level; llama.cpp's own messages show at 'debug' (default: warning).",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     embed.register(commands)
@@ -43,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.global_log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.handler(args))
     except EmbellamaError as exc:

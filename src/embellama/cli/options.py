@@ -177,6 +177,21 @@ SERVER_OPTIONS = (
         parse=_positive_int,
     ),
     Option(
+        "queue-tokens",
+        "Tokens queued or running at once, per model: bounds the memory a full queue "
+        "holds whatever the request sizes (256 x 2048-input requests would be GBs); "
+        "beyond it 429 with Retry-After. Default 1,048,576.",
+        default=1 << 20,
+        parse=_positive_int,
+    ),
+    Option(
+        "bulk-max-wait",
+        "Seconds a large request may wait behind a stream of small ones before it goes "
+        "next (small requests go first so interactive queries stay fast). Default 0.5.",
+        default=0.5,
+        parse=_positive_float,
+    ),
+    Option(
         "request-timeout",
         "Seconds a request may take before 504; its queued work is dropped.",
         default=60.0,
@@ -207,6 +222,13 @@ SERVER_OPTIONS = (
         multiple=True,
     ),
     Option("api-key-file", "File with one API key per line, added to --api-key.", parse=Path),
+    Option(
+        "models-dir",
+        "Directory that model files loaded through the admin API must lie under "
+        "(default: $EMBELLAMA_HOME/models, where the built-in model lives). Other paths "
+        "are refused with one message that says nothing about the file.",
+        parse=Path,
+    ),
     Option(
         "rate-limit-rps",
         "Requests per second per key (per client address without keys); "

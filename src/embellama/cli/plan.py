@@ -30,14 +30,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embellama.cli.options import MODEL_OPTIONS, SERVER_OPTIONS, model_config_from, resolve
+from embellama.cli.options import (
+    MODEL_OPTIONS,
+    SERVER_OPTIONS,
+    Option,
+    model_config_from,
+    resolve,
+)
 from embellama.config import ModelConfig
 from embellama.errors import ConfigError
-from embellama.server.security import RateLimits
+from embellama.pipeline import ServiceLimits
+from embellama.server.security import RateLimits, mask_key
 from embellama.server.state import ServerLimits
-from embellama.service import ServiceLimits
 
-__all__ = ["ModelPlan", "ServePlan", "load_plan"]
+__all__ = ["ModelPlan", "ServePlan", "load_plan", "masked_settings", "model_plan_from_fields"]
 
 _WORKERS = next(option for option in SERVER_OPTIONS if option.dest == "workers")
 _MODEL_KEYS = {option.file_key for option in (*MODEL_OPTIONS, _WORKERS)}
@@ -107,6 +113,8 @@ def _service_limits(server: dict[str, Any], workers: int) -> ServiceLimits:
     return ServiceLimits(
         workers=workers,
         max_queued_requests=server["queue_size"],
+        max_queued_tokens=server["queue_tokens"],
+        bulk_max_wait=server["bulk_max_wait"],
         request_timeout=server["request_timeout"],
     )
 
@@ -119,19 +127,68 @@ def _models(
     if not entries:
         config = model_config_from(resolve(args, MODEL_OPTIONS), workers=server["workers"])
         return [ModelPlan(config, _service_limits(server, server["workers"]))]
-    plans = []
-    for index, entry in enumerate(entries):
-        where = f"{name} [[models]] #{index + 1}"
-        _check_keys(entry, _MODEL_KEYS, where)
-        if "path" not in entry:
-            raise ConfigError(f"{where}: 'path' is required")
-        values = resolve(
-            None, (*MODEL_OPTIONS, _WORKERS), environ={}, file_values=entry, file_name=where
-        )
-        plans.append(
-            ModelPlan(model_config_from(values), _service_limits(server, values["workers"]))
-        )
-    return plans
+    return [
+        _model_entry(entry, server, f"{name} [[models]] #{index + 1}")
+        for index, entry in enumerate(entries)
+    ]
+
+
+def _model_entry(entry: object, server: dict[str, Any], where: str) -> ModelPlan:
+    _check_keys(entry, _MODEL_KEYS, where)
+    assert isinstance(entry, dict)
+    if "path" not in entry:
+        raise ConfigError(f"{where}: 'path' is required")
+    values = resolve(
+        None, (*MODEL_OPTIONS, _WORKERS), environ={}, file_values=entry, file_name=where
+    )
+    return ModelPlan(model_config_from(values), _service_limits(server, values["workers"]))
+
+
+def model_plan_from_fields(name: str, fields: object, server: dict[str, Any]) -> ModelPlan:
+    """An admin API body, checked like a `[[models]]` entry and, being JSON, by type too.
+
+    `{"n_ctx": "8"}`, `{"aliases": "abc"}` or `{"n_threads": 1.5}` are refused, never
+    coerced: a typo in an API call must not become a different model.
+    """
+    where = "the request body"
+    if not isinstance(fields, dict):
+        raise ConfigError(f"{where} must be a JSON object with at least 'path'")
+    if "name" in fields:
+        raise ConfigError(f"{where}: 'name' comes from the URL, not the body")
+    _check_keys(fields, _MODEL_KEYS - {"name"}, where)
+    for option in (*MODEL_OPTIONS, _WORKERS):
+        if option.file_key in fields:
+            _check_json_type(option, fields[option.file_key], where)
+    return _model_entry({**fields, "name": name}, server, where)
+
+
+def _check_json_type(option: Option, value: object, where: str) -> None:
+    kind = type(option.default) if option.default is not None else None
+    if option.multiple:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        expected = "a list of strings"
+    elif option.parse in (str, Path) or option.choices:
+        ok, expected = isinstance(value, str), "a string"
+    elif kind is float or option.parse.__name__.endswith("float"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        expected = "a number"
+    else:
+        ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    if not ok:
+        raise ConfigError(f"{where}: '{option.file_key}' must be {expected}, got {value!r}")
+
+
+def masked_settings(plan: ServePlan) -> dict[str, Any]:
+    """The server settings in force, safe to show: keys masked, paths as text."""
+    shown: dict[str, Any] = {}
+    for key, value in plan.server.items():
+        if key in ("api_key", "admin_key"):
+            value = [mask_key(k) for k in value or ()]
+        elif isinstance(value, Path):
+            value = str(value)
+        shown[key] = value
+    shown["keys"] = [mask_key(k) for k in plan.keys]
+    return shown
 
 
 def _keys(

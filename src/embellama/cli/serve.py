@@ -18,7 +18,17 @@ from embellama.cli.options import (
     SERVER_OPTIONS,
     add_options,
 )
-from embellama.cli.plan import ServePlan, config_path_from, load_plan
+from embellama.cli.plan import (
+    ServePlan,
+    config_path_from,
+    load_plan,
+    masked_settings,
+    model_plan_from_fields,
+)
+from embellama.config import ModelConfig
+from embellama.default_model import embellama_home
+from embellama.model.loaded import LoadedModel
+from embellama.pipeline import ServiceLimits
 
 _log = logging.getLogger("embellama.server")
 
@@ -73,7 +83,6 @@ def run(args: argparse.Namespace) -> int:
     from embellama.server.app import create_app
     from embellama.server.security import AccessControl
     from embellama.server.state import Deployment, ServerState
-    from embellama.service import ModelService
 
     config_path = config_path_from(args)
 
@@ -86,7 +95,19 @@ def run(args: argparse.Namespace) -> int:
             public_metrics=not plan.server["metrics_auth"],
         )
         models = tuple((m.config, m.limits) for m in plan.models)
-        return Deployment(models=models, limits=plan.limits, access=access)
+
+        def model_from_fields(name: str, fields: object) -> tuple[ModelConfig, ServiceLimits]:
+            model = model_plan_from_fields(name, fields, plan.server)
+            return model.config, model.limits
+
+        return Deployment(
+            models=models,
+            limits=plan.limits,
+            access=access,
+            settings=masked_settings(plan),
+            models_dir=plan.server["models_dir"] or embellama_home() / "models",
+            model_from_fields=model_from_fields,
+        )
 
     plan = load_plan(args, config_path)
     server = plan.server
@@ -98,10 +119,10 @@ def run(args: argparse.Namespace) -> int:
             server["host"],
         )
     first = deployment(plan)
+    for model, _ in first.models:  # a bad file fails here, in one line, before binding
+        LoadedModel(model, inference=False).close()
     state = ServerState(
-        services=[ModelService(config, limits) for config, limits in first.models],
-        limits=first.limits,
-        access=first.access,
+        deployment=first,
         source=(lambda: deployment(load_plan(args, config_path))) if config_path else None,
     )
     config = uvicorn.Config(

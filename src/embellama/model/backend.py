@@ -10,7 +10,8 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -38,6 +39,10 @@ _LOG_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
 FLASH_ATTENTION_TILE = 64
 _init_lock = threading.Lock()
 _initialized = False
+# Set while this thread loads a model or creates a context. Load-time warnings are about
+# the file's metadata ("special_eos_id is not in special_eog_ids", "n_ctx_seq > n_ctx_train")
+# and the user can do nothing about them, so they go to debug; errors stay errors.
+_loading = threading.local()
 
 
 @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
@@ -46,9 +51,21 @@ def _forward_native_log(level: int, text: bytes, _user_data: ctypes.c_void_p) ->
     message = text.decode("utf-8", errors="replace").rstrip()
     if not message:
         return
+    python_level = _LOG_LEVELS.get(level, logging.DEBUG)
     # We ask for per-token outputs on purpose and pool in numpy; not worth a warning.
     expected = "default pooling_type is" in message
-    _log.log(logging.DEBUG if expected else _LOG_LEVELS.get(level, logging.DEBUG), "%s", message)
+    if python_level == logging.WARNING and (expected or getattr(_loading, "active", False)):
+        python_level = logging.DEBUG
+    _log.log(python_level, "%s", message)
+
+
+@contextmanager
+def _load_time_logging() -> Iterator[None]:
+    _loading.active = True
+    try:
+        yield
+    finally:
+        _loading.active = False
 
 
 def _init_llama_cpp() -> None:
@@ -83,29 +100,33 @@ class LlamaBackend:
     def __init__(self, params: BackendParams) -> None:
         _init_llama_cpp()
         self.params = params
-        self._model = self._load_model(params)
-        self._contexts: list[llama_cpp.llama_context_p] = []
-        if not params.vocab_only:
-            try:
-                self._large = self._create_context(
-                    params, params.n_ctx, flash_attention=not params.causal
-                )
-                self._contexts.append(self._large)
-                self._small = self._large
-                if not params.causal:
-                    self._small = self._create_context(
-                        params, FLASH_ATTENTION_TILE, flash_attention=False
-                    )
-                    self._contexts.append(self._small)
-            except BaseException:
-                self._free()
-                raise
+        with _load_time_logging():
+            self._model = self._load_model(params)
+            self._contexts: list[llama_cpp.llama_context_p] = []
+            if not params.vocab_only:
+                self._create_contexts(params)
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_embd = int(llama_cpp.llama_model_n_embd_out(self._model))
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
         self._batch = _NativeBatch(params.n_ctx)
         self._closed = False
+
+    def _create_contexts(self, params: BackendParams) -> None:
+        try:
+            self._large = self._create_context(
+                params, params.n_ctx, flash_attention=not params.causal
+            )
+            self._contexts.append(self._large)
+            self._small = self._large
+            if not params.causal:
+                self._small = self._create_context(
+                    params, FLASH_ATTENTION_TILE, flash_attention=False
+                )
+                self._contexts.append(self._small)
+        except BaseException:
+            self._free()
+            raise
 
     @staticmethod
     def _load_model(params: BackendParams) -> llama_cpp.llama_model_p:

@@ -1,7 +1,7 @@
 """A model that is loaded and ready: backend, tokenizer, resolved settings, one lock.
 
-Runs token ids through llama.cpp in token-budgeted decodes and returns per-token
-outputs in input order. Pooling and normalization are the caller's business.
+Runs one packed batch of token ids through llama.cpp per call and returns per-token
+outputs in input order. Packing is the scheduler's job; pooling the caller's.
 """
 
 from __future__ import annotations
@@ -9,10 +9,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
-from embellama.batching.packing import plan_batches
 from embellama.config import ModelConfig, Normalization, Pooling
 from embellama.errors import ConfigError, ModelFileError, ModelNotFoundError
 from embellama.model.backend import (
@@ -41,7 +39,9 @@ class ModelInfo:
     pooling: Pooling
     normalization: Normalization
     file_size: int
-    sha256: str
+    # Hashing reads the whole file (seconds for a large model), so only callers that
+    # ask for it pay; the server's endpoints never do.
+    sha256: str | None
     vocab_size: int
     n_threads: int
     n_gpu_layers: int
@@ -101,11 +101,7 @@ class LoadedModel:
     def name(self) -> str:
         return self.config.resolved_name
 
-    @cached_property
-    def sha256(self) -> str:
-        return file_sha256(self.config.path)
-
-    def info(self) -> ModelInfo:
+    def info(self, *, with_sha256: bool = False) -> ModelInfo:
         return ModelInfo(
             name=self.name,
             aliases=self.config.aliases,
@@ -116,31 +112,22 @@ class LoadedModel:
             pooling=self.pooling,
             normalization=self.config.normalization,
             file_size=self.header.file_size,
-            sha256=self.sha256,
+            sha256=file_sha256(self.config.path) if with_sha256 else None,
             vocab_size=self.tokenizer.vocab_size,
             n_threads=self.config.resolved_threads,
             n_gpu_layers=self.config.n_gpu_layers,
         )
 
-    def token_outputs(self, sequences: Sequence[TokenIds]) -> list[Matrix]:
-        """Per-token outputs for each sequence, in the order given.
+    def decode(self, sequences: Sequence[TokenIds]) -> list[Matrix]:
+        """Per-token outputs of one decode over `sequences`, in the order given.
 
-        The lock is taken per decode, not per call, so concurrent callers interleave
-        instead of one long call starving the rest.
+        The lock serializes decodes on the one native context; the caller packed the
+        batch to fit it (an input of up to the context length always fits alone).
         """
-        batching = self.config.batching
-        plan = plan_batches(
-            [len(seq) for seq in sequences], batching.max_batch_tokens, batching.max_batch_sequences
-        )
-        outputs: list[Matrix | None] = [None] * len(sequences)
-        for batch in plan:
-            with self._lock:
-                if self._closed:
-                    raise ModelNotFoundError(self.name, [])
-                results = self._backend.decode([sequences[i] for i in batch])
-            for index, result in zip(batch, results, strict=True):
-                outputs[index] = result
-        return [out for out in outputs if out is not None]
+        with self._lock:
+            if self._closed:
+                raise ModelNotFoundError(self.name, [])
+            return self._backend.decode(sequences)
 
     def close(self) -> None:
         """Wait for the decode in progress, then free native memory."""

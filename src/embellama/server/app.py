@@ -1,7 +1,7 @@
 """Build the Starlette app: routes, error handlers, middleware, model lifecycles.
 
-The app holds no inference logic; it wires routes to `ModelService`s and starts and
-stops them with the server (lifespan), so shutdown drains before workers stop.
+The app holds no inference logic; it wires routes to the engine's pipeline and starts
+and stops the models with the server (lifespan), so shutdown drains before workers stop.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from embellama.server.errors import (
     ApiError,
     error_response,
     handle_domain_error,
-    handle_unexpected_error,
     rejection_reason,
 )
 from embellama.server.middleware import RequestContextMiddleware
@@ -73,8 +72,7 @@ def create_app(state: ServerState) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            for service in state.services:
-                await service.start()
+            await state.start()
             if state.source is not None:
                 asyncio.get_running_loop().add_signal_handler(
                     signal.SIGHUP, _reload_on_signal, state
@@ -92,6 +90,7 @@ def create_app(state: ServerState) -> Starlette:
         Route("/ready", ready, methods=["GET"]),
         Route("/info", info, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/admin/config", admin.config, methods=["GET"]),
         Route("/admin/reload", admin.reload, methods=["POST"]),
         Route("/admin/workers", admin.workers, methods=["GET"]),
         Route("/admin/models/{name}/load", admin.load_model, methods=["POST"]),
@@ -105,7 +104,6 @@ def create_app(state: ServerState) -> Starlette:
             EmbellamaError: handle_domain_error,
             ApiError: handle_domain_error,
             HTTPException: _http_error,
-            Exception: handle_unexpected_error,
         },
     )
     app.state.embellama = state

@@ -20,7 +20,6 @@ __all__ = [
     "ApiError",
     "error_response",
     "handle_domain_error",
-    "handle_unexpected_error",
     "rejection_reason",
 ]
 
@@ -45,6 +44,7 @@ _TABLE: list[tuple[type[errors.EmbellamaError], int, str, str | None]] = [
     (errors.InputTooLongError, 400, "invalid_request_error", "context_length_exceeded"),
     (errors.InvalidDimensionsError, 400, "invalid_request_error", "invalid_dimensions"),
     (errors.InvalidTokenError, 400, "invalid_request_error", "invalid_token_id"),
+    (errors.PoisonInputError, 400, "invalid_request_error", "input_crashed_worker"),
     (errors.InputError, 400, "invalid_request_error", "invalid_input"),
     (errors.ConfigError, 400, "invalid_request_error", "invalid_value"),
     (errors.ModelFileError, 400, "invalid_request_error", "invalid_model_file"),
@@ -121,10 +121,3 @@ async def handle_domain_error(request: Request, exc: Exception) -> Response:
             _log.warning("request failed: %s", exc)
     _count(request, api)
     return error_response(api)
-
-
-async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
-    _log.exception("unexpected error", exc_info=exc)
-    return error_response(
-        ApiError(500, "internal server error", "server_error", None, "internal_error")
-    )

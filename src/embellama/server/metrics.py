@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from embellama.backends.base import WorkerStatus
 from embellama.results import EmbeddingResult
-from embellama.workers.pool import WorkerStatus
 
 __all__ = ["Metrics", "ServiceView"]
 
@@ -35,6 +35,8 @@ class ServiceView:
 
     name: str
     queued: Callable[[], int]
+    queued_tokens: Callable[[], int]
+    poison_refused: Callable[[], int]
     workers: Callable[[], list[WorkerStatus]]
 
 
@@ -64,19 +66,29 @@ class _LiveState(Collector):
         restarts = CounterMetricFamily(
             "embellama_worker_restarts", "Worker processes replaced.", labels=label
         )
+        queued_tokens = GaugeMetricFamily(
+            "embellama_queued_tokens", "Tokens of the requests queued or running.", labels=label
+        )
+        poison = CounterMetricFamily(
+            "embellama_poison_inputs_refused",
+            "Requests refused because an input had crashed a worker twice before.",
+            labels=label,
+        )
         memory = GaugeMetricFamily(
             "embellama_worker_resident_memory_bytes", "RSS of each model's workers.", labels=label
         )
         for view in self._views():
             workers = view.workers()
             depth.add_metric([view.name], view.queued())
+            queued_tokens.add_metric([view.name], view.queued_tokens())
+            poison.add_metric([view.name], view.poison_refused())
             alive.add_metric([view.name], sum(1 for w in workers if w.state == "ready"))
             busy.add_metric([view.name], sum(1 for w in workers if w.in_flight > 0))
             restarts.add_metric([view.name], sum(w.restarts for w in workers))
             memory.add_metric(
                 [view.name], sum(_rss_bytes(w.pid) for w in workers if w.state == "ready")
             )
-        yield from (depth, alive, busy, restarts, memory)
+        yield from (depth, queued_tokens, poison, alive, busy, restarts, memory)
 
 
 class Metrics:

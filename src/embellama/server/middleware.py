@@ -1,7 +1,9 @@
 """ASGI middleware: a request id on every response, and one access-log line per request.
 
 Pure ASGI (not BaseHTTPMiddleware) so it adds no task or buffering per request. The
-log line carries ids, sizes and timings, never input text or credentials.
+log line carries ids, sizes and timings, never input text or credentials. It is also
+where an unexpected exception becomes a 500: logged once with its traceback, answered
+with the request id, and not re-raised (Starlette's outer handler would log it again).
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from embellama.server.errors import ApiError, error_response
 from embellama.server.metrics import Metrics
 
 __all__ = ["RequestContextMiddleware"]
 
 _log = logging.getLogger("embellama.access")
+_errors = logging.getLogger("embellama.server")
+_INTERNAL = ApiError(500, "internal server error", "server_error", None, "internal_error")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -35,11 +40,12 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
+        status_sent = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, status_sent
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, status_sent = message["status"], True
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
@@ -47,6 +53,11 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            _errors.exception("unexpected error (request id %s)", request_id)
+            if status_sent:
+                raise  # too late for an error response; the server closes the connection
+            await error_response(_INTERNAL)(scope, receive, send_with_id)
         finally:
             extra: dict[str, Any] = scope["state"].get("access", {})
             seconds = time.perf_counter() - started

@@ -4,7 +4,10 @@ Keys are compared in constant time against every configured key (no early exit),
 response timing says nothing about how much of a guess was right. Logs and /info see
 only a key's masked form. Rate limits are token buckets per key (per client address
 when no keys are configured): requests per second, checked before the request runs,
-and tokens per minute, charged after it ran (a request may overdraw; the next waits).
+and tokens per minute, reserved from the body's size before the work is queued and
+settled to the real count after, so concurrent requests cannot overdraw a budget.
+Client state exists only where a limit is on, and the least recently seen clients are
+evicted beyond `MAX_TRACKED_CLIENTS`. Paths are judged as routed (`root_path` removed).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hmac
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -19,11 +23,31 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embellama.server.errors import ApiError
 
-__all__ = ["AccessControl", "RateLimits", "SecurityMiddleware", "TokenBucket", "mask_key"]
+__all__ = [
+    "AccessControl",
+    "RateLimits",
+    "SecurityMiddleware",
+    "TokenBucket",
+    "TokenReservation",
+    "mask_key",
+    "routed_path",
+]
 
 Rejecter = Callable[[ApiError], ASGIApp]
 
 PUBLIC_PATHS = frozenset({"/health", "/ready"})
+# Per-client buckets kept at most; a client evicted comes back with full buckets, which
+# errs on the side of serving it. 10k clients are a few MB.
+MAX_TRACKED_CLIENTS = 10_000
+
+
+def routed_path(scope: Scope) -> str:
+    """The path the router matches: without the `root_path` a proxy or mount added."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root) :] or "/"
+    return path
 
 
 def mask_key(key: str) -> str:
@@ -55,8 +79,9 @@ class TokenBucket:
         return True
 
     def charge(self, amount: float, now: float) -> None:
+        """Take `amount` (negative: give back), even into debt."""
         self._refill(now)
-        self.level -= amount
+        self.level = min(self.capacity, self.level - amount)
 
     def seconds_until(self, amount: float, now: float) -> float:
         self._refill(now)
@@ -78,8 +103,22 @@ class _Client:
 
     def __init__(self, limits: RateLimits) -> None:
         rps, tpm = limits.requests_per_second, limits.tokens_per_minute
+        self.limits = limits
         self.requests = TokenBucket(max(1.0, rps), rps) if rps else None
         self.tokens = TokenBucket(tpm, tpm / 60) if tpm else None
+
+
+@dataclass
+class TokenReservation:
+    """Tokens set aside for one request; `settle` replaces them with what it really used."""
+
+    bucket: TokenBucket | None
+    reserved: float
+
+    def settle(self, used: int) -> None:
+        if self.bucket is not None:
+            self.bucket.charge(used - self.reserved, time.monotonic())
+            self.reserved = used
 
 
 class AccessControl:
@@ -103,7 +142,7 @@ class AccessControl:
             for index, key in enumerate(self._keys)
         }
         self.public_paths = PUBLIC_PATHS | ({"/metrics"} if public_metrics else set())
-        self._clients: dict[str, _Client] = {}
+        self._clients: OrderedDict[str, _Client] = OrderedDict()
 
     @property
     def keys_required(self) -> bool:
@@ -124,26 +163,43 @@ class AccessControl:
     def is_admin(self, scope: Scope) -> bool:
         return _match(_bearer(scope), self._admin_keys) is not None
 
+    def _client(self, identity: str) -> _Client | None:
+        client = self._clients.get(identity)
+        if client is not None:
+            self._clients.move_to_end(identity)
+            return client
+        limits = self._limits_for(identity)
+        if not limits.enabled:
+            return None
+        client = self._clients[identity] = _Client(limits)
+        while len(self._clients) > MAX_TRACKED_CLIENTS:
+            self._clients.popitem(last=False)
+        return client
+
+    @property
+    def tracked_clients(self) -> int:
+        return len(self._clients)
+
+    def adopt(self, previous: AccessControl) -> AccessControl:
+        """Keep the buckets of clients whose limits a reload left unchanged."""
+        for identity, client in previous._clients.items():
+            if self._limits_for(identity) == client.limits:
+                self._clients[identity] = client
+        return self
+
     def admit(self, identity: str) -> list[tuple[bytes, bytes]]:
         """Take one request from the client's buckets; raise 429 if it has none left."""
-        client = self._clients.get(identity)
+        client = self._client(identity)
         if client is None:
-            client = self._clients[identity] = _Client(self._limits_for(identity))
+            return []
         now = time.monotonic()
         headers: list[tuple[bytes, bytes]] = []
         for name, bucket in (("requests", client.requests), ("tokens", client.tokens)):
             if bucket is None:
                 continue
-            allowed = bucket.try_take(1.0, now) if name == "requests" else bucket.level >= 0
+            allowed = bucket.try_take(1.0, now) if name == "requests" else bucket.level > 0
             if not allowed:
-                wait = max(1, math.ceil(bucket.seconds_until(1.0, now)))
-                raise ApiError(
-                    429,
-                    f"Rate limit reached for {name}; retry in {wait} s.",
-                    type="rate_limit_error",
-                    code="rate_limit_exceeded",
-                    headers={"Retry-After": str(wait), **_limit_headers(name, bucket, now)},
-                )
+                raise _rate_limited(name, bucket, 1.0, now)
             headers += [
                 (k.encode(), v.encode()) for k, v in _limit_headers(name, bucket, now).items()
             ]
@@ -151,14 +207,36 @@ class AccessControl:
 
     def _limits_for(self, identity: str) -> RateLimits:
         if identity.startswith("key#"):
-            return self._key_limits[int(identity[4:].split(":", 1)[0])]
+            index = int(identity[4:].split(":", 1)[0])
+            return self._key_limits.get(index, self.limits)
         return self.limits
 
-    def charge_tokens(self, identity: str | None, tokens: int) -> None:
-        """Debit what a finished request used; an overdraft delays the client's next one."""
+    def reserve_tokens(self, identity: str | None, estimate: int) -> TokenReservation:
+        """Set aside `estimate` tokens (capped at the budget) or refuse with 429.
+
+        A text never has more tokens than bytes plus a few specials, so the body size
+        bounds what the request can cost; `settle` then charges the real count.
+        """
         client = self._clients.get(identity) if identity else None
-        if client is not None and client.tokens is not None:
-            client.tokens.charge(tokens, time.monotonic())
+        bucket = client.tokens if client is not None else None
+        if bucket is None:
+            return TokenReservation(None, 0.0)
+        now = time.monotonic()
+        amount = min(float(estimate), bucket.capacity)
+        if not bucket.try_take(amount, now):
+            raise _rate_limited("tokens", bucket, amount, now)
+        return TokenReservation(bucket, amount)
+
+
+def _rate_limited(name: str, bucket: TokenBucket, amount: float, now: float) -> ApiError:
+    wait = max(1, math.ceil(bucket.seconds_until(amount, now)))
+    return ApiError(
+        429,
+        f"Rate limit reached for {name}; retry in {wait} s.",
+        type="rate_limit_error",
+        code="rate_limit_exceeded",
+        headers={"Retry-After": str(wait), **_limit_headers(name, bucket, now)},
+    )
 
 
 def _match(token: bytes, keys: list[bytes]) -> int | None:
@@ -182,11 +260,12 @@ class SecurityMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         control = self.control()  # looked up per request: a reload may replace it
-        if scope["type"] != "http" or scope["path"] in control.public_paths:
+        path = routed_path(scope) if scope["type"] == "http" else ""
+        if scope["type"] != "http" or path in control.public_paths:
             await self.app(scope, receive, send)
             return
         try:
-            if scope["path"].startswith("/admin"):
+            if path == "/admin" or path.startswith("/admin/"):
                 _check_admin(control, scope)
                 await self.app(scope, receive, send)
                 return

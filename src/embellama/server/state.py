@@ -1,8 +1,9 @@
 """What the running server holds, and the only code that changes it while it runs.
 
-Served models by name and alias, limits, access control, metrics. Reload, load,
-unload and drain go through here: new models are started before they are swapped in,
-and a replaced model keeps answering what it accepted until its queue is empty.
+The engine (its registry holds the served models), limits, access control, metrics.
+Reload, load, unload and drain go through here: new models are started before they
+are swapped in, and a replaced model keeps answering what it accepted until its queue
+is empty. Models loaded through the admin API survive reloads unless the file names them.
 """
 
 from __future__ import annotations
@@ -10,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from embellama.config import ModelConfig
-from embellama.errors import ConfigError, ModelNotFoundError, NoWorkerError
+from embellama.engine import AsyncEmbeddingEngine, drain_and_stop
+from embellama.errors import ConfigError
+from embellama.pipeline import FileStamp, ServedModel, ServiceLimits
+from embellama.registry import ModelSpec, plan_reload
 from embellama.server.metrics import Metrics, ServiceView
 from embellama.server.security import AccessControl
-from embellama.service import ModelService, ServiceLimits
 
 __all__ = ["Deployment", "ServerLimits", "ServerState"]
 
@@ -37,45 +42,66 @@ class Deployment:
     models: tuple[tuple[ModelConfig, ServiceLimits], ...]
     limits: ServerLimits = field(default_factory=ServerLimits)
     access: AccessControl = field(default_factory=AccessControl)
+    # The settings in force, secrets already masked: what GET /admin/config shows.
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    # Admin-loaded model files must lie under this directory; None refuses every path.
+    models_dir: Path | None = None
+    # Turns an admin API body into a model, with the same checks as the config file.
+    model_from_fields: Callable[[str, object], tuple[ModelConfig, ServiceLimits]] | None = None
 
 
 @dataclass
 class ServerState:
-    services: list[ModelService]
-    limits: ServerLimits
-    access: AccessControl = field(default_factory=AccessControl)
+    deployment: Deployment
     # Re-reads the configuration for a reload; None when there is nothing to re-read.
     source: Callable[[], Deployment] | None = None
     started: float = field(default_factory=time.time)
     draining: bool = False
+    engine: AsyncEmbeddingEngine = field(init=False)
+    limits: ServerLimits = field(init=False)
+    access: AccessControl = field(init=False)
     metrics: Metrics = field(init=False)
+    # Models loaded by `POST /admin/models/{name}/load`, by name: kept across reloads.
+    admin_loaded: dict[str, tuple[ModelConfig, ServiceLimits]] = field(init=False)
     _change_lock: asyncio.Lock = field(init=False)
     _retiring: set[asyncio.Task[None]] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.engine = AsyncEmbeddingEngine()
+        self.limits, self.access = self.deployment.limits, self.deployment.access
         self.metrics = Metrics(self._views)
+        self.admin_loaded = {}
         self._change_lock = asyncio.Lock()
         self._retiring = set()
-        for service in self.services:
-            self._observe(service)
+
+    @property
+    def services(self) -> list[ServedModel]:
+        return list(self.engine.registry)
 
     def _views(self) -> list[ServiceView]:
         return [
-            ServiceView(s.name, lambda s=s: s.scheduler.queued_requests, s.pool.status)  # type: ignore[misc]
+            ServiceView(
+                s.name,
+                queued=lambda s=s: s.scheduler.queued_requests,  # type: ignore[misc]
+                queued_tokens=lambda s=s: s.scheduler.queued_tokens,  # type: ignore[misc]
+                poison_refused=lambda s=s: s.scheduler.poison.refused,  # type: ignore[misc]
+                workers=s.workers,
+            )
             for s in self.services
         ]
 
-    def _observe(self, service: ModelService) -> None:
+    def _observe(self, service: ServedModel) -> ServedModel:
         name = service.name
         service.scheduler.batch_observer = lambda sizes: self.metrics.observe_batch(name, sizes)
+        return service
 
-    def resolve(self, name: str | None) -> ModelService:
+    def resolve(self, name: str | None) -> ServedModel:
         """`None` (no `model` in the request) means the first model."""
-        for service in self.services:
-            if name is None or name == service.name or name in service.config.aliases:
-                return service
-        names = [n for s in self.services for n in (s.name, *s.config.aliases)]
-        raise ModelNotFoundError(name or "(default)", names)
+        return self.engine.registry.resolve(name)
+
+    async def start(self) -> None:
+        for config, limits in self.deployment.models:
+            await self.load_model(config, limits, from_admin=False)
 
     # -- changes while running ---------------------------------------------------------
 
@@ -85,46 +111,45 @@ class ServerState:
             raise ConfigError("this server was not started with a config file to reload")
         async with self._change_lock:
             deployment = await asyncio.to_thread(self.source)
-            current = {service.name: service for service in self.services}
-            kept: list[ModelService] = []
-            fresh: list[ModelService] = []
+            named = {config.resolved_name for config, _ in deployment.models}
+            desired = [ModelSpec(c, lim) for c, lim in deployment.models] + [
+                ModelSpec(c, lim) for name, (c, lim) in self.admin_loaded.items() if name not in named
+            ]
+            plan = await asyncio.to_thread(plan_reload, self.services, desired, FileStamp.of)
+            fresh: list[ServedModel] = []
             try:
-                for config, limits in deployment.models:
-                    old = current.get(config.resolved_name)
-                    if old is not None and old.config == config and old.limits == limits:
-                        kept.append(old)
-                    else:
-                        fresh.append(await self._start(config, limits))
+                for spec in plan.start:
+                    assert isinstance(spec.limits, ServiceLimits)
+                    fresh.append(await self._start(spec.config, spec.limits, replacing=plan.retire))
             except BaseException:
                 await asyncio.gather(*(service.stop() for service in fresh))
                 raise
-            by_name = {s.name: s for s in (*kept, *fresh)}
-            self.services = [by_name[config.resolved_name] for config, _ in deployment.models]
-            self.limits, self.access = deployment.limits, deployment.access
-            for service in current.values():
-                if service not in kept:
-                    self._retire(service)
+            by_name = {s.name: s for s in (*plan.keep, *fresh)}
+            self.engine.registry.replace([by_name[name] for name in plan.order])
+            self.admin_loaded = {n: v for n, v in self.admin_loaded.items() if n not in named}
+            self.limits = deployment.limits
+            self.access = deployment.access.adopt(self.access)
+            self.deployment = deployment
+            for service in plan.retire:
+                self._retire(service)
             _log.info("configuration reloaded: %s", ", ".join(by_name))
             return list(by_name)
 
-    async def load_model(self, config: ModelConfig, limits: ServiceLimits) -> ModelService:
+    async def load_model(
+        self, config: ModelConfig, limits: ServiceLimits, *, from_admin: bool = True
+    ) -> ServedModel:
         async with self._change_lock:
-            taken = {n for s in self.services for n in (s.name, *s.config.aliases)}
-            clash = taken & {config.resolved_name, *config.aliases}
-            if clash:
-                raise ConfigError(f"model name or alias {sorted(clash)[0]!r} is already served")
             service = await self._start(config, limits)
-            self.services = [*self.services, service]
+            self.engine.registry.add(service)
+            if from_admin:
+                self.admin_loaded[service.name] = (config, limits)
             return service
 
     async def unload_model(self, name: str) -> None:
         async with self._change_lock:
-            service = next((s for s in self.services if s.name == name), None)
-            if service is None:
-                raise ModelNotFoundError(name, [s.name for s in self.services])
-            self.services = [s for s in self.services if s is not service]
-            await self._drain(service)
-            await service.stop()
+            service = self.engine.registry.remove(name)
+            self.admin_loaded.pop(service.name, None)
+            await drain_and_stop(service)
 
     async def drain(self, timeout: float = 300.0) -> bool:
         """Stop accepting embeddings; return once every queue is empty (True) or on timeout."""
@@ -138,29 +163,16 @@ class ServerState:
 
     async def stop(self) -> None:
         await asyncio.gather(*self._retiring, return_exceptions=True)
-        await asyncio.gather(*(service.stop() for service in self.services))
+        await self.engine.aclose()
 
-    async def _start(self, config: ModelConfig, limits: ServiceLimits) -> ModelService:
-        service = await asyncio.to_thread(ModelService, config, limits)
-        try:
-            await service.start()
-        except NoWorkerError:
-            await service.stop()
-            raise
-        self._observe(service)
-        return service
+    async def _start(
+        self, config: ModelConfig, limits: ServiceLimits, replacing: list[ServedModel] | None = None
+    ) -> ServedModel:
+        return self._observe(
+            await self.engine.start_model(config, limits, replacing=replacing or [])
+        )
 
-    def _retire(self, service: ModelService) -> None:
-        task = asyncio.create_task(self._drain_and_stop(service))
+    def _retire(self, service: ServedModel) -> None:
+        task = asyncio.create_task(drain_and_stop(service))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
-
-    async def _drain_and_stop(self, service: ModelService) -> None:
-        await self._drain(service)
-        await service.stop()
-
-    @staticmethod
-    async def _drain(service: ModelService) -> None:
-        deadline = time.monotonic() + service.limits.request_timeout + 5
-        while service.scheduler.queued_requests and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)

@@ -1,7 +1,9 @@
-"""`/admin/*`: reload, workers, load/unload a model, drain. Needs an admin key."""
+"""`/admin/*`: config, reload, workers, load/unload a model, drain. Needs an admin key."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,35 +13,60 @@ from starlette.responses import Response
 
 from embellama.config import ModelConfig
 from embellama.errors import ConfigError
+from embellama.pipeline import ServiceLimits
 from embellama.server.body import read_body
 from embellama.server.errors import ApiError
 from embellama.server.state import ServerState
-from embellama.service import ServiceLimits
 
-__all__ = ["drain", "load_model", "reload", "unload_model", "workers"]
+__all__ = ["config", "drain", "load_model", "reload", "unload_model", "workers"]
 
-_MODEL_FIELDS = {
-    "path",
-    "aliases",
-    "pooling",
-    "normalization",
-    "n_ctx",
-    "n_threads",
-    "n_gpu_layers",
-}
+# One answer for every path outside the models directory, existing or not, readable or
+# not: an admin key must not become a way to probe the server's file system.
+_OUTSIDE = "the model path must lie under the server's models directory (--models-dir)"
 
 
 def _json(value: object, status: int = 200) -> Response:
     return Response(orjson.dumps(value), status, media_type="application/json")
 
 
-async def reload(request: Request) -> Response:
+def _state(request: Request) -> ServerState:
     state: ServerState = request.app.state.embellama
-    return _json({"status": "reloaded", "models": await state.reload()})
+    return state
+
+
+async def config(request: Request) -> Response:
+    state = _state(request)
+    return _json(
+        {
+            "server": dict(state.deployment.settings),
+            "models_dir": str(state.deployment.models_dir),
+            "models": [
+                {
+                    "name": s.name,
+                    "aliases": list(s.aliases),
+                    "path": str(s.config.path),
+                    "pooling": s.pooling.value,
+                    "normalization": s.config.normalization.value,
+                    "n_ctx": s.model.limit,
+                    "threads": s.config.resolved_threads,
+                    "n_gpu_layers": s.config.n_gpu_layers,
+                    "max_batch_tokens": s.config.batching.max_batch_tokens,
+                    "max_batch_sequences": s.config.batching.max_batch_sequences,
+                    "workers": s.limits.workers,
+                    "loaded_by": "admin" if s.name in state.admin_loaded else "config",
+                }
+                for s in state.services
+            ],
+        }
+    )
+
+
+async def reload(request: Request) -> Response:
+    return _json({"status": "reloaded", "models": await _state(request).reload()})
 
 
 async def workers(request: Request) -> Response:
-    state: ServerState = request.app.state.embellama
+    state = _state(request)
     return _json(
         {
             service.name: [
@@ -60,50 +87,55 @@ async def workers(request: Request) -> Response:
 
 async def load_model(request: Request) -> Response:
     """Body: the model's fields (`path` required), or nothing to use the config file's entry."""
-    state: ServerState = request.app.state.embellama
+    state = _state(request)
     name = request.path_params["name"]
     body = await read_body(request, state.limits.max_body_bytes)
-    config, limits = _from_body(name, body) if body.strip() else _from_source(state, name)
-    service = await state.load_model(config, limits)
+    if body.strip():
+        model, limits = _from_body(state, name, body)
+    else:
+        model, limits = await asyncio.to_thread(_from_source, state, name)
+    service = await state.load_model(model, limits)
     return _json({"status": "loaded", "model": service.name, "workers": limits.workers})
 
 
-def _from_body(name: str, body: bytes) -> tuple[ModelConfig, ServiceLimits]:
+def _from_body(state: ServerState, name: str, body: bytes) -> tuple[ModelConfig, ServiceLimits]:
     try:
         fields: Any = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(fields, dict) or "path" not in fields:
-        raise ApiError(400, "the body must be a JSON object with at least 'path'", param="path")
-    unknown = sorted(set(fields) - _MODEL_FIELDS - {"workers"})
-    if unknown:
-        raise ApiError(400, f"unknown field(s): {', '.join(unknown)}", param=unknown[0])
-    workers = fields.pop("workers", 1)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ApiError(400, "'workers' must be a positive integer", param="workers")
-    fields["path"] = Path(fields["path"])
-    fields["aliases"] = tuple(fields.get("aliases", ()))
-    return ModelConfig(name=name, **fields), ServiceLimits(workers=workers)
+    if isinstance(fields, dict) and isinstance(fields.get("path"), str):
+        _check_under_models_dir(state, Path(fields["path"]))
+    if state.deployment.model_from_fields is None:
+        raise ConfigError("this server cannot load models from a request body")
+    return state.deployment.model_from_fields(name, fields)
+
+
+def _check_under_models_dir(state: ServerState, path: Path) -> None:
+    root = state.deployment.models_dir
+    if root is None:
+        raise ApiError(403, _OUTSIDE, code="path_not_allowed", param="path")
+    resolved = Path(os.path.realpath(path))  # symlinks and ".." cannot step outside
+    if not resolved.is_relative_to(os.path.realpath(root)):
+        raise ApiError(403, _OUTSIDE, code="path_not_allowed", param="path")
 
 
 def _from_source(state: ServerState, name: str) -> tuple[ModelConfig, ServiceLimits]:
     if state.source is None:
         raise ConfigError("no config file to load the model from; send its fields as JSON")
-    for config, limits in state.source().models:
-        if config.resolved_name == name:
-            return config, limits
+    for model, limits in state.source().models:
+        if model.resolved_name == name:
+            return model, limits
     raise ConfigError(f"the config file defines no model named {name!r}")
 
 
 async def unload_model(request: Request) -> Response:
-    state: ServerState = request.app.state.embellama
     name = request.path_params["name"]
-    await state.unload_model(name)
+    await _state(request).unload_model(name)
     return _json({"status": "unloaded", "model": name})
 
 
 async def drain(request: Request) -> Response:
-    state: ServerState = request.app.state.embellama
+    state = _state(request)
     idle = await state.drain()
     return _json(
         {

@@ -6,8 +6,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from embellama.errors import NoWorkerError
+from embellama.inputs import InputItem
+from embellama.pipeline import EmbedOptions
 from embellama.results import EmbeddingResult
 from embellama.server.body import read_body
+from embellama.server.disconnect import unless_disconnected
 from embellama.server.encoding import encode_embeddings
 from embellama.server.schemas import parse_embeddings_request, parse_json_object
 from embellama.server.state import ServerState
@@ -19,17 +22,21 @@ async def create_embeddings(request: Request) -> Response:
     state: ServerState = request.app.state.embellama
     if state.draining:
         raise NoWorkerError("the server is draining and accepts no new work")
-    body = parse_json_object(await read_body(request, state.limits.max_body_bytes))
+    raw = await read_body(request, state.limits.max_body_bytes)
+    body = parse_json_object(raw)
     parsed = parse_embeddings_request(body, max_inputs=state.limits.max_inputs_per_request)
     service = state.resolve(parsed.model)
-    result = await service.embed(
-        parsed.items,
-        truncate=parsed.truncate,
-        normalize=parsed.normalize,
-        dimensions=parsed.dimensions,
+    options = EmbedOptions(parsed.normalize, parsed.dimensions, parsed.truncate)
+    budget = state.access.reserve_tokens(
+        request.scope["state"].get("client"), _most_tokens(parsed.items)
     )
+    try:
+        result = await unless_disconnected(request, service.embed(parsed.items, options))
+    except BaseException:
+        budget.settle(0)
+        raise
+    budget.settle(result.total_tokens)
     state.metrics.observe_result(result)
-    state.access.charge_tokens(request.scope["state"].get("client"), result.total_tokens)
     request.scope["state"]["access"] = {
         "model": result.model,
         "inputs": len(result),
@@ -50,3 +57,12 @@ def _timing_headers(result: EmbeddingResult) -> dict[str, str]:
         "x-inference-time": f"{timings.inference * 1000:.2f}",
         "x-tokens": str(result.total_tokens),
     }
+
+
+def _most_tokens(items: list[InputItem]) -> int:
+    """An upper bound on the tokens `items` can cost: a token covers at least one byte of
+    text (or is one given id), plus up to two special tokens per input."""
+    return sum(
+        (len(item.encode("utf-8", "surrogatepass")) if isinstance(item, str) else len(item)) + 2
+        for item in items
+    )

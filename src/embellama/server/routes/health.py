@@ -26,7 +26,7 @@ async def ready(request: Request) -> Response:
     models = {
         s.name: {
             "ready": s.ready,
-            "workers_alive": s.pool.alive_count,
+            "workers_alive": s.backend.alive_count,
             "queued": s.scheduler.queued_requests,
         }
         for s in state.services
@@ -57,6 +57,8 @@ async def info(request: Request) -> Response:
                 "threads_per_worker": model.n_threads,
                 "max_batch_tokens": service.config.batching.max_batch_tokens,
                 "queue_size": service.limits.max_queued_requests,
+                "queue_tokens": service.limits.max_queued_tokens,
+                "bulk_max_wait_seconds": service.limits.bulk_max_wait,
                 "request_timeout_seconds": service.limits.request_timeout,
             }
         )

@@ -8,13 +8,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from embellama.pipeline import ServedModel
 from embellama.server.state import ServerState
-from embellama.service import ModelService
 
 __all__ = ["get_model", "list_models"]
 
 
-def _card(service: ModelService, name: str, created: int) -> dict[str, Any]:
+def _card(service: ServedModel, name: str, created: int) -> dict[str, Any]:
     info = service.info()
     return {
         "id": name,
@@ -32,7 +32,7 @@ def _card(service: ModelService, name: str, created: int) -> dict[str, Any]:
 
 def _cards(state: ServerState) -> list[dict[str, Any]]:
     created = int(state.started)
-    return [_card(s, name, created) for s in state.services for name in (s.name, *s.config.aliases)]
+    return [_card(s, name, created) for s in state.services for name in (s.name, *s.aliases)]
 
 
 async def list_models(request: Request) -> Response:

@@ -26,10 +26,11 @@ class DecodeJob:
 
 @dataclass(frozen=True)
 class DecodeDone:
-    """Pooled, not yet normalized vectors `(n, dim)`, in the job's order."""
+    """Pooled, not yet normalized vectors `(n, dim)`, in the job's order; with pooling
+    'none', each sequence's `(n_tokens, dim)` outputs instead."""
 
     job_id: int
-    vectors: npt.NDArray[np.float32]
+    vectors: npt.NDArray[np.float32] | list[npt.NDArray[np.float32]]
     inference_seconds: float
 
 

@@ -9,17 +9,19 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import time
 from multiprocessing.connection import Connection
 
-import numpy as np
-
+from embellama.backends.base import run_job
+from embellama.backends.messages import DecodeJob, WorkerReady
 from embellama.config import ModelConfig
 from embellama.model.loaded import LoadedModel
-from embellama.vectors import pool
-from embellama.workers.messages import DecodeDone, DecodeFailed, DecodeJob, WorkerReady
 
-__all__ = ["run_worker"]
+__all__ = ["CRASH_TOKEN_VARIABLE", "run_worker"]
+
+# Test hook: a worker started with this variable set aborts (a real native-style crash)
+# on any batch containing that token id. The poison-input tests need a crash they can
+# aim at one input; nothing else sets it.
+CRASH_TOKEN_VARIABLE = "EMBELLAMA_TEST_CRASH_ON_TOKEN"
 
 
 def run_worker(
@@ -34,6 +36,7 @@ def run_worker(
         level=log_level,
         format=f"%(asctime)s %(levelname)s %(name)s[worker {os.getpid()}]: %(message)s",
     )
+    crash_token = os.environ.get(CRASH_TOKEN_VARIABLE)
     model = LoadedModel(config)
     connection.send(WorkerReady(pid=os.getpid(), dimensions=model.dimensions))
     while True:
@@ -43,15 +46,12 @@ def run_worker(
             break
         if job is None:  # the pool's request to stop
             break
-        connection.send(_run(model, job))
+        if crash_token is not None:
+            _crash_on(int(crash_token), job)
+        connection.send(run_job(model, job))
     model.close()
 
 
-def _run(model: LoadedModel, job: DecodeJob) -> DecodeDone | DecodeFailed:
-    started = time.perf_counter()
-    try:
-        outputs = model.token_outputs(job.sequences)
-        vectors = np.stack([pool(tokens, job.pooling) for tokens in outputs])
-    except Exception as exc:  # reported to the server, which fails only this batch
-        return DecodeFailed(job.job_id, f"{type(exc).__name__}: {exc}")
-    return DecodeDone(job.job_id, vectors, time.perf_counter() - started)
+def _crash_on(token: int, job: DecodeJob) -> None:
+    if any((sequence == token).any() for sequence in job.sequences):
+        os.abort()

@@ -1,9 +1,10 @@
 """Supervised worker processes: start, feed, watch, restart.
 
 Each slot keeps one worker process alive. A reader thread per worker turns pipe
-messages into asyncio results; when the pipe hits EOF the worker is dead, its work
-in flight fails with `WorkerCrashedError` (the scheduler retries it), and the slot
-starts a replacement after a short backoff.
+messages into asyncio results, and a writer thread pickles and sends jobs, so the event
+loop never blocks on a pipe; spawning also happens off the loop. When the pipe hits EOF
+the worker is dead, its work in flight fails with `WorkerCrashedError` (the scheduler
+retries it), and the slot starts a replacement after a short backoff.
 """
 
 from __future__ import annotations
@@ -12,34 +13,23 @@ import asyncio
 import itertools
 import logging
 import multiprocessing
+import queue
 import threading
 import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any
 
+from embellama.backends.base import Feeder, WorkerStatus
+from embellama.backends.messages import DecodeDone, DecodeFailed, DecodeJob, WorkerReady
+from embellama.backends.worker import run_worker
 from embellama.config import ModelConfig
 from embellama.errors import InferenceError, WorkerCrashedError
-from embellama.workers.messages import DecodeDone, DecodeFailed, DecodeJob, WorkerReady
-from embellama.workers.worker import run_worker
 
-__all__ = ["WorkerHandle", "WorkerPool", "WorkerStatus"]
+__all__ = ["WorkerHandle", "WorkerPool"]
 
-_log = logging.getLogger("embellama.workers")
+_log = logging.getLogger("embellama.backends")
 _job_ids = itertools.count(1)
 # One batch runs while the next is already in the worker's pipe, so the worker never
 # waits for the server between batches.
 LANES_PER_WORKER = 2
-
-
-@dataclass(frozen=True)
-class WorkerStatus:
-    slot: int
-    pid: int | None
-    state: str
-    batches: int
-    restarts: int
-    in_flight: int
 
 
 class WorkerHandle:
@@ -60,18 +50,21 @@ class WorkerHandle:
             name=f"embellama-worker-{slot}",
             daemon=True,
         )
-        self.process.start()
-        child.close()
+        self._child = child
         self._loop = loop
         self._pending: dict[int, asyncio.Future[DecodeDone]] = {}
-        self._send_lock = threading.Lock()
+        self._outbox: queue.SimpleQueue[DecodeJob | None] = queue.SimpleQueue()
         self.ready: asyncio.Future[WorkerReady] = loop.create_future()
         self.exited: asyncio.Future[None] = loop.create_future()
         self.batches = 0
-        self._reader = threading.Thread(
-            target=self._read, name=f"embellama-reader-{slot}", daemon=True
-        )
-        self._reader.start()
+
+    def launch(self) -> None:
+        """Spawn the process and its pipe threads; blocking, so call it off the loop."""
+        self.process.start()
+        self._child.close()
+        for target, role in ((self._read, "reader"), (self._write, "writer")):
+            name = f"embellama-{role}-{self.slot}"
+            threading.Thread(target=target, name=name, daemon=True).start()
 
     @property
     def pid(self) -> int | None:
@@ -90,14 +83,23 @@ class WorkerHandle:
             raise WorkerCrashedError(f"worker {self.slot} is not running")
         future: asyncio.Future[DecodeDone] = self._loop.create_future()
         self._pending[sequences.job_id] = future
-        try:
-            with self._send_lock:
-                self._connection.send(sequences)
-        except (OSError, ValueError) as exc:
-            self._pending.pop(sequences.job_id, None)
-            raise WorkerCrashedError(f"worker {self.slot} pipe closed: {exc}") from exc
+        self._outbox.put(sequences)
         self.batches += 1
-        return await future
+        try:
+            return await future
+        finally:
+            self._pending.pop(sequences.job_id, None)
+
+    def _write(self) -> None:
+        """Pickle and send jobs in order; a closed pipe fails whatever is still pending."""
+        while True:
+            job = self._outbox.get()
+            try:
+                self._connection.send(job)
+            except (OSError, ValueError):
+                return  # the reader sees EOF and fails the pending jobs
+            if job is None:
+                return
 
     def _read(self) -> None:
         while True:
@@ -137,33 +139,29 @@ class WorkerHandle:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the worker to exit after the jobs it holds; kill it if it lingers."""
-        try:
-            with self._send_lock:
-                self._connection.send(None)
-        except (OSError, ValueError):
-            pass
+        if self.process.pid is None:
+            return
+        self._outbox.put(None)
         self.process.join(timeout)
         if self.process.is_alive():
             self.process.kill()
             self.process.join(5)
 
 
-Feeder = Callable[[WorkerHandle], Coroutine[Any, Any, None]]
-
-
 class WorkerPool:
     """Keeps `count` workers of one model alive and hands each to a feeder coroutine."""
 
-    def __init__(self, config: ModelConfig, count: int, feeder: Feeder) -> None:
+    def __init__(self, config: ModelConfig, count: int) -> None:
         self.config = config
         self.count = count
-        self._feeder = feeder
+        self._feeder: Feeder | None = None
         self._handles: dict[int, WorkerHandle] = {}
         self._restarts = dict.fromkeys(range(count), 0)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
-    async def start(self, *, wait_ready: bool = True) -> None:
+    async def start(self, feeder: Feeder, *, wait_ready: bool = True) -> None:
+        self._feeder = feeder
         self._tasks = [asyncio.create_task(self._supervise(slot)) for slot in range(self.count)]
         if wait_ready:
             await self.wait_until_ready()
@@ -214,6 +212,7 @@ class WorkerPool:
             handle = WorkerHandle(slot, self.config, loop)
             self._handles[slot] = handle
             try:
+                await asyncio.to_thread(handle.launch)
                 ready = await handle.ready
             except WorkerCrashedError as exc:
                 _log.error("worker %d failed to start: %s", slot, exc)
@@ -234,6 +233,7 @@ class WorkerPool:
             backoff = min(backoff * 2, 5.0)
 
     async def _feed(self, handle: WorkerHandle) -> None:
+        assert self._feeder is not None
         lanes = [asyncio.create_task(self._feeder(handle)) for _ in range(LANES_PER_WORKER)]
         try:
             await handle.exited

@@ -1,0 +1,71 @@
+"""The interface between the scheduler and whatever runs decodes, and the decode itself.
+
+A backend hands the scheduler's feeder one `Runner` per lane; a runner takes one packed
+`DecodeJob` and returns its pooled vectors. `run_job` is the only code that turns a job
+into vectors, whether it runs in this process or in a worker process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from embellama.backends.messages import DecodeDone, DecodeFailed, DecodeJob
+from embellama.config import Pooling
+from embellama.model.loaded import LoadedModel
+from embellama.vectors import pool
+
+__all__ = ["Backend", "Feeder", "Runner", "WorkerStatus", "run_job"]
+
+
+class Runner(Protocol):
+    """One place a batch can run; `run` raises `WorkerCrashedError` if it dies meanwhile."""
+
+    async def run(self, job: DecodeJob) -> DecodeDone: ...
+
+
+Feeder = Callable[[Runner], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    slot: int
+    pid: int | None
+    state: str
+    batches: int
+    restarts: int
+    in_flight: int
+
+
+class Backend(Protocol):
+    """Starts runners and keeps one feeder task per lane until stopped."""
+
+    async def start(self, feeder: Feeder) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    @property
+    def alive_count(self) -> int: ...
+
+    @property
+    def starting_count(self) -> int: ...
+
+    def status(self) -> list[WorkerStatus]: ...
+
+
+def run_job(model: LoadedModel, job: DecodeJob) -> DecodeDone | DecodeFailed:
+    """One decode of exactly the job's sequences (the scheduler packed them), then pooling."""
+    started = time.perf_counter()
+    try:
+        outputs = model.decode(job.sequences)
+        if job.pooling is Pooling.NONE:
+            vectors: Any = outputs
+        else:
+            vectors = np.stack([pool(tokens, job.pooling) for tokens in outputs])
+    except Exception as exc:  # reported to the scheduler, which fails only this batch
+        return DecodeFailed(job.job_id, f"{type(exc).__name__}: {exc}")
+    return DecodeDone(job.job_id, vectors, time.perf_counter() - started)

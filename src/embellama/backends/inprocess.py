@@ -1,0 +1,57 @@
+"""The library's backend: decodes on one thread of this process, beside the event loop.
+
+Two lanes share one model: while one decode runs, the next batch is already assembled
+and waits on the model's lock, so llama.cpp never idles between batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from embellama.backends.base import Feeder, WorkerStatus, run_job
+from embellama.backends.messages import DecodeDone, DecodeFailed, DecodeJob
+from embellama.errors import InferenceError
+from embellama.model.loaded import LoadedModel
+
+__all__ = ["InProcessBackend"]
+
+LANES = 2
+
+
+class InProcessBackend:
+    def __init__(self, model: LoadedModel) -> None:
+        self._model = model
+        self._executor = ThreadPoolExecutor(LANES, thread_name_prefix="embellama-decode")
+        self._lanes: list[asyncio.Task[None]] = []
+        self._batches = 0
+
+    async def run(self, job: DecodeJob) -> DecodeDone:
+        loop = asyncio.get_running_loop()
+        self._batches += 1
+        done = await loop.run_in_executor(self._executor, run_job, self._model, job)
+        if isinstance(done, DecodeFailed):
+            raise InferenceError(done.message)
+        return done
+
+    async def start(self, feeder: Feeder) -> None:
+        self._lanes = [asyncio.create_task(feeder(self)) for _ in range(LANES)]
+
+    async def stop(self) -> None:
+        for lane in self._lanes:
+            lane.cancel()
+        await asyncio.gather(*self._lanes, return_exceptions=True)
+        self._lanes = []
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+
+    @property
+    def alive_count(self) -> int:
+        return 1 if self._lanes else 0
+
+    @property
+    def starting_count(self) -> int:
+        return 0
+
+    def status(self) -> list[WorkerStatus]:
+        state = "ready" if self._lanes else "stopped"
+        return [WorkerStatus(0, None, state, self._batches, 0, 0)]

@@ -1,1 +1,0 @@
-"""Supervised worker processes that own the llama.cpp contexts."""

@@ -1,0 +1,48 @@
+"""Admin API model bodies go through the same option table as flags and TOML, and being
+JSON they are type-checked too: nothing is coerced into a different model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from embellama import ConfigError
+from embellama.cli.options import SERVER_OPTIONS, resolve
+from embellama.cli.plan import model_plan_from_fields
+
+SERVER = resolve(None, SERVER_OPTIONS, environ={})
+
+
+def test_a_valid_body() -> None:
+    plan = model_plan_from_fields(
+        "extra",
+        {"path": "/models/m.gguf", "aliases": ["x"], "n_ctx": 128, "workers": 2, "norm_p": 3},
+        SERVER,
+    )
+    assert plan.config.resolved_name == "extra"
+    assert plan.config.aliases == ("x",)
+    assert plan.config.n_ctx == 128
+    assert plan.limits.workers == 2
+    assert plan.limits.max_queued_requests == SERVER["queue_size"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"path": "/m.gguf", "n_ctx": "8"}, "'n_ctx' must be an integer"),
+        ({"path": "/m.gguf", "aliases": "abc"}, "'aliases' must be a list of strings"),
+        ({"path": "/m.gguf", "threads_per_worker": 1.5}, "must be an integer"),
+        ({"path": "/m.gguf", "workers": True}, "must be an integer"),
+        ({"path": "/m.gguf", "workers": 0}, "must be >= 1"),
+        ({"path": "/m.gguf", "n_ctx": -3}, "must be >= 1"),
+        ({"path": "/m.gguf", "pooling": "median"}, "choose from"),
+        ({"path": "/m.gguf", "colour": "red"}, "unknown key"),
+        ({"path": "/m.gguf", "name": "other"}, "comes from the URL"),
+        ({"aliases": ["x"]}, "'path' is required"),
+        (["/m.gguf"], "must be a JSON object"),
+    ],
+)
+def test_bad_bodies_are_refused(fields: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        model_plan_from_fields("extra", fields, SERVER)
