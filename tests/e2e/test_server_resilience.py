@@ -141,3 +141,48 @@ def test_sigterm_under_load_finishes_accepted_requests(
         assert len(response.json()["data"]) == 24
     for failure in (o for o in outcomes if not isinstance(o, httpx.Response)):
         assert isinstance(failure, httpx.ConnectError), failure  # never accepted
+
+
+def test_poison_input_is_refused_not_retried_forever(
+    minilm_gguf: Path, server_logs: Path
+) -> None:
+    """An input that crashes the worker twice gets a non-retryable 400 naming it; sent
+    again, it is refused without crashing anything, and everyone else is served."""
+    marker = 4242  # any id in the vocabulary; the test hook aborts the worker on it
+    env = {"EMBELLAMA_TEST_CRASH_ON_TOKEN": str(marker)}
+    with serving(["--model-path", str(minilm_gguf), "--workers", "1"], server_logs, env) as server:
+        body = {"input": [[101, 2023, 102], [101, marker, 102]]}
+        first = httpx.post(server.url + "/v1/embeddings", json=body, timeout=60)
+        assert first.status_code == 400, first.text
+        error = first.json()["error"]
+        assert (error["code"], error["param"]) == ("input_crashed_worker", "input[1]")
+        restarts = _restarts(server)
+        assert restarts == 2
+
+        again = httpx.post(server.url + "/v1/embeddings", json=body, timeout=60)
+        assert again.status_code == 400 and again.json()["error"]["param"] == "input[1]"
+        assert _restarts(server) == restarts  # refused before reaching a worker
+        assert "embellama_poison_inputs_refused_total" in _metric_lines(server, 1.0)
+        fine = httpx.post(server.url + "/v1/embeddings", json={"input": "healthy"}, timeout=60)
+        assert fine.status_code == 200
+
+
+def _metric_lines(server: ServerProcess, value: float) -> str:
+    text = httpx.get(server.url + "/metrics").text
+    return "\n".join(
+        line.split("{")[0] for line in text.splitlines() if line.endswith(f" {value}")
+    )
+
+
+def _restarts(server: ServerProcess) -> int:
+    deadline = time.monotonic() + 30
+    while True:
+        workers = httpx.get(server.url + "/ready").json()
+        if workers["models"] and all(m["workers_alive"] for m in workers["models"].values()):
+            break
+        assert time.monotonic() < deadline, workers
+        time.sleep(0.1)
+    for line in httpx.get(server.url + "/metrics").text.splitlines():
+        if line.startswith("embellama_worker_restarts_total"):
+            return int(float(line.rsplit(" ", 1)[1]))
+    raise AssertionError("no restart metric")

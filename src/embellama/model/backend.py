@@ -186,7 +186,9 @@ class LlamaBackend:
                 self._vocab, text, len(text), buffer, capacity, add_special, False
             )
             if count >= 0:
-                return np.array(buffer[:count], dtype=np.int32)
+                # A view, not `buffer[:count]`: that builds a Python int per token while
+                # holding the GIL (tens of ms for a multi-MB text, stalling the loop).
+                return np.ctypeslib.as_array(buffer)[:count].astype(np.int32)
             capacity = -count
 
     def detokenize(self, tokens: Sequence[int]) -> str:

@@ -1,0 +1,69 @@
+"""The HTTP app's edges without a model: admin decided on the routed path (under a
+`root_path`), and an unexpected exception answered as a 500 with its request id,
+logged once. The app runs in-process behind httpx's ASGI transport."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+import pytest
+
+from embellama.server.app import create_app
+from embellama.server.security import AccessControl
+from embellama.server.state import Deployment, ServerState
+
+USER = {"Authorization": "Bearer sk-user-key-0000000001"}
+ADMIN = {"Authorization": "Bearer sk-admin-key-000000001"}
+
+
+def _state() -> ServerState:
+    access = AccessControl(keys=["sk-user-key-0000000001"], admin_keys=["sk-admin-key-000000001"])
+    return ServerState(deployment=Deployment(models=(), access=access, settings={"port": 1}))
+
+
+def _get(state: ServerState, path: str, headers: dict[str, str], root: str = "") -> httpx.Response:
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_app(state), root_path=root)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get(path, headers=headers)
+
+    return asyncio.run(call())
+
+
+@pytest.mark.parametrize("root", ["", "/api"])
+def test_admin_needs_the_admin_key_under_any_root_path(root: str) -> None:
+    state = _state()
+    assert _get(state, root + "/admin/config", {}, root).status_code == 401
+    assert _get(state, root + "/admin/config", USER, root).status_code == 401
+    shown = _get(state, root + "/admin/config", ADMIN, root)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["server"] == {"port": 1}
+    assert _get(state, root + "/health", {}, root).status_code == 200
+
+
+def test_unexpected_error_is_a_500_with_request_id_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state = _state()
+
+    def broken(name: str | None) -> None:
+        raise RuntimeError("injected fault")
+
+    state.resolve = broken  # type: ignore[method-assign,assignment]
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_app(state), raise_app_exceptions=True)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post(
+                "/v1/embeddings", json={"input": "x"}, headers={**USER, "x-request-id": "req-42"}
+            )
+
+    with caplog.at_level(logging.ERROR):
+        response = asyncio.run(call())
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "req-42"
+    assert response.json()["error"]["code"] == "internal_error"
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1 and "req-42" in tracebacks[0].getMessage()
