@@ -241,10 +241,14 @@ def build_servers(
         )
     )
     if llama_server:
-        for parallel in (1, 8):
+        # Default HTTP threads (what users get) and --threads-http 32 (the fair peer: at 16
+        # keep-alive clients its default pool stalls for seconds in some rounds).
+        for parallel, http_threads in ((1, None), (8, None), (8, 32)):
+            tuned = [] if http_threads is None else ["--threads-http", str(http_threads)]
+            label = "" if http_threads is None else f" --threads-http {http_threads}"
             servers.append(
                 Server(
-                    f"llama-server -np {parallel}",
+                    f"llama-server -np {parallel}{label}",
                     [
                         llama_server,
                         "-m",
@@ -269,6 +273,7 @@ def build_servers(
                         "--port",
                         str(p := next(ports)),
                         "--log-disable",
+                        *tuned,
                     ],
                     p,
                 )
