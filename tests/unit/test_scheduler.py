@@ -269,3 +269,27 @@ def test_per_token_jobs_never_share_a_decode_with_pooled_ones() -> None:
     by_first = {int(s[0]): job for job in runner.jobs for s in job.sequences}
     assert by_first[2].pooling is Pooling.NONE and len(by_first[2].sequences) == 1
     assert by_first[1].pooling is by_first[3].pooling is Pooling.MEAN
+
+
+def test_a_second_lane_takes_only_full_batches_while_the_first_runs() -> None:
+    runner = FakeRunner()
+    runner.gate.clear()
+
+    async def scenario() -> None:
+        scheduler = Scheduler(BatchingConfig(16, 4), QueueLimits())
+        lanes = [asyncio.create_task(scheduler.feed(runner)) for _ in range(2)]
+        first = asyncio.create_task(scheduler.run([seq(1)], Pooling.MEAN))
+        await asyncio.sleep(0.01)
+        small = [asyncio.create_task(scheduler.run([seq(n)], Pooling.MEAN)) for n in (2, 3)]
+        await asyncio.sleep(0.01)
+        assert len(runner.jobs) == 1  # two 4-token inputs do not fill a 16-token batch
+        full = [asyncio.create_task(scheduler.run([seq(n)], Pooling.MEAN)) for n in (4, 5)]
+        await asyncio.sleep(0.01)
+        assert [len(job.sequences) for job in runner.jobs] == [1, 4]  # now it is full
+        runner.gate.set()
+        await asyncio.gather(first, *small, *full)
+        for lane in lanes:
+            lane.cancel()
+        await asyncio.gather(*lanes, return_exceptions=True)
+
+    asyncio.run(scenario())
