@@ -97,6 +97,18 @@ def test_admin_api(configured: tuple[ServerProcess, Path], minilm_gguf: Path) ->
     )
     assert loaded.status_code == 200, loaded.text
     assert _embed(server, "extra").shape == (384,)
+    shown = httpx.get(server.url + "/admin/config", headers=ADMIN).json()
+    assert shown["server"]["admin_key"] == ["…y-42"]  # masked, never the key
+    assert {m["name"]: m["loaded_by"] for m in shown["models"]}["extra"] == "admin"
+    reloaded = httpx.post(server.url + "/admin/reload", headers=ADMIN, timeout=60)
+    assert reloaded.status_code == 200 and "extra" in reloaded.json()["models"]
+    assert _embed(server, "extra").shape == (384,)  # a reload keeps admin-loaded models
+    bad_types = httpx.post(
+        server.url + "/admin/models/typed/load",
+        headers=ADMIN,
+        json={"path": str(minilm_gguf), "threads_per_worker": 1.5},
+    )
+    assert bad_types.status_code == 400 and "must be an integer" in bad_types.text
     clash = httpx.post(
         server.url + "/admin/models/extra/load", headers=ADMIN, json={"path": str(minilm_gguf)}
     )

@@ -293,3 +293,25 @@ def test_a_second_lane_takes_only_full_batches_while_the_first_runs() -> None:
         await asyncio.gather(*lanes, return_exceptions=True)
 
     asyncio.run(scenario())
+
+
+def test_a_batch_cut_off_by_a_dying_lane_is_requeued_not_lost() -> None:
+    runner = FakeRunner()
+    runner.gate.clear()
+
+    async def scenario() -> list[int]:
+        scheduler = Scheduler(BatchingConfig(16, 4), QueueLimits())
+        lane = asyncio.create_task(scheduler.feed(runner))
+        request = asyncio.create_task(scheduler.run([seq(1), seq(2)], Pooling.MEAN))
+        await asyncio.sleep(0.01)
+        assert len(runner.jobs) == 1
+        lane.cancel()  # e.g. the pool stops that worker's lanes
+        await asyncio.gather(lane, return_exceptions=True)
+        runner.gate.set()
+        replacement = asyncio.create_task(scheduler.feed(runner))
+        result = await asyncio.wait_for(request, 1.0)
+        replacement.cancel()
+        await asyncio.gather(replacement, return_exceptions=True)
+        return firsts(result)
+
+    assert asyncio.run(scenario()) == [1, 2]
