@@ -214,7 +214,7 @@ class WorkerPool:
             try:
                 await asyncio.to_thread(handle.launch)
                 ready = await handle.ready
-            except WorkerCrashedError as exc:
+            except (WorkerCrashedError, OSError) as exc:  # OSError: the spawn itself failed
                 _log.error("worker %d failed to start: %s", slot, exc)
             else:
                 _log.info("worker %d ready (pid %d)", slot, ready.pid)
