@@ -1,5 +1,6 @@
 """embellama: exact, fast text embeddings from GGUF models through llama.cpp."""
 
+from embellama.cache import EmbeddingCache
 from embellama.config import (
     BatchingConfig,
     EngineConfig,
@@ -38,6 +39,7 @@ __all__ = [
     "BatchingConfig",
     "ConfigError",
     "DefaultModelNotPreparedError",
+    "EmbeddingCache",
     "EmbeddingEngine",
     "EmbeddingResult",
     "EmbellamaError",

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from embellama.cache import EmbeddingCache
 from embellama.config import EngineConfig, ModelConfig, Truncation
 from embellama.default_model import DEFAULT_MODEL_NAME, require_default_model
 from embellama.inputs import EmbedInput, parse_inputs
@@ -35,16 +36,27 @@ T = TypeVar("T")
 class AsyncEmbeddingEngine:
     """Loads models and embeds with them on the running event loop; never blocks it."""
 
-    def __init__(self, limits: ServiceLimits | None = None) -> None:
-        """An engine with no models; `limits` apply to models loaded without their own."""
+    def __init__(
+        self, limits: ServiceLimits | None = None, *, cache: EmbeddingCache | None = None
+    ) -> None:
+        """An engine with no models; `limits` apply to models loaded without their own.
+
+        `cache` (off by default in the library): `EmbeddingCache.create("256MB")`, with
+        `redis_url=` for a tier shared by processes. The engine closes it on `aclose`.
+        """
         self.limits = limits or ServiceLimits()
+        self.cache = cache
         self.registry: ModelRegistry[ServedModel] = ModelRegistry()
 
     @classmethod
     async def create(
-        cls, config: EngineConfig | None = None, *, limits: ServiceLimits | None = None
+        cls,
+        config: EngineConfig | None = None,
+        *,
+        limits: ServiceLimits | None = None,
+        cache: EmbeddingCache | None = None,
     ) -> AsyncEmbeddingEngine:
-        engine = cls(limits)
+        engine = cls(limits, cache=cache)
         try:
             for model in (config or EngineConfig()).models:
                 await engine.load_model(model)
@@ -64,7 +76,7 @@ class AsyncEmbeddingEngine:
     ) -> ServedModel:
         """Load and start a model without registering it (a reload swaps it in later)."""
         self.registry.check_free([config.resolved_name, *config.aliases], ignoring=replacing)
-        served = await asyncio.to_thread(ServedModel, config, limits or self.limits)
+        served = await asyncio.to_thread(ServedModel, config, limits or self.limits, self.cache)
         try:
             await served.start()
         except BaseException:
@@ -106,10 +118,11 @@ class AsyncEmbeddingEngine:
         normalize: bool | None = None,
         dimensions: int | None = None,
         truncate: TruncateArg = False,
+        use_cache: bool = True,
     ) -> Matrix:
         """`str` (or one token list) -> `(dim,)`; a list -> `(n, dim)`, in input order."""
         parsed = parse_inputs(input)
-        options = EmbedOptions(normalize, dimensions, Truncation.parse(truncate))
+        options = EmbedOptions(normalize, dimensions, Truncation.parse(truncate), use_cache)
         result = await self.registry.resolve(model).embed(parsed.items, options)
         return result.vectors[0] if parsed.single else result.vectors
 
@@ -121,9 +134,10 @@ class AsyncEmbeddingEngine:
         normalize: bool | None = None,
         dimensions: int | None = None,
         truncate: TruncateArg = False,
+        use_cache: bool = True,
     ) -> EmbeddingResult:
-        """Like `embed`, always `(n, dim)`, plus token counts and per-stage timings."""
-        options = EmbedOptions(normalize, dimensions, Truncation.parse(truncate))
+        """Like `embed`, always `(n, dim)`, plus token counts, cache hits and timings."""
+        options = EmbedOptions(normalize, dimensions, Truncation.parse(truncate), use_cache)
         return await self.registry.resolve(model).embed(parse_inputs(input).items, options)
 
     async def embed_per_token(
@@ -161,10 +175,19 @@ class AsyncEmbeddingEngine:
 
     # -- lifecycle ------------------------------------------------------------------
 
+    async def clear_cache(self, model: str | None = None) -> dict[str, int]:
+        """Drop cached vectors: every model's, or one model's (name or alias)."""
+        if self.cache is None:
+            return {}
+        prefix = b"" if model is None else self.registry.resolve(model).cache_tag.tag
+        return await self.cache.clear(prefix)
+
     async def aclose(self) -> None:
         models = list(self.registry)
         self.registry.replace([])
         await asyncio.gather(*(served.stop() for served in models))
+        if self.cache is not None:
+            await self.cache.close()
 
     async def __aenter__(self) -> AsyncEmbeddingEngine:
         return self
@@ -199,7 +222,10 @@ class EmbeddingEngine:
     share decodes exactly as the server's requests do.
     """
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(
+        self, config: EngineConfig | None = None, *, cache: EmbeddingCache | None = None
+    ) -> None:
+        """`cache`: see `AsyncEmbeddingEngine`; off by default, one argument to turn on."""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="embellama-engine", daemon=True
@@ -207,21 +233,27 @@ class EmbeddingEngine:
         self._thread.start()
         self._closed = False
         try:
-            self.engine = self._call(AsyncEmbeddingEngine.create(config))
+            self.engine = self._call(AsyncEmbeddingEngine.create(config, cache=cache))
         except BaseException:
             self._stop_loop()
             raise
 
     @classmethod
-    def from_path(cls, path: str | Path, **model_options: Any) -> EmbeddingEngine:
+    def from_path(
+        cls, path: str | Path, *, cache: EmbeddingCache | None = None, **model_options: Any
+    ) -> EmbeddingEngine:
         """One model from a GGUF file; `model_options` are `ModelConfig` fields."""
-        return cls(EngineConfig(models=(ModelConfig(path=Path(path), **model_options),)))
+        config = EngineConfig(models=(ModelConfig(path=Path(path), **model_options),))
+        return cls(config, cache=cache)
 
     @classmethod
     def default(cls, **model_options: Any) -> EmbeddingEngine:
         """The built-in all-MiniLM-L6-v2; fails with the command to run if not prepared."""
         model_options.setdefault("name", DEFAULT_MODEL_NAME)
         return cls.from_path(require_default_model(), **model_options)
+
+    def clear_cache(self, model: str | None = None) -> dict[str, int]:
+        return self._call(self.engine.clear_cache(model))
 
     def _call(self, work: Coroutine[Any, Any, T]) -> T:
         future: Future[T] = asyncio.run_coroutine_threadsafe(work, self._loop)

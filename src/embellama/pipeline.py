@@ -1,10 +1,11 @@
 """The one embedding pipeline of a served model, for the library and the server alike.
 
-    parse (inputs.py) -> validate and tokenize -> [cache] -> schedule (batching/) ->
-    decode and pool (backends/) -> normalize and cut (vectors.py) -> EmbeddingResult
+    parse (inputs.py) -> validate and tokenize -> cache (cache/) -> schedule (batching/)
+    -> decode and pool (backends/) -> normalize and cut (vectors.py) -> EmbeddingResult
 
-A new stage (cache, prefixes, chunking) goes in `ServedModel.embed`, once. This module
-knows nothing about HTTP and nothing about how or where decodes run.
+A new stage (prefixes, chunking) goes in `ServedModel.embed`, once. The cache holds
+pooled vectors, before normalization and `dimensions`, so one entry serves every
+request shape. This module knows nothing about HTTP, nor how or where decodes run.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from embellama.backends.base import Backend, WorkerStatus
 from embellama.backends.inprocess import InProcessBackend
 from embellama.backends.pool import WorkerPool
 from embellama.batching.scheduler import QueueLimits, Scheduled, Scheduler
+from embellama.cache import EmbeddingCache, ModelTag
 from embellama.config import ModelConfig, Pooling, Truncation
-from embellama.errors import ConfigError, NoWorkerError
+from embellama.errors import ConfigError, NoWorkerError, PoisonInputError
 from embellama.inputs import InputItem
 from embellama.model.loaded import LoadedModel, ModelInfo
 from embellama.model.tokenizer import TokenizedInput
@@ -63,6 +65,8 @@ class EmbedOptions:
     normalize: bool | None = None
     dimensions: int | None = None
     truncate: Truncation = Truncation.NONE
+    # False: neither read nor fill the cache for this call (a caller checking freshness).
+    use_cache: bool = True
 
 
 @dataclass(frozen=True)
@@ -85,13 +89,19 @@ class ServedModel:
     every other coroutine must run on the loop that will serve it.
     """
 
-    def __init__(self, config: ModelConfig, limits: ServiceLimits) -> None:
+    def __init__(
+        self, config: ModelConfig, limits: ServiceLimits, cache: EmbeddingCache | None = None
+    ) -> None:
         self.config = config
         self.limits = limits
+        self.cache = cache
         in_process = limits.workers == 0
         # Worker processes hold the weights; this process then needs only the vocabulary.
         self.model = LoadedModel(config, inference=in_process)
         self.stamp = FileStamp.of(config)
+        self.cache_tag = ModelTag.of(
+            str(config.path.resolve()), self.stamp.size, self.stamp.mtime_ns, self.pooling.value
+        )
         self.backend: Backend = (
             InProcessBackend(self.model) if in_process else WorkerPool(config, limits.workers)
         )
@@ -139,11 +149,24 @@ class ServedModel:
         check_dimensions(options.dimensions, self.model.dimensions)
         prepared = await self.tokenize(items, options.truncate)
         tokenized = time.perf_counter()
-        scheduled = await self._schedule(prepared, self.pooling)
+        timings: list[Scheduled] = []
+
+        async def compute(positions: list[int]) -> list[Matrix]:
+            subset = [prepared[i] for i in positions]
+            scheduled = await self._schedule(subset, self.pooling, positions)
+            timings.append(scheduled)
+            return scheduled.outputs
+
+        cached: tuple[bool, ...] = ()
+        if self.cache is not None and options.use_cache:
+            keys = [self.cache_tag.key(item.ids) for item in prepared]
+            lookup = await self.cache.resolve(keys, self.model.dimensions, compute)
+            outputs, cached = lookup.vectors, tuple(lookup.hit)
+        else:
+            outputs = await compute(list(range(len(prepared))))
         finished = time.perf_counter()
         method = resolve_normalization(self.config.normalization, options.normalize)
-        pooled = np.stack(scheduled.outputs)
-        vectors = finish(pooled, method, self.config.norm_p, options.dimensions)
+        vectors = finish(np.stack(outputs), method, self.config.norm_p, options.dimensions)
         return EmbeddingResult(
             model=self.name,
             vectors=vectors,
@@ -151,10 +174,11 @@ class ServedModel:
             truncated=tuple(item.truncated for item in prepared),
             timings=Timings(
                 tokenize=tokenized - started,
-                queue=scheduled.queue_seconds,
-                inference=scheduled.inference_seconds,
+                queue=sum(t.queue_seconds for t in timings),
+                inference=sum(t.inference_seconds for t in timings),
                 postprocess=time.perf_counter() - finished,
             ),
+            cached=cached,
         )
 
     async def embed_per_token(self, items: list[InputItem], truncate: Truncation) -> list[Matrix]:
@@ -169,8 +193,18 @@ class ServedModel:
             return await asyncio.to_thread(self.model.tokenizer.prepare, items, truncate)
         return self.model.tokenizer.prepare(items, truncate)
 
-    async def _schedule(self, prepared: list[TokenizedInput], pooling: Pooling) -> Scheduled:
+    async def _schedule(
+        self, prepared: list[TokenizedInput], pooling: Pooling, positions: list[int] | None = None
+    ) -> Scheduled:
+        """Run `prepared`; an error about its k-th input names `positions[k]` instead."""
         backend = self.backend
         if backend.alive_count == 0 and backend.starting_count == 0:
             raise NoWorkerError(f"no live worker for model {self.name!r}")
-        return await self.scheduler.run([item.ids for item in prepared], pooling)
+        try:
+            return await self.scheduler.run([item.ids for item in prepared], pooling)
+        except PoisonInputError as exc:  # the only input error raised after tokenizing
+            if positions is None or exc.index is None:
+                raise
+            index = positions[exc.index]
+            message = str(exc).replace(f"input[{exc.index}]", f"input[{index}]", 1)
+            raise PoisonInputError(message, index=index) from None

@@ -36,10 +36,20 @@ class EmbeddingResult:
     token_counts: tuple[int, ...]
     truncated: tuple[bool, ...]
     timings: Timings
+    # Per input: served from the cache (empty when no cache was consulted).
+    cached: tuple[bool, ...] = ()
 
     @property
     def total_tokens(self) -> int:
         return sum(self.token_counts)
+
+    @property
+    def cache_hits(self) -> int:
+        return sum(self.cached)
+
+    @property
+    def cached_tokens(self) -> int:
+        return sum(n for n, hit in zip(self.token_counts, self.cached, strict=False) if hit)
 
     @property
     def dimensions(self) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from embellama.cache import parse_size
 from embellama.config import (
     DEFAULT_MAX_BATCH_SEQUENCES,
     DEFAULT_MAX_BATCH_TOKENS,
@@ -144,6 +145,13 @@ def _boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _log_level(text: str) -> str:
     level = text.lower()
     if level not in ("debug", "info", "warning", "error"):
@@ -190,6 +198,30 @@ SERVER_OPTIONS = (
         "next (small requests go first so interactive queries stay fast). Default 0.5.",
         default=0.5,
         parse=_positive_float,
+    ),
+    Option(
+        "cache-size",
+        "Memory for the embedding cache (LRU, counted in bytes of keys, vectors and "
+        "overhead), e.g. 256MB or 1GiB; 0 turns it off. A hit costs a dict lookup instead "
+        "of a decode; repeated queries and re-ingested documents are common. Default 256MB.",
+        default="256MB",
+        parse=_size,
+    ),
+    Option(
+        "cache-url",
+        "redis://host:port/db: a second cache tier shared by replicas (memory stays in "
+        "front). If Redis is down or slow the server computes instead; clients see no error.",
+    ),
+    Option(
+        "cache-ttl",
+        "Seconds a vector lives in Redis. Default 604800 (7 days).",
+        default=604800.0,
+        parse=_positive_float,
+    ),
+    Option(
+        "cache-namespace",
+        "Prefix of this deployment's Redis keys, so several can share one Redis.",
+        default="embellama",
     ),
     Option(
         "request-timeout",

@@ -184,6 +184,9 @@ def masked_settings(plan: ServePlan) -> dict[str, Any]:
     for key, value in plan.server.items():
         if key in ("api_key", "admin_key"):
             value = [mask_key(k) for k in value or ()]
+        elif key == "cache_url" and value and "@" in value:  # redis://user:password@host
+            scheme, _, rest = value.partition("://")
+            value = f"{scheme}://…@{rest.rsplit('@', 1)[1]}"
         elif isinstance(value, Path):
             value = str(value)
         shown[key] = value

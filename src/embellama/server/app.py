@@ -91,6 +91,7 @@ def create_app(state: ServerState) -> Starlette:
         Route("/info", info, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/admin/config", admin.config, methods=["GET"]),
+        Route("/admin/cache/clear", admin.clear_cache, methods=["POST"]),
         Route("/admin/reload", admin.reload, methods=["POST"]),
         Route("/admin/workers", admin.workers, methods=["GET"]),
         Route("/admin/models/{name}/load", admin.load_model, methods=["POST"]),

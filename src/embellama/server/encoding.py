@@ -30,6 +30,10 @@ def encode_embeddings(result: EmbeddingResult, encoding_format: str) -> bytes:
             for index, row in enumerate(rows)
         ],
         "model": result.model,
-        "usage": {"prompt_tokens": result.total_tokens, "total_tokens": result.total_tokens},
+        "usage": {
+            "prompt_tokens": result.total_tokens,  # every input token, cached or not
+            "total_tokens": result.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": result.cached_tokens},
+        },
     }
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from embellama.backends.base import WorkerStatus
+from embellama.cache import EmbeddingCache
 from embellama.results import EmbeddingResult
 
 __all__ = ["Metrics", "ServiceView"]
@@ -91,8 +92,45 @@ class _LiveState(Collector):
         yield from (depth, queued_tokens, poison, alive, busy, restarts, memory)
 
 
+class _CacheState(Collector):
+    """The cache's counters, read at scrape time from the cache object itself."""
+
+    def __init__(self, cache: Callable[[], EmbeddingCache | None]) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterable[Metric]:
+        cache = self._cache()
+        if cache is None:
+            return
+        stats, memory, redis = cache.stats, cache.memory, cache.redis
+        counters = {
+            "hits": (stats.hits, "Inputs served from the cache (memory or Redis)."),
+            "misses": (stats.misses, "Inputs not in the cache, computed."),
+            "shared": (stats.shared, "Inputs computed once for several callers at once."),
+            "evictions": (memory.evictions, "Entries the memory tier evicted (LRU)."),
+        }
+        if redis is not None:
+            counters["redis_errors"] = (redis.errors, "Redis calls that failed; computed.")
+            counters["redis_timeouts"] = (redis.timeouts, "Redis calls that timed out.")
+            counters["redis_bad_values"] = (redis.bad_values, "Redis values of a wrong size.")
+        for name, (value, text) in counters.items():
+            family = CounterMetricFamily(f"embellama_cache_{name}", text)
+            family.add_metric([], value)
+            yield family
+        size = GaugeMetricFamily("embellama_cache_bytes", "Bytes the memory tier holds.")
+        size.add_metric([], memory.bytes)
+        yield size
+        entries = GaugeMetricFamily("embellama_cache_entries", "Vectors in the memory tier.")
+        entries.add_metric([], len(memory))
+        yield entries
+
+
 class Metrics:
-    def __init__(self, views: Callable[[], Iterable[ServiceView]]) -> None:
+    def __init__(
+        self,
+        views: Callable[[], Iterable[ServiceView]],
+        cache: Callable[[], EmbeddingCache | None] = lambda: None,
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -136,6 +174,7 @@ class Metrics:
         )
         ProcessCollector(namespace="embellama", registry=r)
         r.register(_LiveState(views))
+        r.register(_CacheState(cache))
 
     def observe_result(self, result: EmbeddingResult) -> None:
         timings, model = result.timings, result.model

@@ -26,6 +26,7 @@ class EmbeddingsRequest:
     dimensions: int | None
     truncate: Truncation
     normalize: bool | None
+    use_cache: bool = True
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -76,6 +77,7 @@ def parse_embeddings_request(body: dict[str, Any], *, max_inputs: int) -> Embedd
         dimensions=dimensions,
         truncate=_truncation(body.get("truncate")),
         normalize=_optional_bool(body, "normalize"),
+        use_cache=_optional_bool(body, "cache") is not False,
     )
 
 

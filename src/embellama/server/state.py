@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embellama.cache import EmbeddingCache
 from embellama.config import ModelConfig
 from embellama.engine import AsyncEmbeddingEngine, drain_and_stop
 from embellama.errors import ConfigError
@@ -48,6 +49,8 @@ class Deployment:
     models_dir: Path | None = None
     # Turns an admin API body into a model, with the same checks as the config file.
     model_from_fields: Callable[[str, object], tuple[ModelConfig, ServiceLimits]] | None = None
+    # Builds the embedding cache; used once, at start (a reload keeps the running cache).
+    cache: Callable[[], EmbeddingCache | None] | None = None
 
 
 @dataclass
@@ -67,9 +70,10 @@ class ServerState:
     _retiring: set[asyncio.Task[None]] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.engine = AsyncEmbeddingEngine()
+        make_cache = self.deployment.cache
+        self.engine = AsyncEmbeddingEngine(cache=make_cache() if make_cache else None)
         self.limits, self.access = self.deployment.limits, self.deployment.access
-        self.metrics = Metrics(self._views)
+        self.metrics = Metrics(self._views, lambda: self.engine.cache)
         self.admin_loaded = {}
         self._change_lock = asyncio.Lock()
         self._retiring = set()

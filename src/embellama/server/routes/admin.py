@@ -18,7 +18,7 @@ from embellama.server.body import read_body
 from embellama.server.errors import ApiError
 from embellama.server.state import ServerState
 
-__all__ = ["config", "drain", "load_model", "reload", "unload_model", "workers"]
+__all__ = ["clear_cache", "config", "drain", "load_model", "reload", "unload_model", "workers"]
 
 # One answer for every path outside the models directory, existing or not, readable or
 # not: an admin key must not become a way to probe the server's file system.
@@ -126,6 +126,20 @@ def _from_source(state: ServerState, name: str) -> tuple[ModelConfig, ServiceLim
         if model.resolved_name == name:
             return model, limits
     raise ConfigError(f"the config file defines no model named {name!r}")
+
+
+async def clear_cache(request: Request) -> Response:
+    """Body `{"model": name}` clears one model's vectors; no body, every model's."""
+    state = _state(request)
+    body = await read_body(request, state.limits.max_body_bytes)
+    fields: Any = orjson.loads(body) if body.strip() else {}
+    model = fields.get("model") if isinstance(fields, dict) else None
+    if not isinstance(fields, dict) or set(fields) - {"model"} or not isinstance(model, str | None):
+        raise ApiError(400, "the body must be empty or {\"model\": \"<name>\"}", param="model")
+    if state.engine.cache is None:
+        raise ApiError(400, "this server runs without a cache", code="cache_disabled")
+    removed = await state.engine.clear_cache(model)
+    return _json({"status": "cleared", "model": model, "removed": removed})
 
 
 async def unload_model(request: Request) -> Response:

@@ -26,7 +26,8 @@ async def create_embeddings(request: Request) -> Response:
     body = parse_json_object(raw)
     parsed = parse_embeddings_request(body, max_inputs=state.limits.max_inputs_per_request)
     service = state.resolve(parsed.model)
-    options = EmbedOptions(parsed.normalize, parsed.dimensions, parsed.truncate)
+    use_cache = parsed.use_cache and not _no_cache(request)
+    options = EmbedOptions(parsed.normalize, parsed.dimensions, parsed.truncate, use_cache)
     budget = state.access.reserve_tokens(
         request.scope["state"].get("client"), _most_tokens(parsed.items)
     )
@@ -56,7 +57,14 @@ def _timing_headers(result: EmbeddingResult) -> dict[str, str]:
         "x-queue-time": f"{timings.queue * 1000:.2f}",
         "x-inference-time": f"{timings.inference * 1000:.2f}",
         "x-tokens": str(result.total_tokens),
+        "x-cache-hits": str(result.cache_hits),
     }
+
+
+def _no_cache(request: Request) -> bool:
+    """`Cache-Control: no-cache` (or `no-store`) bypasses the cache, like `"cache": false`."""
+    control = request.headers.get("cache-control", "").lower()
+    return "no-cache" in control or "no-store" in control
 
 
 def _most_tokens(items: list[InputItem]) -> int:

@@ -74,6 +74,7 @@ async def info(request: Request) -> Response:
                 "tokens_per_minute": state.access.limits.tokens_per_minute,
             },
             "models": models,
+            "cache": state.engine.cache.describe() if state.engine.cache else None,
         }
     )
 

@@ -1,0 +1,53 @@
+"""What names a cached vector: the model's identity, its pooling, and the exact token ids.
+
+The ids are the ones that were decoded (after truncation, with special tokens), so the
+key covers the text and everything that turned it into tokens: tokenizer, truncation
+mode, and any prefix a later stage adds. The model's identity is its path, size and
+mtime: a file replaced in place gets new keys by construction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["CacheKey", "ModelTag", "parse_size"]
+
+CacheKey = bytes
+
+
+@dataclass(frozen=True)
+class ModelTag:
+    """A short, stable name for (model file identity, pooling): the prefix of its keys."""
+
+    tag: bytes
+
+    @classmethod
+    def of(cls, path: str, size: int, mtime_ns: int, pooling: str) -> ModelTag:
+        identity = f"{path}\0{size}\0{mtime_ns}\0{pooling}".encode()
+        return cls(hashlib.blake2b(identity, digest_size=8).hexdigest().encode())
+
+    def key(self, ids: npt.NDArray[np.int32]) -> CacheKey:
+        digest = hashlib.blake2b(np.ascontiguousarray(ids, "<i4").tobytes(), digest_size=16)
+        return self.tag + b":" + digest.hexdigest().encode()
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def parse_size(text: str | int) -> int:
+    """`256MB`, `1.5GiB`, `0` or a plain byte count -> bytes."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(f"expected a size such as 256MB, 1GiB or 0, got {text!r}")
+    number, unit = float(match.group(1)), (match.group(2) or "").lower().replace("b", "")
+    if unit.endswith("i"):
+        return int(number * 1024 ** ("kmgt".index(unit[0]) + 1))
+    return int(number * _UNITS[unit])
