@@ -23,6 +23,9 @@ _log = logging.getLogger("embellama.cache")
 Vector = npt.NDArray[np.float32]
 # Seconds Redis is left alone after a failure before the next call tries it again.
 RETRY_AFTER_FAILURE = 1.0
+# At most one "unavailable" line per this many seconds: a flapping link (or timeouts on a
+# loaded machine) is counted in metrics every time, but logged as one outage.
+LOG_INTERVAL = 30.0
 
 
 class RedisTier:
@@ -31,7 +34,8 @@ class RedisTier:
     ) -> None:
         import redis.asyncio as aioredis
 
-        self.url = url
+        # For logs and /info: never the password of redis://user:password@host.
+        self.url = url if "@" not in url else url.split("://")[0] + "://…@" + url.rsplit("@", 1)[1]
         self.namespace = namespace.encode() + b":"
         self.ttl = ttl
         self.timeout = timeout
@@ -40,8 +44,10 @@ class RedisTier:
         self.bad_values = 0
         self._down = False
         self._retry_at = 0.0
+        self._logged_at = -LOG_INTERVAL
+        self._outage_logged = False
         self._client = aioredis.Redis.from_url(
-            url,
+            url,  # the real one, credentials included
             socket_timeout=max(timeout * 5, 0.1),
             socket_connect_timeout=max(timeout * 5, 0.1),
             health_check_interval=0,
@@ -106,23 +112,28 @@ class RedisTier:
         return self._down and time.monotonic() < self._retry_at
 
     def _failed(self, exc: BaseException) -> None:
-        self._retry_at = time.monotonic() + RETRY_AFTER_FAILURE
+        now = time.monotonic()
+        self._retry_at = now + RETRY_AFTER_FAILURE
         if isinstance(exc, TimeoutError):
             self.timeouts += 1
         else:
             self.errors += 1
         if not self._down:
             self._down = True
-            _log.warning(
-                "Redis cache at %s unavailable (%s); computing instead until it is back",
-                self.url,
-                type(exc).__name__,
-            )
+            if now - self._logged_at >= LOG_INTERVAL:
+                self._logged_at, self._outage_logged = now, True
+                _log.warning(
+                    "Redis cache at %s unavailable (%s); computing instead until it is back",
+                    self.url,
+                    type(exc).__name__,
+                )
 
     def _recovered(self) -> None:
         if self._down:
             self._down = False
-            _log.warning("Redis cache at %s is back", self.url)
+            if self._outage_logged:
+                self._outage_logged = False
+                _log.warning("Redis cache at %s is back", self.url)
 
     async def close(self) -> None:
         await self._client.aclose()

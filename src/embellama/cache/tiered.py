@@ -78,7 +78,7 @@ class EmbeddingCache:
     def describe(self) -> dict[str, Any]:
         return {
             "memory_bytes": self.memory.max_bytes,
-            "redis": self.redis.url.split("@")[-1] if self.redis else None,  # no password
+            "redis": self.redis.url if self.redis else None,  # credentials masked
             "namespace": self.redis.namespace.decode()[:-1] if self.redis else None,
             "ttl_seconds": self.redis.ttl if self.redis else None,
         }
@@ -87,29 +87,12 @@ class EmbeddingCache:
         vectors: list[Vector | None] = [self.memory.get(key) for key in keys]
         hit = [vector is not None for vector in vectors]
         missing = [i for i, vector in enumerate(vectors) if vector is None]
-        if missing and self.redis is not None:
-            found = await self.redis.get_many([keys[i] for i in missing], dim)
-            for i, vector in zip(missing, found, strict=True):
-                if vector is not None:
-                    vectors[i], hit[i] = vector, True
-                    self.memory.put(keys[i], vector)
-            missing = [i for i in missing if vectors[i] is None]
-        self.stats.hits += sum(hit)
-        self.stats.misses += len(missing)
-        await self._compute_once(keys, vectors, missing, compute)
-        return Lookup([v for v in vectors if v is not None], hit)
-
-    async def _compute_once(
-        self,
-        keys: Sequence[CacheKey],
-        vectors: list[Vector | None],
-        missing: list[int],
-        compute: Compute,
-    ) -> None:
         loop = asyncio.get_running_loop()
         while missing:
+            # Claim keys before any await, so a concurrent caller waits instead of also
+            # looking them up and computing them.
             waiting: dict[int, asyncio.Future[Vector]] = {}
-            mine: dict[CacheKey, int] = {}  # first position of each key this call computes
+            mine: dict[CacheKey, int] = {}  # first position of each key this call resolves
             for i in missing:
                 if keys[i] not in self._inflight:
                     mine[keys[i]] = i
@@ -117,28 +100,50 @@ class EmbeddingCache:
                 waiting[i] = self._inflight[keys[i]]
             self.stats.shared += len(waiting) - len(mine)
             if mine:
-                await self._compute_and_publish(mine, compute)
+                for i in await self._fill(mine, dim, compute):
+                    hit[i] = True
             missing = []
             for i, future in waiting.items():
                 try:
                     vectors[i] = await asyncio.shield(future)
-                except _OwnerGoneError:  # its computing request failed or left: try ourselves
+                except _OwnerGoneError:  # its resolving request failed or left: try ourselves
                     missing.append(i)
+        self.stats.hits += sum(hit)
+        return Lookup([v for v in vectors if v is not None], hit)
 
-    async def _compute_and_publish(self, mine: dict[CacheKey, int], compute: Compute) -> None:
+    async def _fill(self, mine: dict[CacheKey, int], dim: int, compute: Compute) -> list[int]:
+        """Resolve the claimed keys from Redis, else by computing; return Redis's hits."""
         try:
-            computed = await compute(list(mine.values()))
+            found: list[Vector | None] = [None] * len(mine)
+            if self.redis is not None:
+                found = await self.redis.get_many(list(mine), dim)
+            todo = [
+                (key, i)
+                for (key, i), vector in zip(mine.items(), found, strict=True)
+                if vector is None
+            ]
+            self.stats.misses += len(todo)
+            computed = await compute([i for _, i in todo]) if todo else []
         except BaseException:
             for key in mine:
                 future = self._inflight.pop(key)
                 future.set_exception(_OwnerGoneError())
                 future.exception()  # marked retrieved: no waiter is not an error
             raise
-        for (key, _), vector in zip(mine.items(), computed, strict=True):
-            self.memory.put(key, vector)
-            self._inflight.pop(key).set_result(vector)
-        if self.redis is not None:
-            self._write_behind([(key, v) for key, v in zip(mine, computed, strict=True)])
+        for key, vector in zip(mine, found, strict=True):
+            if vector is not None:
+                self._publish(key, vector)
+        for (key, _), vector in zip(todo, computed, strict=True):
+            self._publish(key, vector)
+        if self.redis is not None and todo:
+            self._write_behind([(key, v) for (key, _), v in zip(todo, computed, strict=True)])
+        return [
+            i for (key, i), vector in zip(mine.items(), found, strict=True) if vector is not None
+        ]
+
+    def _publish(self, key: CacheKey, vector: Vector) -> None:
+        self.memory.put(key, vector)
+        self._inflight.pop(key).set_result(vector)
 
     def _write_behind(self, items: list[tuple[CacheKey, Vector]]) -> None:
         """Store in Redis without making the caller wait for the round trip."""
