@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from embellama import EmbeddingEngine
+from tests.e2e.redis_server import start_redis
 from tests.tolerances import assert_batch_invariant
 
 
@@ -141,3 +142,36 @@ def test_prepare_default_is_idempotent(tmp_path: Path) -> None:
     done = _cli("embed", "hi", env=env)
     assert done.returncode == 0
     assert len(json.loads(done.stdout)["embedding"]) == 384
+
+
+@pytest.mark.slow
+def test_a_rerun_with_a_redis_cache_reads_instead_of_computing(
+    tmp_path: Path, minilm_gguf: Path
+) -> None:
+    source = tmp_path / "corpus.jsonl"
+    source.write_text("\n".join(json.dumps(f"corpus line {n} about caching") for n in range(300)))
+    redis_server = start_redis(tmp_path)
+    try:
+        runs = []
+        for name in ("first", "second"):
+            target = tmp_path / f"{name}.jsonl"
+            done = _cli(
+                "embed",
+                "--input",
+                str(source),
+                "--output",
+                str(target),
+                "--model-path",
+                str(minilm_gguf),
+                "--cache-url",
+                redis_server.url,
+            )
+            assert done.returncode == 0, done.stderr
+            runs.append((done.stderr, target.read_text()))
+        assert "cache: 0 hits of 300 inputs" in runs[0][0]
+        assert "cache: 300 hits of 300 inputs" in runs[1][0]
+        assert runs[0][1] == runs[1][1]  # the same bytes, read back instead of computed
+        plain = _cli("embed", "one", "--model-path", str(minilm_gguf))
+        assert "cache:" not in plain.stderr  # off unless asked for
+    finally:
+        redis_server.stop()

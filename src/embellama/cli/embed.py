@@ -1,7 +1,9 @@
 """`embellama embed`: vectors for texts on the command line or a JSONL file.
 
 JSONL input: one JSON string per line, or an object with "text" (and optionally "id").
-Output: one JSON object per input with index, id, token count and embedding.
+Output: one JSON object per input with index, id, token count and embedding. With
+`--cache-url` (Redis) a re-run of the same file reads its vectors back instead of
+computing them; `--cache-size` alone caches repeats within one run.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from embellama.cli.options import MODEL_OPTIONS, add_options, model_config_from, resolve
+from embellama.cli.options import (
+    CACHE_OPTIONS,
+    MODEL_OPTIONS,
+    add_options,
+    cache_from,
+    model_config_from,
+    resolve,
+)
 from embellama.config import EngineConfig, Truncation
 from embellama.engine import EmbeddingEngine
 from embellama.errors import InputError
@@ -43,6 +52,7 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     add_options(parser, MODEL_OPTIONS, "model")
+    add_options(parser, CACHE_OPTIONS, "cache (off unless --cache-size or --cache-url is given)")
     parser.set_defaults(handler=run)
 
 
@@ -53,17 +63,21 @@ def run(args: argparse.Namespace) -> int:
         _read_jsonl(args.input) if args.input else iter([{"text": text} for text in args.texts])
     )
     total = _count_lines(args.input) if args.input and str(args.input) != "-" else None
-    with EmbeddingEngine(
-        EngineConfig(models=(model_config_from(resolve(args, MODEL_OPTIONS)),))
-    ) as engine:
+    cache_values = resolve(args, CACHE_OPTIONS)
+    if args.cache_size is None and not cache_values["cache_url"]:
+        cache_values["cache_size"] = 0  # the server caches by default; a one-off job does not
+    config = EngineConfig(models=(model_config_from(resolve(args, MODEL_OPTIONS)),))
+    with EmbeddingEngine(config, cache=cache_from(cache_values)) as engine:
         out = args.output.open("w") if args.output else sys.stdout
         try:
             show = not args.no_progress and (args.output is not None) and sys.stderr.isatty()
             with tqdm(total=total, unit="text", disable=not show, file=sys.stderr) as bar:
-                _embed_records(engine, records, out, args, bar)
+                hits, inputs = _embed_records(engine, records, out, args, bar)
         finally:
             if args.output:
                 out.close()
+    if engine.engine.cache is not None:
+        print(f"embellama: cache: {hits} hits of {inputs} inputs", file=sys.stderr)
     return 0
 
 
@@ -73,8 +87,9 @@ def _embed_records(
     out: TextIO,
     args: argparse.Namespace,
     bar: tqdm,
-) -> None:
-    index = 0
+) -> tuple[int, int]:
+    """Write every record's line; return (cache hits, inputs)."""
+    index = hits = 0
     while chunk := list(islice(records, _CHUNK)):
         result = engine.embed_with_details(
             [record["text"] for record in chunk], dimensions=args.dimensions, truncate=args.truncate
@@ -85,7 +100,9 @@ def _embed_records(
                 line["id"] = record["id"]
             out.write(json.dumps(line) + "\n")
             index += 1
+        hits += result.cache_hits
         bar.update(len(chunk))
+    return hits, index
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:

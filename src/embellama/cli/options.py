@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embellama.cache import parse_size
+from embellama.cache import EmbeddingCache, parse_size
 from embellama.config import (
     DEFAULT_MAX_BATCH_SEQUENCES,
     DEFAULT_MAX_BATCH_TOKENS,
@@ -25,7 +25,15 @@ from embellama.config import (
 from embellama.default_model import DEFAULT_MODEL_NAME, require_default_model
 from embellama.errors import ConfigError
 
-__all__ = ["MODEL_OPTIONS", "SERVER_OPTIONS", "Option", "add_options", "model_config_from"]
+__all__ = [
+    "CACHE_OPTIONS",
+    "MODEL_OPTIONS",
+    "SERVER_OPTIONS",
+    "Option",
+    "add_options",
+    "cache_from",
+    "model_config_from",
+]
 
 
 @dataclass(frozen=True)
@@ -159,6 +167,33 @@ def _log_level(text: str) -> str:
     return level
 
 
+CACHE_OPTIONS = (
+    Option(
+        "cache-size",
+        "Memory for the embedding cache (LRU, counted in bytes of keys, vectors and "
+        "overhead), e.g. 256MB or 1GiB; 0 turns it off. A hit costs a dict lookup instead "
+        "of a decode; repeated queries and re-ingested documents are common. Default 256MB.",
+        default="256MB",
+        parse=_size,
+    ),
+    Option(
+        "cache-url",
+        "redis://host:port/db: a second cache tier shared by replicas (memory stays in "
+        "front). If Redis is down or slow the server computes instead; clients see no error.",
+    ),
+    Option(
+        "cache-ttl",
+        "Seconds a vector lives in Redis. Default 604800 (7 days).",
+        default=604800.0,
+        parse=_positive_float,
+    ),
+    Option(
+        "cache-namespace",
+        "Prefix of this deployment's Redis keys, so several can share one Redis.",
+        default="embellama",
+    ),
+)
+
 SERVER_OPTIONS = (
     Option(
         "config",
@@ -199,30 +234,7 @@ SERVER_OPTIONS = (
         default=0.5,
         parse=_positive_float,
     ),
-    Option(
-        "cache-size",
-        "Memory for the embedding cache (LRU, counted in bytes of keys, vectors and "
-        "overhead), e.g. 256MB or 1GiB; 0 turns it off. A hit costs a dict lookup instead "
-        "of a decode; repeated queries and re-ingested documents are common. Default 256MB.",
-        default="256MB",
-        parse=_size,
-    ),
-    Option(
-        "cache-url",
-        "redis://host:port/db: a second cache tier shared by replicas (memory stays in "
-        "front). If Redis is down or slow the server computes instead; clients see no error.",
-    ),
-    Option(
-        "cache-ttl",
-        "Seconds a vector lives in Redis. Default 604800 (7 days).",
-        default=604800.0,
-        parse=_positive_float,
-    ),
-    Option(
-        "cache-namespace",
-        "Prefix of this deployment's Redis keys, so several can share one Redis.",
-        default="embellama",
-    ),
+    *CACHE_OPTIONS,
     Option(
         "request-timeout",
         "Seconds a request may take before 504; its queued work is dropped.",
@@ -356,4 +368,16 @@ def model_config_from(values: Mapping[str, Any], *, workers: int = 1) -> ModelCo
         n_ctx=values["n_ctx"],
         n_gpu_layers=values["n_gpu_layers"],
         batching=BatchingConfig(values["max_batch_tokens"], values["max_batch_sequences"]),
+    )
+
+
+def cache_from(values: Mapping[str, Any]) -> EmbeddingCache | None:
+    """The cache the options describe; None when both tiers are off."""
+    if values["cache_size"] == 0 and not values["cache_url"]:
+        return None
+    return EmbeddingCache.create(
+        values["cache_size"],
+        redis_url=values["cache_url"],
+        namespace=values["cache_namespace"],
+        ttl=values["cache_ttl"],
     )

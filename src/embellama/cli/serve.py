@@ -13,11 +13,11 @@ import sys
 import time
 from typing import Any
 
-from embellama.cache import EmbeddingCache
 from embellama.cli.options import (
     MODEL_OPTIONS,
     SERVER_OPTIONS,
     add_options,
+    cache_from,
 )
 from embellama.cli.plan import (
     ServePlan,
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             settings=masked_settings(plan),
             models_dir=plan.server["models_dir"] or embellama_home() / "models",
             model_from_fields=model_from_fields,
-            cache=lambda: _cache(plan.server),
+            cache=lambda: cache_from(plan.server),
         )
 
     plan = load_plan(args, config_path)
@@ -138,17 +138,6 @@ def run(args: argparse.Namespace) -> int:
     )
     _DrainingServer(config).run()
     return 0
-
-
-def _cache(server: dict[str, Any]) -> EmbeddingCache | None:
-    if server["cache_size"] == 0 and not server["cache_url"]:
-        return None
-    return EmbeddingCache.create(
-        server["cache_size"],
-        redis_url=server["cache_url"],
-        namespace=server["cache_namespace"],
-        ttl=server["cache_ttl"],
-    )
 
 
 def _is_loopback(host: str) -> bool:
