@@ -231,6 +231,10 @@ def build_servers(
         str(model),
         "--model-name",
         "m",
+        # Peers have no cache: compare computation with computation (bench/cache_zipf.py
+        # measures the cache).
+        "--cache-size",
+        "0",
     ]
     servers.append(Server("embellama (defaults)", [*embellama, "--port", str(p := next(ports))], p))
     servers.append(
