@@ -40,13 +40,15 @@ lint: $(TEST_STAMP)
 test: $(TEST_STAMP) prepare-default lint
 	$(BIN)/python -m pytest tests
 
-bench: prepare-default
+bench: $(TEST_STAMP) prepare-default
 	$(BIN)/pip install -e '.[bench]'
 	$(BIN)/python bench/batch_budget.py
 	$(BIN)/python bench/attention.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/wrk_check.py  # needs: apt-get install wrk
+	$(BIN)/python bench/async_batching.py
+	$(BIN)/python bench/cache_zipf.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
