@@ -42,6 +42,7 @@ async def create_embeddings(request: Request) -> Response:
         "model": result.model,
         "inputs": len(result),
         "tokens": result.total_tokens,
+        "cache_hits": result.cache_hits,
     }
     return Response(
         encode_embeddings(result, parsed.encoding_format),
