@@ -38,26 +38,47 @@ class Run:
 
 
 async def _connection(host: str, port: int, path: str, bodies: deque[bytes], run: Run) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
     head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n".encode()
+    reader, writer = await asyncio.open_connection(host, port)
     try:
         while bodies:
             body = bodies.popleft()
             started = time.perf_counter()
-            writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-            header = await reader.readuntil(b"\r\n\r\n")
-            lines = header.decode("latin-1").split("\r\n")
-            status = int(lines[0].split()[1])
-            fields = {
-                name.strip().lower(): value.strip()
-                for name, _, value in (line.partition(":") for line in lines[1:] if line)
-            }
-            await reader.readexactly(int(fields.get("content-length", "0")))
+            try:
+                fields = await _exchange(reader, writer, head, body, run)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                # The server closed an idle keep-alive connection: reconnect, send again.
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
+                started = time.perf_counter()
+                fields = await _exchange(reader, writer, head, body, run)
             run.latencies.append(time.perf_counter() - started)
-            run.statuses[status] = run.statuses.get(status, 0) + 1
-            run.cache_hits += int(fields.get("x-cache-hits", "0"))
+            if fields.get("connection", "").lower() == "close":
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
     finally:
         writer.close()
+
+
+async def _exchange(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    head: bytes,
+    body: bytes,
+    run: Run,
+) -> dict[str, str]:
+    writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    header = await reader.readuntil(b"\r\n\r\n")
+    lines = header.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    fields = {
+        name.strip().lower(): value.strip()
+        for name, _, value in (line.partition(":") for line in lines[1:] if line)
+    }
+    await reader.readexactly(int(fields.get("content-length", "0")))
+    run.statuses[status] = run.statuses.get(status, 0) + 1
+    run.cache_hits += int(fields.get("x-cache-hits", "0"))
+    return fields
 
 
 def post_all(url: str, bodies: Iterable[bytes], concurrency: int) -> Run:
