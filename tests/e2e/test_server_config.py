@@ -25,6 +25,7 @@ def _config(minilm: Path, *, second_pooling: str = "cls", extra: str = "") -> st
 [server]
 admin_key = ["admin-secret-key-42"]
 request_timeout = 30
+cache_size = 0  # the repeated texts must reach the models being swapped
 
 [[models]]
 name = "mean-model"

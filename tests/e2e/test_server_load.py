@@ -82,6 +82,8 @@ def tight_server(minilm_gguf: Path, server_logs: Path) -> Iterator[ServerProcess
             "2048",
             "--workers",
             "1",
+            "--cache-size",  # identical requests would share one computation, never queue
+            "0",
         ],
         server_logs,
     ) as process:
@@ -128,7 +130,8 @@ def test_disconnected_client_work_is_dropped(minilm_gguf: Path, server_logs: Pat
     Compared with a client that stays for the same work, and counted only after that
     work would have finished, so leftover work cannot hide behind an early look.
     """
-    with serving(["--model-path", str(minilm_gguf), "--workers", "1"], server_logs) as server:
+    args = ["--model-path", str(minilm_gguf), "--workers", "1", "--cache-size", "0"]
+    with serving(args, server_logs) as server:  # no cache: the second client recomputes
         texts = _texts(500, seed=21)
         before = _batched_inputs(server)
         started = time.monotonic()

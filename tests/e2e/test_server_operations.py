@@ -122,9 +122,8 @@ def test_rate_limit_then_recovery(secured: ServerProcess) -> None:
 
 
 def test_metrics_count_exactly(minilm_gguf: Path, server_logs: Path) -> None:
-    with serving(
-        ["--model-path", str(minilm_gguf), "--model-name", "minilm"], server_logs
-    ) as server:
+    args = ["--model-path", str(minilm_gguf), "--model-name", "minilm", "--cache-size", "0"]
+    with serving(args, server_logs) as server:  # every request computes: exact counts
         url = server.url + "/v1/embeddings"
         for _ in range(3):
             assert httpx.post(url, json={"input": ["one two", "three"]}).status_code == 200

@@ -73,6 +73,8 @@ def test_worker_crash_under_load(
             "1",
             "--request-timeout",
             "20",
+            "--cache-size",  # every request computes, so crashes meet work in flight
+            "0",
         ],
         server_logs,
     ) as server:
@@ -118,7 +120,8 @@ def test_worker_crash_under_load(
 def test_sigterm_under_load_finishes_accepted_requests(
     minilm_gguf: Path, server_logs: Path
 ) -> None:
-    server = start_server(["--model-path", str(minilm_gguf), "--workers", "1"], server_logs)
+    args = ["--model-path", str(minilm_gguf), "--workers", "1", "--cache-size", "0"]
+    server = start_server(args, server_logs)  # no cache: the repeated payload is real work
     server.wait_ready()
     payload = {"input": [" ".join(["drain"] * 200)] * 24}
 
@@ -151,6 +154,10 @@ def test_poison_input_is_refused_not_retried_forever(
     marker = 4242  # any id in the vocabulary; the test hook aborts the worker on it
     env = {"EMBELLAMA_TEST_CRASH_ON_TOKEN": str(marker)}
     with serving(["--model-path", str(minilm_gguf), "--workers", "1"], server_logs, env) as server:
+        cached = httpx.post(server.url + "/v1/embeddings", json={"input": [[101, 2023, 102]]})
+        assert cached.status_code == 200
+        # Input 0 now comes from the cache, so only input 1 is decoded: the error must
+        # still name its place in this request, not in the decode.
         body = {"input": [[101, 2023, 102], [101, marker, 102]]}
         first = httpx.post(server.url + "/v1/embeddings", json=body, timeout=60)
         assert first.status_code == 400, first.text
