@@ -150,15 +150,34 @@ class AsyncEmbeddingEngine:
     # -- tokens ---------------------------------------------------------------------
 
     async def tokenize(
-        self, text: str, model: str | None = None, *, add_special: bool = True
+        self,
+        text: str,
+        model: str | None = None,
+        *,
+        add_special: bool = True,
+        parse_special: bool = False,
     ) -> list[int]:
+        """Token ids of `text`; with the defaults, exactly what `embed(text)` decodes.
+
+        `parse_special=True` reads special-token syntax ("[SEP]") in the text as those
+        tokens, as llama-server's /tokenize does; embedding never does.
+        """
+        if not text:
+            return []
         tokenizer = self.registry.resolve(model).model.tokenizer
-        ids = await asyncio.to_thread(tokenizer.encode_text, text, add_special=add_special)
+        ids = await asyncio.to_thread(
+            tokenizer.encode_text, text, add_special=add_special, parse_special=parse_special
+        )
         return [int(token) for token in ids]
 
     async def detokenize(self, tokens: Sequence[int], model: str | None = None) -> str:
         tokenizer = self.registry.resolve(model).model.tokenizer
         return await asyncio.to_thread(tokenizer.detokenize, tokens)
+
+    async def token_pieces(self, tokens: Sequence[int], model: str | None = None) -> list[bytes]:
+        """The bytes each token stands for; one may end inside a UTF-8 character."""
+        tokenizer = self.registry.resolve(model).model.tokenizer
+        return await asyncio.to_thread(tokenizer.pieces, tokens)
 
     async def count_tokens(self, input: EmbedInput, model: str | None = None) -> list[int]:
         """Tokens each input would use, before truncation, special tokens included."""
@@ -301,12 +320,22 @@ class EmbeddingEngine:
     # -- tokens ---------------------------------------------------------------------
 
     def tokenize(
-        self, text: str, model: str | None = None, *, add_special: bool = True
+        self,
+        text: str,
+        model: str | None = None,
+        *,
+        add_special: bool = True,
+        parse_special: bool = False,
     ) -> list[int]:
-        return self._call(self.engine.tokenize(text, model, add_special=add_special))
+        return self._call(
+            self.engine.tokenize(text, model, add_special=add_special, parse_special=parse_special)
+        )
 
     def detokenize(self, tokens: Sequence[int], model: str | None = None) -> str:
         return self._call(self.engine.detokenize(tokens, model))
+
+    def token_pieces(self, tokens: Sequence[int], model: str | None = None) -> list[bytes]:
+        return self._call(self.engine.token_pieces(tokens, model))
 
     def count_tokens(self, input: EmbedInput, model: str | None = None) -> list[int]:
         """Tokens each input would use, before truncation, special tokens included."""

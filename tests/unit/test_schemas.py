@@ -8,7 +8,12 @@ import pytest
 
 from embellama import InputError, Truncation
 from embellama.server.errors import ApiError, to_api_error
-from embellama.server.schemas import parse_embeddings_request
+from embellama.server.routes.tokens import _piece
+from embellama.server.schemas import (
+    parse_detokenize_request,
+    parse_embeddings_request,
+    parse_tokenize_request,
+)
 
 
 def test_a_full_request() -> None:
@@ -53,3 +58,14 @@ def test_mixed_input_list_is_a_400_on_input() -> None:
         parse_embeddings_request({"input": [[1, 2], "a"]}, max_inputs=4)
     api = to_api_error(caught.value)
     assert (api.status, api.param, api.code) == (400, "input", "invalid_input")
+
+
+def test_tokenize_defaults_are_llama_servers() -> None:
+    parsed = parse_tokenize_request({"content": "x"})
+    assert (parsed.add_special, parsed.parse_special, parsed.with_pieces) == (False, True, False)
+    assert parse_detokenize_request({"tokens": [1, 2], "model": "m"}).tokens == [1, 2]
+
+
+def test_a_piece_that_is_not_whole_utf8_is_a_byte_list() -> None:
+    assert _piece("日".encode()) == "日"
+    assert _piece("日".encode()[:2]) == [0xE6, 0x97]

@@ -177,18 +177,31 @@ class LlamaBackend:
             llama_cpp.llama_vocab_get_add_eos(vocab) or llama_cpp.llama_vocab_get_add_sep(vocab)
         )
 
-    def tokenize(self, text: bytes, *, add_special: bool = True) -> TokenIds:
-        """Tokenize UTF-8 bytes; special-token syntax in user text stays plain text."""
+    def tokenize(
+        self, text: bytes, *, add_special: bool = True, parse_special: bool = False
+    ) -> TokenIds:
+        """Tokenize UTF-8 bytes. By default special-token syntax in user text ("[SEP]")
+        stays plain text, so a user cannot forge the model's control tokens."""
         capacity = len(text) + 16
         while True:
             buffer = (llama_cpp.llama_token * capacity)()
             count = llama_cpp.llama_tokenize(
-                self._vocab, text, len(text), buffer, capacity, add_special, False
+                self._vocab, text, len(text), buffer, capacity, add_special, parse_special
             )
             if count >= 0:
                 # A view, not `buffer[:count]`: that builds a Python int per token while
                 # holding the GIL (tens of ms for a multi-MB text, stalling the loop).
                 return np.ctypeslib.as_array(buffer)[:count].astype(np.int32)
+            capacity = -count
+
+    def piece(self, token: int) -> bytes:
+        """The bytes one token stands for, special tokens rendered (may be partial UTF-8)."""
+        capacity = 32
+        while True:
+            buffer = ctypes.create_string_buffer(capacity)
+            count = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, capacity, 0, True)
+            if count >= 0:
+                return buffer.raw[:count]
             capacity = -count
 
     def detokenize(self, tokens: Sequence[int]) -> str:

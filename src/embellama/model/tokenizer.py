@@ -40,7 +40,9 @@ class Tokenizer:
     def prepare(self, items: Sequence[InputItem], truncation: Truncation) -> list[TokenizedInput]:
         return [self._prepare_one(item, index, truncation) for index, item in enumerate(items)]
 
-    def encode_text(self, text: str, index: int = 0, *, add_special: bool = True) -> TokenIds:
+    def encode_text(
+        self, text: str, index: int = 0, *, add_special: bool = True, parse_special: bool = False
+    ) -> TokenIds:
         if not text:
             raise EmptyInputError(f"input {index} is an empty string", index=index)
         try:
@@ -50,7 +52,7 @@ class Tokenizer:
                 f"input {index} is not valid Unicode text (character {exc.start}: {exc.reason})",
                 index=index,
             ) from exc
-        ids = self._backend.tokenize(data, add_special=add_special)
+        ids = self._backend.tokenize(data, add_special=add_special, parse_special=parse_special)
         if len(ids) == 0:
             raise EmptyInputError(f"input {index} produced no tokens", index=index)
         return ids
@@ -71,6 +73,9 @@ class Tokenizer:
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self._backend.detokenize(list(self.check_ids(tokens)))
+
+    def pieces(self, tokens: Sequence[int]) -> list[bytes]:
+        return [self._backend.piece(int(token)) for token in self.check_ids(tokens)]
 
     def _prepare_one(self, item: InputItem, index: int, truncation: Truncation) -> TokenizedInput:
         if isinstance(item, str):

@@ -30,6 +30,7 @@ from embellama.server.routes import admin
 from embellama.server.routes.embeddings import create_embeddings
 from embellama.server.routes.health import health, info, metrics, ready
 from embellama.server.routes.models import get_model, list_models
+from embellama.server.routes.tokens import detokenize, tokenize
 from embellama.server.security import SecurityMiddleware
 from embellama.server.state import ServerState
 
@@ -84,6 +85,8 @@ def create_app(state: ServerState) -> Starlette:
     routes = [
         Route("/v1/embeddings", create_embeddings, methods=["POST"]),
         Route("/embeddings", create_embeddings, methods=["POST"]),
+        Route("/tokenize", tokenize, methods=["POST"]),
+        Route("/detokenize", detokenize, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),

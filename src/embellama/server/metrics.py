@@ -23,7 +23,17 @@ from embellama.results import EmbeddingResult
 __all__ = ["Metrics", "ServiceView"]
 
 _ROUTES = frozenset(
-    {"/v1/embeddings", "/embeddings", "/v1/models", "/health", "/ready", "/info", "/metrics"}
+    {
+        "/v1/embeddings",
+        "/embeddings",
+        "/tokenize",
+        "/detokenize",
+        "/v1/models",
+        "/health",
+        "/ready",
+        "/info",
+        "/metrics",
+    }
 )
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)

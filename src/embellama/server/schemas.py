@@ -15,7 +15,15 @@ from embellama.config import Truncation
 from embellama.inputs import InputItem, parse_inputs
 from embellama.server.errors import ApiError
 
-__all__ = ["EmbeddingsRequest", "parse_embeddings_request", "parse_json_object"]
+__all__ = [
+    "DetokenizeRequest",
+    "EmbeddingsRequest",
+    "TokenizeRequest",
+    "parse_detokenize_request",
+    "parse_embeddings_request",
+    "parse_json_object",
+    "parse_tokenize_request",
+]
 
 
 @dataclass(frozen=True)
@@ -94,3 +102,54 @@ def _optional_bool(body: dict[str, Any], key: str) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
     raise _bad(key, f"'{key}' must be true or false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TokenizeRequest:
+    """llama-server's `/tokenize` body, with its defaults, so its clients work unchanged."""
+
+    content: str
+    model: str | None
+    add_special: bool
+    parse_special: bool
+    with_pieces: bool
+
+
+@dataclass(frozen=True)
+class DetokenizeRequest:
+    tokens: list[int]
+    model: str | None
+
+
+def _optional_model(body: dict[str, Any]) -> str | None:
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _bad("model", "'model' must be a string")
+    return model
+
+
+def _flag(body: dict[str, Any], key: str, default: bool) -> bool:
+    value = _optional_bool(body, key)
+    return default if value is None else value
+
+
+def parse_tokenize_request(body: dict[str, Any]) -> TokenizeRequest:
+    content = body.get("content")
+    if not isinstance(content, str):
+        raise _bad("content", "'content' must be a string")
+    return TokenizeRequest(
+        content=content,
+        model=_optional_model(body),
+        add_special=_flag(body, "add_special", False),
+        parse_special=_flag(body, "parse_special", True),
+        with_pieces=_flag(body, "with_pieces", False),
+    )
+
+
+def parse_detokenize_request(body: dict[str, Any]) -> DetokenizeRequest:
+    tokens = body.get("tokens")
+    if not isinstance(tokens, list) or not all(
+        isinstance(t, int) and not isinstance(t, bool) for t in tokens
+    ):
+        raise _bad("tokens", "'tokens' must be a list of token ids (integers)")
+    return DetokenizeRequest(tokens=tokens, model=_optional_model(body))
