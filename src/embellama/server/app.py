@@ -27,6 +27,7 @@ from embellama.server.errors import (
 )
 from embellama.server.middleware import RequestContextMiddleware
 from embellama.server.routes import admin
+from embellama.server.routes.docs import docs, docs_asset, openapi
 from embellama.server.routes.embeddings import create_embeddings
 from embellama.server.routes.health import health, info, metrics, ready
 from embellama.server.routes.models import get_model, list_models
@@ -93,6 +94,9 @@ def create_app(state: ServerState) -> Starlette:
         Route("/ready", ready, methods=["GET"]),
         Route("/info", info, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+        Route("/docs/static/{name}", docs_asset, methods=["GET"]),
         Route("/admin/config", admin.config, methods=["GET"]),
         Route("/admin/cache/clear", admin.clear_cache, methods=["POST"]),
         Route("/admin/reload", admin.reload, methods=["POST"]),

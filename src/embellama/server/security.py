@@ -35,7 +35,8 @@ __all__ = [
 
 Rejecter = Callable[[ApiError], ASGIApp]
 
-PUBLIC_PATHS = frozenset({"/health", "/ready"})
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
+PUBLIC_PREFIXES = ("/docs/static/",)
 # Per-client buckets kept at most; a client evicted comes back with full buckets, which
 # errs on the side of serving it. 10k clients are a few MB.
 MAX_TRACKED_CLIENTS = 10_000
@@ -143,6 +144,9 @@ class AccessControl:
         }
         self.public_paths = PUBLIC_PATHS | ({"/metrics"} if public_metrics else set())
         self._clients: OrderedDict[str, _Client] = OrderedDict()
+
+    def is_public(self, path: str) -> bool:
+        return path in self.public_paths or path.startswith(PUBLIC_PREFIXES)
 
     @property
     def keys_required(self) -> bool:
@@ -261,7 +265,7 @@ class SecurityMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         control = self.control()  # looked up per request: a reload may replace it
         path = routed_path(scope) if scope["type"] == "http" else ""
-        if scope["type"] != "http" or path in control.public_paths:
+        if scope["type"] != "http" or control.is_public(path):
             await self.app(scope, receive, send)
             return
         try:

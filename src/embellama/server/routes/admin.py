@@ -16,6 +16,7 @@ from embellama.errors import ConfigError
 from embellama.pipeline import ServiceLimits
 from embellama.server.body import read_body
 from embellama.server.errors import ApiError
+from embellama.server.schemas import parse_json_object
 from embellama.server.state import ServerState
 
 __all__ = ["clear_cache", "config", "drain", "load_model", "reload", "unload_model", "workers"]
@@ -132,9 +133,9 @@ async def clear_cache(request: Request) -> Response:
     """Body `{"model": name}` clears one model's vectors; no body, every model's."""
     state = _state(request)
     body = await read_body(request, state.limits.max_body_bytes)
-    fields: Any = orjson.loads(body) if body.strip() else {}
-    model = fields.get("model") if isinstance(fields, dict) else None
-    if not isinstance(fields, dict) or set(fields) - {"model"} or not isinstance(model, str | None):
+    fields = parse_json_object(body) if body.strip() else {}
+    model = fields.get("model")
+    if set(fields) - {"model"} or not isinstance(model, str | None):
         raise ApiError(400, "the body must be empty or {\"model\": \"<name>\"}", param="model")
     if state.engine.cache is None:
         raise ApiError(400, "this server runs without a cache", code="cache_disabled")

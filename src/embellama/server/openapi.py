@@ -1,0 +1,436 @@
+"""The published contract: an OpenAPI 3.1 document for every route, and the /docs page.
+
+Written next to the parsers it describes (`schemas.py`, `routes/`). Two things keep it
+from drifting: a test that the spec's routes are exactly the app's, and schemathesis,
+which fuzzes the live server from this document and fails on any response (status,
+content type or body) the document does not allow. /docs serves Swagger UI from the
+`swagger-ui-py` package's bundled assets: nothing is fetched from a CDN.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from embellama import __version__
+
+__all__ = ["DOCS_PAGE", "SWAGGER_ASSETS", "openapi_document"]
+
+JSON = "application/json"
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _body(schema: Schema, *, required: bool = True) -> Schema:
+    return {"required": required, "content": {JSON: {"schema": schema}}}
+
+
+def _ok(schema: Schema, description: str = "OK") -> Schema:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+_ERROR_TEXT = {
+    400: "Invalid request; `param` names the field (or `input[i]`)",
+    401: "Missing or wrong API key",
+    403: "Forbidden (admin API off, or a path outside the models directory)",
+    404: "Unknown model or route",
+    413: "Body larger than the server's limit",
+    429: "Queue full or rate limit reached; see Retry-After",
+    499: "The client closed the connection",
+    500: "Internal error (the request id is in x-request-id)",
+    503: "No worker can run the work, or the server is draining",
+    504: "The request did not finish within the request timeout",
+}
+
+
+def _errors(*statuses: int) -> dict[str, Schema]:
+    return {
+        str(status): {
+            "description": _ERROR_TEXT[status],
+            "content": {JSON: {"schema": _ref("Error")}},
+        }
+        for status in statuses
+    }
+
+
+_COMMON = (400, 401, 413, 429, 500)
+_ADMIN = (400, 401, 403, 404, 413, 429, 500, 503)
+
+_SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": ["string", "null"]},
+                },
+            }
+        },
+    },
+    "EmbeddingsRequest": {
+        "type": "object",
+        "required": ["input"],
+        "properties": {
+            "input": {
+                "description": "A string, strings, token ids, or lists of token ids (not mixed).",
+                "oneOf": [
+                    {"type": "string"},
+                    {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                    {"type": "array", "items": {"type": "integer"}, "minItems": 1},
+                    {
+                        "type": "array",
+                        "items": {"type": "array", "items": {"type": "integer"}},
+                        "minItems": 1,
+                    },
+                ],
+            },
+            "model": {"type": "string", "description": "Name or alias; default: first model."},
+            "encoding_format": {"enum": ["float", "base64", None]},
+            "dimensions": {"type": "integer", "minimum": 1, "description": "Matryoshka cut."},
+            "user": {"type": "string"},
+            "truncate": {
+                "description": "Extension: what to do with an input over the context.",
+                "oneOf": [{"type": "boolean"}, {"enum": ["none", "end", "start"]}],
+            },
+            "normalize": {"type": "boolean", "description": "Extension: override L2 etc."},
+            "cache": {"type": "boolean", "description": "Extension: false bypasses the cache."},
+        },
+    },
+    "EmbeddingsResponse": {
+        "type": "object",
+        "required": ["object", "data", "model", "usage"],
+        "properties": {
+            "object": {"const": "list"},
+            "data": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["object", "index", "embedding"],
+                    "properties": {
+                        "object": {"const": "embedding"},
+                        "index": {"type": "integer"},
+                        "embedding": {
+                            "description": "Floats, or base64 of little-endian float32.",
+                            "oneOf": [
+                                {"type": "array", "items": {"type": "number"}},
+                                {"type": "string", "contentEncoding": "base64"},
+                            ],
+                        },
+                    },
+                },
+            },
+            "model": {"type": "string"},
+            "usage": {
+                "type": "object",
+                "required": ["prompt_tokens", "total_tokens"],
+                "properties": {
+                    "prompt_tokens": {"type": "integer"},
+                    "total_tokens": {"type": "integer"},
+                    "prompt_tokens_details": {
+                        "type": "object",
+                        "properties": {"cached_tokens": {"type": "integer"}},
+                    },
+                },
+            },
+        },
+    },
+    "TokenizeRequest": {
+        "type": "object",
+        "required": ["content"],
+        "properties": {
+            "content": {"type": "string"},
+            "model": {"type": "string"},
+            "add_special": {"type": "boolean", "default": False},
+            "parse_special": {"type": "boolean", "default": True},
+            "with_pieces": {"type": "boolean", "default": False},
+        },
+    },
+    "TokenizeResponse": {
+        "type": "object",
+        "required": ["tokens"],
+        "properties": {
+            "tokens": {
+                "type": "array",
+                "items": {
+                    "oneOf": [
+                        {"type": "integer"},
+                        {
+                            "type": "object",
+                            "required": ["id", "piece"],
+                            "properties": {
+                                "id": {"type": "integer"},
+                                "piece": {
+                                    "oneOf": [
+                                        {"type": "string"},
+                                        {"type": "array", "items": {"type": "integer"}},
+                                    ]
+                                },
+                            },
+                        },
+                    ]
+                },
+            }
+        },
+    },
+    "DetokenizeRequest": {
+        "type": "object",
+        "required": ["tokens"],
+        "properties": {
+            "tokens": {"type": "array", "items": {"type": "integer"}},
+            "model": {"type": "string"},
+        },
+    },
+    "ModelCard": {
+        "type": "object",
+        "required": ["id", "object", "created", "owned_by"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "model"},
+            "created": {"type": "integer"},
+            "owned_by": {"type": "string"},
+            "root": {"type": "string"},
+            "aliases": {"type": "array", "items": {"type": "string"}},
+            "dimensions": {"type": "integer"},
+            "context_length": {"type": "integer"},
+            "pooling": {"type": "string"},
+            "normalization": {"type": "string"},
+        },
+    },
+    "Object": {"type": "object"},
+}
+
+
+def _embeddings() -> Schema:
+    return {
+        "post": {
+            "summary": "Create embeddings (OpenAI-compatible)",
+            "requestBody": _body(_ref("EmbeddingsRequest")),
+            "responses": {
+                "200": {
+                    **_ok(_ref("EmbeddingsResponse")),
+                    "headers": {
+                        name: {"schema": {"type": "string"}}
+                        for name in ("x-request-id", "x-tokens", "x-cache-hits")
+                    },
+                },
+                **_errors(*_COMMON, 404, 499, 503, 504),
+            },
+        }
+    }
+
+
+def _admin(method: str, summary: str, *, body: Schema | None = None) -> Schema:
+    operation: Schema = {
+        "summary": summary,
+        "security": [{"adminKey": []}],
+        "responses": {"200": _ok(_ref("Object")), **_errors(*_ADMIN)},
+    }
+    if body is not None:
+        operation["requestBody"] = _body(body, required=False)
+    return {method: operation}
+
+
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _paths() -> dict[str, Schema]:
+    public: Schema = {"security": []}
+    return {
+        "/v1/embeddings": _embeddings(),
+        "/embeddings": _embeddings(),
+        "/tokenize": {
+            "post": {
+                "summary": "Tokenize text (llama-server's shape)",
+                "requestBody": _body(_ref("TokenizeRequest")),
+                "responses": {"200": _ok(_ref("TokenizeResponse")), **_errors(*_COMMON, 404)},
+            }
+        },
+        "/detokenize": {
+            "post": {
+                "summary": "Token ids back to text (llama-server's shape)",
+                "requestBody": _body(_ref("DetokenizeRequest")),
+                "responses": {
+                    "200": _ok(
+                        {
+                            "type": "object",
+                            "required": ["content"],
+                            "properties": {"content": {"type": "string"}},
+                        }
+                    ),
+                    **_errors(*_COMMON, 404),
+                },
+            }
+        },
+        "/v1/models": {
+            "get": {
+                "summary": "Served models and aliases",
+                "responses": {
+                    "200": _ok(
+                        {
+                            "type": "object",
+                            "required": ["object", "data"],
+                            "properties": {
+                                "object": {"const": "list"},
+                                "data": {"type": "array", "items": _ref("ModelCard")},
+                            },
+                        }
+                    ),
+                    **_errors(401, 429, 500),
+                },
+            }
+        },
+        "/v1/models/{model_id}": {
+            "get": {
+                "summary": "One model (name or alias)",
+                "parameters": [
+                    {
+                        "name": "model_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {"200": _ok(_ref("ModelCard")), **_errors(401, 404, 429, 500)},
+            }
+        },
+        "/health": {
+            "get": {**public, "summary": "Alive", "responses": {"200": _ok(_ref("Object"))}}
+        },
+        "/ready": {
+            "get": {
+                **public,
+                "summary": "Can serve now (503 while starting, draining or full)",
+                "responses": {
+                    "200": _ok(_ref("Object")),
+                    "503": _ok(_ref("Object"), "Not ready"),
+                },
+            }
+        },
+        "/info": {
+            "get": {
+                "summary": "Every limit a client needs",
+                "responses": {"200": _ok(_ref("Object")), **_errors(401, 429, 500)},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (public unless --metrics-auth)",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(401, 429, 500),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                **public,
+                "summary": "This document",
+                "responses": {"200": _ok(_ref("Object"))},
+            }
+        },
+        "/docs": {
+            "get": {
+                **public,
+                "summary": "Interactive documentation (Swagger UI, bundled assets)",
+                "responses": {
+                    "200": {
+                        "description": "HTML page",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/docs/static/{name}": {
+            "get": {
+                **public,
+                "summary": "A Swagger UI asset bundled with the server",
+                "parameters": [_NAME],
+                "responses": {
+                    "200": {"description": "The file", "content": {"*/*": {"schema": {}}}},
+                    **_errors(404),
+                },
+            }
+        },
+        "/admin/config": _admin("get", "Settings in force, secrets masked"),
+        "/admin/workers": _admin("get", "Worker processes per model"),
+        "/admin/reload": _admin("post", "Re-read the config file and install it"),
+        "/admin/drain": _admin("post", "Stop accepting work; answer when idle"),
+        "/admin/cache/clear": _admin(
+            "post",
+            "Clear cached vectors (all, or one model)",
+            body={"type": "object", "properties": {"model": {"type": "string"}}},
+        ),
+        "/admin/models/{name}/load": {
+            **_admin(
+                "post",
+                "Load a model: [[models]] keys, or no body for the config file's entry",
+                body={"type": "object", "properties": {"path": {"type": "string"}}},
+            ),
+            "parameters": [_NAME],
+        },
+        "/admin/models/{name}/unload": {
+            **_admin("post", "Unload a model (name or alias)"),
+            "parameters": [_NAME],
+        },
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "embellama",
+            "version": __version__,
+            "description": "OpenAI-compatible embeddings from GGUF models through llama.cpp.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"apiKey": []}],
+        "paths": _paths(),
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key, when the server has any (--api-key).",
+                },
+                "adminKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An admin key (--admin-key).",
+                },
+            },
+        },
+    }
+
+
+SWAGGER_ASSETS = resources.files("swagger_ui") / "static"
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>embellama API</title>
+  <link rel="stylesheet" href="docs/static/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="docs/static/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui"});
+  </script>
+</body>
+</html>
+"""

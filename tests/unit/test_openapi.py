@@ -1,0 +1,45 @@
+"""The published OpenAPI document is valid 3.1 and lists exactly the app's routes."""
+
+from __future__ import annotations
+
+import re
+
+from openapi_spec_validator import validate
+from starlette.routing import Route
+
+from embellama.server.app import create_app
+from embellama.server.openapi import openapi_document
+from embellama.server.state import Deployment, ServerState
+
+
+def test_the_document_is_valid_openapi_31() -> None:
+    document = openapi_document()
+    assert document["openapi"].startswith("3.1")
+    validate(document)
+
+
+def test_spec_routes_are_exactly_the_apps() -> None:
+    app = create_app(ServerState(deployment=Deployment(models=())))
+    served = set()
+    for route in app.routes:
+        assert isinstance(route, Route)
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)  # "{model_id:path}" -> "{model_id}"
+        served |= {(path, method.lower()) for method in route.methods or () if method != "HEAD"}
+    documented = {
+        (path, method)
+        for path, item in openapi_document()["paths"].items()
+        for method in item
+        if method in ("get", "post", "put", "delete", "patch")
+    }
+    assert documented == served
+
+
+def test_every_operation_documents_its_errors() -> None:
+    for path, item in openapi_document()["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            assert "200" in operation["responses"], (path, method)
+            protected = operation.get("security") != []
+            if protected:  # a key-protected route can answer 401 and 429
+                assert {"401", "429"} <= set(operation["responses"]), (path, method)
