@@ -125,6 +125,12 @@ class ModelConfig:
     normalization: Normalization = Normalization.L2
     norm_p: float = 2.0
     batching: BatchingConfig = field(default_factory=BatchingConfig)
+    # Put in front of texts embedded with input_type "query" / "document"; None: the
+    # built-in table's (prompts.py) for this model's family, if any.
+    query_prefix: str | None = None
+    document_prefix: str | None = None
+    # For instruction-following embedders: "... {instruction} ..." in front of queries.
+    instruction_template: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path).expanduser())

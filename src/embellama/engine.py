@@ -23,6 +23,7 @@ from embellama.default_model import DEFAULT_MODEL_NAME, require_default_model
 from embellama.inputs import EmbedInput, parse_inputs
 from embellama.model.loaded import ModelInfo
 from embellama.pipeline import EmbedOptions, ServedModel, ServiceLimits
+from embellama.prompts import InputType
 from embellama.registry import ModelRegistry
 from embellama.results import EmbeddingResult
 from embellama.vectors import Matrix
@@ -119,10 +120,16 @@ class AsyncEmbeddingEngine:
         dimensions: int | None = None,
         truncate: TruncateArg = False,
         use_cache: bool = True,
+        input_type: str | InputType | None = None,
+        instruction: str | None = None,
     ) -> Matrix:
-        """`str` (or one token list) -> `(dim,)`; a list -> `(n, dim)`, in input order."""
+        """`str` (or one token list) -> `(dim,)`; a list -> `(n, dim)`, in input order.
+
+        `input_type` ("query" / "document", also "search_query", "search_document",
+        "passage") puts the model's prefix for that role in front of each text.
+        """
         parsed = parse_inputs(input)
-        options = EmbedOptions(normalize, dimensions, Truncation.parse(truncate), use_cache)
+        options = _options(normalize, dimensions, truncate, use_cache, input_type, instruction)
         result = await self.registry.resolve(model).embed(parsed.items, options)
         return result.vectors[0] if parsed.single else result.vectors
 
@@ -135,9 +142,11 @@ class AsyncEmbeddingEngine:
         dimensions: int | None = None,
         truncate: TruncateArg = False,
         use_cache: bool = True,
+        input_type: str | InputType | None = None,
+        instruction: str | None = None,
     ) -> EmbeddingResult:
         """Like `embed`, always `(n, dim)`, plus token counts, cache hits and timings."""
-        options = EmbedOptions(normalize, dimensions, Truncation.parse(truncate), use_cache)
+        options = _options(normalize, dimensions, truncate, use_cache, input_type, instruction)
         return await self.registry.resolve(model).embed(parse_inputs(input).items, options)
 
     async def embed_per_token(
@@ -218,6 +227,24 @@ class AsyncEmbeddingEngine:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _options(
+    normalize: bool | None,
+    dimensions: int | None,
+    truncate: TruncateArg,
+    use_cache: bool,
+    input_type: str | InputType | None,
+    instruction: str | None,
+) -> EmbedOptions:
+    return EmbedOptions(
+        normalize=normalize,
+        dimensions=dimensions,
+        truncate=Truncation.parse(truncate),
+        use_cache=use_cache,
+        input_type=None if input_type is None else InputType.parse(input_type),
+        instruction=instruction,
+    )
 
 
 async def drain_and_stop(served: ServedModel, grace: float = 5.0) -> None:

@@ -1,7 +1,8 @@
 """The one embedding pipeline of a served model, for the library and the server alike.
 
-    parse (inputs.py) -> validate and tokenize -> cache (cache/) -> schedule (batching/)
-    -> decode and pool (backends/) -> normalize and cut (vectors.py) -> EmbeddingResult
+    parse (inputs.py) -> prefix (prompts.py) -> validate and tokenize -> cache (cache/)
+    -> schedule (batching/) -> decode and pool (backends/) -> normalize and cut (vectors.py)
+    -> EmbeddingResult
 
 A new stage (prefixes, chunking) goes in `ServedModel.embed`, once. The cache holds
 pooled vectors, before normalization and `dimensions`, so one entry serves every
@@ -27,6 +28,7 @@ from embellama.errors import ConfigError, NoWorkerError, PoisonInputError
 from embellama.inputs import InputItem
 from embellama.model.loaded import LoadedModel, ModelInfo
 from embellama.model.tokenizer import TokenizedInput
+from embellama.prompts import InputType, Prompts, resolve_prompts
 from embellama.results import EmbeddingResult, Timings
 from embellama.vectors import Matrix, check_dimensions, finish, resolve_normalization
 
@@ -67,6 +69,10 @@ class EmbedOptions:
     truncate: Truncation = Truncation.NONE
     # False: neither read nor fill the cache for this call (a caller checking freshness).
     use_cache: bool = True
+    # Retrieval role of the texts: selects the model's query or document prefix.
+    input_type: InputType | None = None
+    # Fills an instruction template (Qwen3-Embedding style) in front of queries.
+    instruction: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,12 @@ class ServedModel:
             InProcessBackend(self.model) if in_process else WorkerPool(config, limits.workers)
         )
         self.scheduler = Scheduler(config.batching, limits.queue())
+        self.prompts: Prompts | None = resolve_prompts(
+            self.model.header.metadata,
+            query_prefix=config.query_prefix,
+            document_prefix=config.document_prefix,
+            instruction_template=config.instruction_template,
+        )
 
     @property
     def name(self) -> str:
@@ -147,7 +159,8 @@ class ServedModel:
             )
         started = time.perf_counter()
         check_dimensions(options.dimensions, self.model.dimensions)
-        prepared = await self.tokenize(items, options.truncate)
+        prefix = self.prefix_for(options)
+        prepared = await self.tokenize(items, options.truncate, prefix or "")
         tokenized = time.perf_counter()
         timings: list[Scheduled] = []
 
@@ -179,19 +192,28 @@ class ServedModel:
                 postprocess=time.perf_counter() - finished,
             ),
             cached=cached,
+            prefix=prefix,
         )
+
+    def prefix_for(self, options: EmbedOptions) -> str | None:
+        """None: no input_type asked; "": asked, but this model has no such prefix."""
+        if options.input_type is None:
+            return None
+        if self.prompts is None:
+            return ""
+        return self.prompts.prefix(options.input_type, options.instruction)
 
     async def embed_per_token(self, items: list[InputItem], truncate: Truncation) -> list[Matrix]:
         prepared = await self.tokenize(items, truncate)
         return (await self._schedule(prepared, Pooling.NONE)).outputs
 
     async def tokenize(
-        self, items: list[InputItem], truncate: Truncation
+        self, items: list[InputItem], truncate: Truncation, prefix: str = ""
     ) -> list[TokenizedInput]:
         size = sum(len(item) for item in items)
         if size > OFF_LOOP_TOKENIZE_SIZE:
-            return await asyncio.to_thread(self.model.tokenizer.prepare, items, truncate)
-        return self.model.tokenizer.prepare(items, truncate)
+            return await asyncio.to_thread(self.model.tokenizer.prepare, items, truncate, prefix)
+        return self.model.tokenizer.prepare(items, truncate, prefix)
 
     async def _schedule(
         self, prepared: list[TokenizedInput], pooling: Pooling, positions: list[int] | None = None

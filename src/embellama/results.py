@@ -38,6 +38,9 @@ class EmbeddingResult:
     timings: Timings
     # Per input: served from the cache (empty when no cache was consulted).
     cached: tuple[bool, ...] = ()
+    # The prefix put in front of the texts: None when no input_type was given, "" when
+    # one was but the model has no prefix for it (the texts were embedded unchanged).
+    prefix: str | None = None
 
     @property
     def total_tokens(self) -> int:

@@ -128,6 +128,20 @@ MODEL_OPTIONS = (
         parse=int,
     ),
     Option(
+        "query-prefix",
+        'Text put in front of inputs sent with input_type "query" (e5: "query: "). '
+        "Default: the built-in table's prefix for this model's family, if any.",
+    ),
+    Option(
+        "document-prefix",
+        'Text put in front of inputs sent with input_type "document" (e5: "passage: ").',
+    ),
+    Option(
+        "instruction-template",
+        'For instruction-following models: "Instruct: {instruction}\\nQuery:"; a request\'s '
+        "`instruction` fills it in front of queries.",
+    ),
+    Option(
         "max-batch-tokens",
         "Token budget of one llama.cpp decode. On CPU bigger is not "
         "faster: attention cost grows with the whole batch, and 256 measured best "
@@ -368,7 +382,15 @@ def model_config_from(values: Mapping[str, Any], *, workers: int = 1) -> ModelCo
         n_ctx=values["n_ctx"],
         n_gpu_layers=values["n_gpu_layers"],
         batching=BatchingConfig(values["max_batch_tokens"], values["max_batch_sequences"]),
+        query_prefix=values["query_prefix"],
+        document_prefix=values["document_prefix"],
+        instruction_template=_unescape(values["instruction_template"]),
     )
+
+
+def _unescape(text: str | None) -> str | None:
+    """A flag or variable cannot hold a newline; "\\n" in one stands for it."""
+    return None if text is None else text.replace("\\n", "\n")
 
 
 def cache_from(values: Mapping[str, Any]) -> EmbeddingCache | None:

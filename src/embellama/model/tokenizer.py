@@ -37,8 +37,16 @@ class Tokenizer:
         self._leading = int(backend.adds_leading_special)
         self._trailing = int(backend.adds_trailing_special)
 
-    def prepare(self, items: Sequence[InputItem], truncation: Truncation) -> list[TokenizedInput]:
-        return [self._prepare_one(item, index, truncation) for index, item in enumerate(items)]
+    def prepare(
+        self, items: Sequence[InputItem], truncation: Truncation, prefix: str = ""
+    ) -> list[TokenizedInput]:
+        """`prefix` goes in front of every text (never of token ids), and truncation never
+        cuts into it: the model must still see the prefix of a cut text."""
+        kept = len(self.encode_text(prefix, add_special=False)) if prefix else 0
+        return [
+            self._prepare_one(item, index, truncation, prefix, kept)
+            for index, item in enumerate(items)
+        ]
 
     def encode_text(
         self, text: str, index: int = 0, *, add_special: bool = True, parse_special: bool = False
@@ -77,14 +85,19 @@ class Tokenizer:
     def pieces(self, tokens: Sequence[int]) -> list[bytes]:
         return [self._backend.piece(int(token)) for token in self.check_ids(tokens)]
 
-    def _prepare_one(self, item: InputItem, index: int, truncation: Truncation) -> TokenizedInput:
+    def _prepare_one(
+        self, item: InputItem, index: int, truncation: Truncation, prefix: str, kept: int
+    ) -> TokenizedInput:
         if isinstance(item, str):
-            ids, leading, trailing = self.encode_text(item, index), self._leading, self._trailing
+            if not item:  # a prefix must not turn an empty input into a valid one
+                raise EmptyInputError(f"input {index} is an empty string", index=index)
+            ids = self.encode_text(prefix + item, index)
+            leading, trailing = self._leading + kept, self._trailing
         else:
             ids, leading, trailing = self.check_ids(item, index), 0, 0
         if len(ids) <= self.limit:
             return TokenizedInput(ids, truncated=False)
-        if truncation is Truncation.NONE:
+        if truncation is Truncation.NONE or leading + trailing >= self.limit:
             raise InputTooLongError(index=index, n_tokens=len(ids), limit=self.limit)
         return TokenizedInput(self._cut(ids, truncation, leading, trailing), truncated=True)
 

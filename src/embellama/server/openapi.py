@@ -103,6 +103,15 @@ _SCHEMAS: dict[str, Schema] = {
             },
             "normalize": {"type": "boolean", "description": "Extension: override L2 etc."},
             "cache": {"type": "boolean", "description": "Extension: false bypasses the cache."},
+            "input_type": {
+                "description": "Extension: the texts' retrieval role; selects the model's "
+                "query or document prefix.",
+                "enum": ["query", "document", "search_query", "search_document", "passage"],
+            },
+            "instruction": {
+                "type": "string",
+                "description": "Extension: fills the model's instruction template (queries).",
+            },
         },
     },
     "EmbeddingsResponse": {
@@ -203,6 +212,7 @@ _SCHEMAS: dict[str, Schema] = {
             "context_length": {"type": "integer"},
             "pooling": {"type": "string"},
             "normalization": {"type": "string"},
+            "prompts": {"type": ["object", "null"]},
         },
     },
     "Object": {"type": "object"},
@@ -219,7 +229,7 @@ def _embeddings() -> Schema:
                     **_ok(_ref("EmbeddingsResponse")),
                     "headers": {
                         name: {"schema": {"type": "string"}}
-                        for name in ("x-request-id", "x-tokens", "x-cache-hits")
+                        for name in ("x-request-id", "x-tokens", "x-cache-hits", "x-prefix")
                     },
                 },
                 **_errors(*_COMMON, 404, 499, 503, 504),

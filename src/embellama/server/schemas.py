@@ -12,7 +12,9 @@ from typing import Any
 import orjson
 
 from embellama.config import Truncation
+from embellama.errors import InputError
 from embellama.inputs import InputItem, parse_inputs
+from embellama.prompts import InputType
 from embellama.server.errors import ApiError
 
 __all__ = [
@@ -35,6 +37,8 @@ class EmbeddingsRequest:
     truncate: Truncation
     normalize: bool | None
     use_cache: bool = True
+    input_type: InputType | None = None
+    instruction: str | None = None
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -86,7 +90,25 @@ def parse_embeddings_request(body: dict[str, Any], *, max_inputs: int) -> Embedd
         truncate=_truncation(body.get("truncate")),
         normalize=_optional_bool(body, "normalize"),
         use_cache=_optional_bool(body, "cache") is not False,
+        input_type=_input_type(body.get("input_type")),
+        instruction=_optional_string(body, "instruction"),
     )
+
+
+def _input_type(value: object) -> InputType | None:
+    if value is None:
+        return None
+    try:
+        return InputType.parse(value) if isinstance(value, str) else InputType.parse(str(value))
+    except InputError as exc:
+        raise _bad("input_type", str(exc)) from None
+
+
+def _optional_string(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise _bad(key, f"'{key}' must be a string")
+    return value
 
 
 def _truncation(value: object) -> Truncation:

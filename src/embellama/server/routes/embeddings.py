@@ -27,7 +27,14 @@ async def create_embeddings(request: Request) -> Response:
     parsed = parse_embeddings_request(body, max_inputs=state.limits.max_inputs_per_request)
     service = state.resolve(parsed.model)
     use_cache = parsed.use_cache and not _no_cache(request)
-    options = EmbedOptions(parsed.normalize, parsed.dimensions, parsed.truncate, use_cache)
+    options = EmbedOptions(
+        parsed.normalize,
+        parsed.dimensions,
+        parsed.truncate,
+        use_cache,
+        parsed.input_type,
+        parsed.instruction,
+    )
     budget = state.access.reserve_tokens(
         request.scope["state"].get("client"), _most_tokens(parsed.items)
     )
@@ -59,6 +66,12 @@ def _timing_headers(result: EmbeddingResult) -> dict[str, str]:
         "x-inference-time": f"{timings.inference * 1000:.2f}",
         "x-tokens": str(result.total_tokens),
         "x-cache-hits": str(result.cache_hits),
+        # Only when input_type was sent: "applied", or "none" for a model without one.
+        **(
+            {"x-prefix": "applied" if result.prefix else "none"}
+            if result.prefix is not None
+            else {}
+        ),
     }
 
 

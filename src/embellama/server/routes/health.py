@@ -60,6 +60,7 @@ async def info(request: Request) -> Response:
                 "queue_tokens": service.limits.max_queued_tokens,
                 "bulk_max_wait_seconds": service.limits.bulk_max_wait,
                 "request_timeout_seconds": service.limits.request_timeout,
+                "prompts": service.prompts.describe() if service.prompts else None,
             }
         )
     return _json(

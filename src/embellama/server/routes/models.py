@@ -27,6 +27,7 @@ def _card(service: ServedModel, name: str, created: int) -> dict[str, Any]:
         "context_length": info.context_length,
         "pooling": info.pooling.value,
         "normalization": info.normalization.value,
+        "prompts": service.prompts.describe() if service.prompts else None,
     }
 
 

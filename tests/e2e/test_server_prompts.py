@@ -1,0 +1,54 @@
+"""`input_type` through real servers: the configured prefix is applied, shown and counted;
+a model without prefixes is served unchanged and says so in a header."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.server import ServerProcess, serving
+
+TEXT = "how do vector databases work"
+
+
+@pytest.fixture(scope="module")
+def prefixed(minilm_gguf: Path, server_logs: Path) -> Iterator[ServerProcess]:
+    args = ["--model-path", str(minilm_gguf), "--model-name", "m"]
+    args += ["--query-prefix", "query: ", "--document-prefix", "passage: "]
+    with serving(args, server_logs) as process:
+        yield process
+
+
+def _post(server: ServerProcess, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(server.url + "/v1/embeddings", json=body, timeout=30)
+
+
+def test_the_configured_prefix_is_applied(prefixed: ServerProcess) -> None:
+    typed = _post(
+        prefixed, {"input": [TEXT], "input_type": "search_query", "encoding_format": "base64"}
+    )
+    glued = _post(prefixed, {"input": ["query: " + TEXT], "encoding_format": "base64"})
+    assert typed.status_code == glued.status_code == 200
+    assert typed.headers["x-prefix"] == "applied" and "x-prefix" not in glued.headers
+    assert typed.json()["data"] == glued.json()["data"]
+    assert typed.json()["usage"]["prompt_tokens"] == glued.json()["usage"]["prompt_tokens"]
+    card = httpx.get(prefixed.url + "/v1/models/m").json()
+    assert card["prompts"]["query_prefix"] == "query: "
+    assert card["prompts"]["document_prefix"] == "passage: "
+
+
+def test_a_model_without_prefixes_serves_unchanged(server: ServerProcess) -> None:
+    typed = _post(server, {"input": [TEXT], "input_type": "document", "encoding_format": "base64"})
+    plain = _post(server, {"input": [TEXT], "encoding_format": "base64"})
+    assert typed.status_code == 200 and typed.headers["x-prefix"] == "none"
+    assert typed.json()["data"] == plain.json()["data"]
+
+
+def test_a_bad_input_type_is_a_400(server: ServerProcess) -> None:
+    response = _post(server, {"input": [TEXT], "input_type": "classification"})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "input_type"
