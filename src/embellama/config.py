@@ -58,6 +58,8 @@ class Truncation(enum.StrEnum):
     NONE = "none"
     END = "end"
     START = "start"
+    # Split into context-sized windows, embed each, average weighted by tokens.
+    CHUNK = "chunk"
 
     @classmethod
     def parse(cls, value: bool | str | Truncation | None) -> Truncation:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from embellama.cache import EmbeddingCache
 from embellama.config import EngineConfig, ModelConfig, Truncation
 from embellama.default_model import DEFAULT_MODEL_NAME, require_default_model
+from embellama.errors import InputError
 from embellama.inputs import EmbedInput, parse_inputs
 from embellama.model.loaded import ModelInfo
 from embellama.pipeline import EmbedOptions, ServedModel, ServiceLimits
@@ -122,14 +123,19 @@ class AsyncEmbeddingEngine:
         use_cache: bool = True,
         input_type: str | InputType | None = None,
         instruction: str | None = None,
+        chunk_overlap: int = 0,
     ) -> Matrix:
         """`str` (or one token list) -> `(dim,)`; a list -> `(n, dim)`, in input order.
 
         `input_type` ("query" / "document", also "search_query", "search_document",
         "passage") puts the model's prefix for that role in front of each text.
+        `truncate="chunk"` embeds an input over the context as overlapping windows
+        (`chunk_overlap` tokens) and returns their token-weighted mean.
         """
         parsed = parse_inputs(input)
-        options = _options(normalize, dimensions, truncate, use_cache, input_type, instruction)
+        options = _options(
+            normalize, dimensions, truncate, use_cache, input_type, instruction, chunk_overlap
+        )
         result = await self.registry.resolve(model).embed(parsed.items, options)
         return result.vectors[0] if parsed.single else result.vectors
 
@@ -144,9 +150,12 @@ class AsyncEmbeddingEngine:
         use_cache: bool = True,
         input_type: str | InputType | None = None,
         instruction: str | None = None,
+        chunk_overlap: int = 0,
     ) -> EmbeddingResult:
         """Like `embed`, always `(n, dim)`, plus token counts, cache hits and timings."""
-        options = _options(normalize, dimensions, truncate, use_cache, input_type, instruction)
+        options = _options(
+            normalize, dimensions, truncate, use_cache, input_type, instruction, chunk_overlap
+        )
         return await self.registry.resolve(model).embed(parse_inputs(input).items, options)
 
     async def embed_per_token(
@@ -236,7 +245,10 @@ def _options(
     use_cache: bool,
     input_type: str | InputType | None,
     instruction: str | None,
+    chunk_overlap: int = 0,
 ) -> EmbedOptions:
+    if chunk_overlap < 0:
+        raise InputError(f"chunk_overlap must be >= 0, got {chunk_overlap}")
     return EmbedOptions(
         normalize=normalize,
         dimensions=dimensions,
@@ -244,6 +256,7 @@ def _options(
         use_cache=use_cache,
         input_type=None if input_type is None else InputType.parse(input_type),
         instruction=instruction,
+        chunk_overlap=chunk_overlap,
     )
 
 

@@ -24,10 +24,11 @@ from embellama.backends.pool import WorkerPool
 from embellama.batching.scheduler import QueueLimits, Scheduled, Scheduler
 from embellama.cache import EmbeddingCache, ModelTag
 from embellama.config import ModelConfig, Pooling, Truncation
-from embellama.errors import ConfigError, NoWorkerError, PoisonInputError
+from embellama.errors import ConfigError, InputError, NoWorkerError, PoisonInputError
 from embellama.inputs import InputItem
+from embellama.model.backend import TokenIds
 from embellama.model.loaded import LoadedModel, ModelInfo
-from embellama.model.tokenizer import TokenizedInput
+from embellama.model.tokenizer import Chunking, TokenizedInput
 from embellama.prompts import InputType, Prompts, resolve_prompts
 from embellama.results import EmbeddingResult, Timings
 from embellama.vectors import Matrix, check_dimensions, finish, resolve_normalization
@@ -48,6 +49,8 @@ class ServiceLimits:
     max_queued_tokens: int | None = None
     request_timeout: float | None = None
     bulk_max_wait: float = 0.5
+    # truncate="chunk": most windows one input may be split into (shown in /info).
+    max_chunks_per_input: int = 64
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -73,6 +76,8 @@ class EmbedOptions:
     input_type: InputType | None = None
     # Fills an instruction template (Qwen3-Embedding style) in front of queries.
     instruction: str | None = None
+    # truncate="chunk": tokens each window shares with the one before.
+    chunk_overlap: int = 0
 
 
 @dataclass(frozen=True)
@@ -160,26 +165,39 @@ class ServedModel:
         started = time.perf_counter()
         check_dimensions(options.dimensions, self.model.dimensions)
         prefix = self.prefix_for(options)
-        prepared = await self.tokenize(items, options.truncate, prefix or "")
+        chunking = Chunking(options.chunk_overlap, self.limits.max_chunks_per_input)
+        prepared = await self.tokenize(items, options.truncate, prefix or "", chunking)
         tokenized = time.perf_counter()
+        # What is decoded: one sequence per input, or its windows (truncate="chunk").
+        sequences = [w for item in prepared for w in (item.windows or (item.ids,))]
+        owners = [i for i, item in enumerate(prepared) for _ in (item.windows or (item.ids,))]
         timings: list[Scheduled] = []
 
         async def compute(positions: list[int]) -> list[Matrix]:
-            subset = [prepared[i] for i in positions]
-            scheduled = await self._schedule(subset, self.pooling, positions)
+            subset = [TokenizedInput(sequences[i], False) for i in positions]
+            scheduled = await self._schedule(subset, self.pooling, [owners[i] for i in positions])
             timings.append(scheduled)
             return scheduled.outputs
 
-        cached: tuple[bool, ...] = ()
+        hits: list[bool] | None = None
         if self.cache is not None and options.use_cache:
-            keys = [self.cache_tag.key(item.ids) for item in prepared]
+            keys = [self.cache_tag.key(ids) for ids in sequences]
             lookup = await self.cache.resolve(keys, self.model.dimensions, compute)
-            outputs, cached = lookup.vectors, tuple(lookup.hit)
+            outputs, hits = lookup.vectors, lookup.hit
         else:
-            outputs = await compute(list(range(len(prepared))))
+            outputs = await compute(list(range(len(sequences))))
         finished = time.perf_counter()
+        pooled = _combine_windows(outputs, sequences, owners, len(prepared))
+        cached = (
+            ()
+            if hits is None
+            else tuple(
+                all(hit for hit, owner in zip(hits, owners, strict=True) if owner == i)
+                for i in range(len(prepared))
+            )
+        )
         method = resolve_normalization(self.config.normalization, options.normalize)
-        vectors = finish(np.stack(outputs), method, self.config.norm_p, options.dimensions)
+        vectors = finish(pooled, method, self.config.norm_p, options.dimensions)
         return EmbeddingResult(
             model=self.name,
             vectors=vectors,
@@ -204,16 +222,25 @@ class ServedModel:
         return self.prompts.prefix(options.input_type, options.instruction)
 
     async def embed_per_token(self, items: list[InputItem], truncate: Truncation) -> list[Matrix]:
+        if truncate is Truncation.CHUNK:
+            raise InputError(
+                "truncate='chunk' averages windows into one vector; per-token output takes "
+                "'end' or 'start'"
+            )
         prepared = await self.tokenize(items, truncate)
         return (await self._schedule(prepared, Pooling.NONE)).outputs
 
     async def tokenize(
-        self, items: list[InputItem], truncate: Truncation, prefix: str = ""
+        self,
+        items: list[InputItem],
+        truncate: Truncation,
+        prefix: str = "",
+        chunking: Chunking | None = None,
     ) -> list[TokenizedInput]:
-        size = sum(len(item) for item in items)
-        if size > OFF_LOOP_TOKENIZE_SIZE:
-            return await asyncio.to_thread(self.model.tokenizer.prepare, items, truncate, prefix)
-        return self.model.tokenizer.prepare(items, truncate, prefix)
+        prepare = self.model.tokenizer.prepare
+        if sum(len(item) for item in items) > OFF_LOOP_TOKENIZE_SIZE:
+            return await asyncio.to_thread(prepare, items, truncate, prefix, chunking)
+        return prepare(items, truncate, prefix, chunking)
 
     async def _schedule(
         self, prepared: list[TokenizedInput], pooling: Pooling, positions: list[int] | None = None
@@ -230,3 +257,18 @@ class ServedModel:
             index = positions[exc.index]
             message = str(exc).replace(f"input[{exc.index}]", f"input[{index}]", 1)
             raise PoisonInputError(message, index=index) from None
+
+
+def _combine_windows(
+    outputs: list[Matrix], sequences: list[TokenIds], owners: list[int], count: int
+) -> Matrix:
+    """One pooled vector per input: a window-less input's own, else the mean of its
+    windows' pooled vectors weighted by their token counts (before normalization)."""
+    if len(outputs) == count:
+        return np.stack(outputs)
+    total = np.zeros((count, outputs[0].shape[-1]), dtype=np.float64)
+    weights = np.zeros(count, dtype=np.float64)
+    for vector, ids, owner in zip(outputs, sequences, owners, strict=True):
+        total[owner] += len(ids) * vector.astype(np.float64)
+        weights[owner] += len(ids)
+    return (total / weights[:, None]).astype(np.float32)

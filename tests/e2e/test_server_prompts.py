@@ -52,3 +52,20 @@ def test_a_bad_input_type_is_a_400(server: ServerProcess) -> None:
     response = _post(server, {"input": [TEXT], "input_type": "classification"})
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "input_type"
+
+
+def test_chunked_long_document_through_the_openai_sdk(server: ServerProcess) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    long_text = " ".join(f"paragraph {n} of a long report on retrieval." for n in range(250))
+    chunked = client.embeddings.create(
+        model="minilm", input=[long_text], extra_body={"truncate": "chunk", "chunk_overlap": 32}
+    )
+    assert len(chunked.data[0].embedding) == 384
+    assert chunked.usage.prompt_tokens > 1000  # every token of the document is counted
+    refused = httpx.post(server.url + "/v1/embeddings", json={"input": [long_text]}, timeout=30)
+    assert refused.status_code == 400  # without chunk (or end/start) it stays an error
+    info = httpx.get(server.url + "/info").json()
+    assert "chunk" in info["truncation_modes"]
+    assert info["models"][0]["max_chunks_per_input"] == 64

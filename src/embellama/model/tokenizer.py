@@ -12,11 +12,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from embellama.config import Truncation
-from embellama.errors import EmptyInputError, InputTooLongError, InvalidTextError, InvalidTokenError
+from embellama.errors import (
+    EmptyInputError,
+    InputError,
+    InputTooLongError,
+    InvalidTextError,
+    InvalidTokenError,
+)
 from embellama.inputs import InputItem
 from embellama.model.backend import LlamaBackend, TokenIds
 
-__all__ = ["TokenizedInput", "Tokenizer"]
+__all__ = ["Chunking", "TokenizedInput", "Tokenizer"]
+
+
+@dataclass(frozen=True)
+class Chunking:
+    """How `truncate="chunk"` windows a long input: overlap, and a bound per input."""
+
+    overlap: int = 0
+    max_windows: int = 64
 
 
 @dataclass(frozen=True)
@@ -25,6 +39,10 @@ class TokenizedInput:
 
     ids: TokenIds
     truncated: bool
+    # With truncate="chunk" and an input over the context: the windows to decode (each
+    # keeps the special tokens and prefix); `ids` is then the whole input.
+    windows: tuple[TokenIds, ...] = ()
+    from_text: bool = True
 
 
 class Tokenizer:
@@ -38,15 +56,56 @@ class Tokenizer:
         self._trailing = int(backend.adds_trailing_special)
 
     def prepare(
-        self, items: Sequence[InputItem], truncation: Truncation, prefix: str = ""
+        self,
+        items: Sequence[InputItem],
+        truncation: Truncation,
+        prefix: str = "",
+        chunking: Chunking | None = None,
     ) -> list[TokenizedInput]:
         """`prefix` goes in front of every text (never of token ids), and truncation never
         cuts into it: the model must still see the prefix of a cut text."""
         kept = len(self.encode_text(prefix, add_special=False)) if prefix else 0
-        return [
+        prepared = [
             self._prepare_one(item, index, truncation, prefix, kept)
             for index, item in enumerate(items)
         ]
+        if truncation is not Truncation.CHUNK:
+            return prepared
+        chunking = chunking or Chunking()
+        return [
+            self._chunk(item, index, chunking, kept) if item.truncated else item
+            for index, item in enumerate(prepared)
+        ]
+
+    def _chunk(
+        self, item: TokenizedInput, index: int, chunking: Chunking, kept: int
+    ) -> TokenizedInput:
+        """Windows of the body, each with the leading specials + prefix and the trailing
+        specials, overlapping by `chunking.overlap` tokens."""
+        ids = item.ids
+        leading = self._leading + kept if item.from_text else 0
+        trailing = self._trailing if item.from_text else 0
+        head, body, tail = (
+            ids[:leading],
+            ids[leading : len(ids) - trailing],
+            ids[len(ids) - trailing :],
+        )
+        room = self.limit - leading - trailing
+        if chunking.overlap >= room:
+            raise InputError(
+                f"chunk_overlap={chunking.overlap} must be smaller than a window's {room} tokens",
+                index=index,
+            )
+        step = room - chunking.overlap
+        starts = list(range(0, max(len(body) - chunking.overlap, 1), step))
+        if len(starts) > chunking.max_windows:
+            raise InputError(
+                f"input {index} needs {len(starts)} windows of {room} tokens; at most "
+                f"{chunking.max_windows} are allowed per input",
+                index=index,
+            )
+        windows = tuple(np.concatenate([head, body[s : s + room], tail]) for s in starts)
+        return TokenizedInput(ids, truncated=True, windows=windows)
 
     def encode_text(
         self, text: str, index: int = 0, *, add_special: bool = True, parse_special: bool = False
@@ -99,6 +158,8 @@ class Tokenizer:
             return TokenizedInput(ids, truncated=False)
         if truncation is Truncation.NONE or leading + trailing >= self.limit:
             raise InputTooLongError(index=index, n_tokens=len(ids), limit=self.limit)
+        if truncation is Truncation.CHUNK:  # windows are cut by `_chunk`
+            return TokenizedInput(ids, truncated=True, from_text=isinstance(item, str))
         return TokenizedInput(self._cut(ids, truncation, leading, trailing), truncated=True)
 
     def _cut(self, ids: TokenIds, truncation: Truncation, leading: int, trailing: int) -> TokenIds:

@@ -99,7 +99,7 @@ _SCHEMAS: dict[str, Schema] = {
             "user": {"type": "string"},
             "truncate": {
                 "description": "Extension: what to do with an input over the context.",
-                "oneOf": [{"type": "boolean"}, {"enum": ["none", "end", "start"]}],
+                "oneOf": [{"type": "boolean"}, {"enum": ["none", "end", "start", "chunk"]}],
             },
             "normalize": {"type": "boolean", "description": "Extension: override L2 etc."},
             "cache": {"type": "boolean", "description": "Extension: false bypasses the cache."},
@@ -107,6 +107,11 @@ _SCHEMAS: dict[str, Schema] = {
                 "description": "Extension: the texts' retrieval role; selects the model's "
                 "query or document prefix.",
                 "enum": ["query", "document", "search_query", "search_document", "passage"],
+            },
+            "chunk_overlap": {
+                "type": "integer",
+                "minimum": 0,
+                "description": 'Extension: with truncate "chunk", tokens shared by windows.',
             },
             "instruction": {
                 "type": "string",

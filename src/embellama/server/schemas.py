@@ -39,6 +39,7 @@ class EmbeddingsRequest:
     use_cache: bool = True
     input_type: InputType | None = None
     instruction: str | None = None
+    chunk_overlap: int = 0
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -92,7 +93,16 @@ def parse_embeddings_request(body: dict[str, Any], *, max_inputs: int) -> Embedd
         use_cache=_optional_bool(body, "cache") is not False,
         input_type=_input_type(body.get("input_type")),
         instruction=_optional_string(body, "instruction"),
+        chunk_overlap=_chunk_overlap(body.get("chunk_overlap")),
     )
+
+
+def _chunk_overlap(value: object) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _bad("chunk_overlap", f"'chunk_overlap' must be an integer >= 0, got {value!r}")
+    return value
 
 
 def _input_type(value: object) -> InputType | None:
@@ -114,9 +124,11 @@ def _optional_string(body: dict[str, Any], key: str) -> str | None:
 def _truncation(value: object) -> Truncation:
     if value is None or isinstance(value, bool):
         return Truncation.parse(value)
-    if isinstance(value, str) and value in ("none", "end", "start"):
+    if isinstance(value, str) and value in ("none", "end", "start", "chunk"):
         return Truncation(value)
-    raise _bad("truncate", f"'truncate' must be false, true, 'end' or 'start', got {value!r}")
+    raise _bad(
+        "truncate", f"'truncate' must be false, true, 'end', 'start' or 'chunk', got {value!r}"
+    )
 
 
 def _optional_bool(body: dict[str, Any], key: str) -> bool | None:

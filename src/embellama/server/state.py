@@ -117,7 +117,9 @@ class ServerState:
             deployment = await asyncio.to_thread(self.source)
             named = {config.resolved_name for config, _ in deployment.models}
             desired = [ModelSpec(c, lim) for c, lim in deployment.models] + [
-                ModelSpec(c, lim) for name, (c, lim) in self.admin_loaded.items() if name not in named
+                ModelSpec(c, lim)
+                for name, (c, lim) in self.admin_loaded.items()
+                if name not in named
             ]
             plan = await asyncio.to_thread(plan_reload, self.services, desired, FileStamp.of)
             fresh: list[ServedModel] = []

@@ -136,7 +136,7 @@ async def clear_cache(request: Request) -> Response:
     fields = parse_json_object(body) if body.strip() else {}
     model = fields.get("model")
     if set(fields) - {"model"} or not isinstance(model, str | None):
-        raise ApiError(400, "the body must be empty or {\"model\": \"<name>\"}", param="model")
+        raise ApiError(400, 'the body must be empty or {"model": "<name>"}', param="model")
     if state.engine.cache is None:
         raise ApiError(400, "this server runs without a cache", code="cache_disabled")
     removed = await state.engine.clear_cache(model)

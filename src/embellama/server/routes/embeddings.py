@@ -34,6 +34,7 @@ async def create_embeddings(request: Request) -> Response:
         use_cache,
         parsed.input_type,
         parsed.instruction,
+        parsed.chunk_overlap,
     )
     budget = state.access.reserve_tokens(
         request.scope["state"].get("client"), _most_tokens(parsed.items)
