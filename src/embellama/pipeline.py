@@ -51,6 +51,8 @@ class ServiceLimits:
     bulk_max_wait: float = 0.5
     # truncate="chunk": most windows one input may be split into (shown in /info).
     max_chunks_per_input: int = 64
+    # "pooling": "none" over the API: most token vectors one response may hold.
+    max_token_vectors: int = 16384
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -229,6 +231,30 @@ class ServedModel:
             )
         prepared = await self.tokenize(items, truncate)
         return (await self._schedule(prepared, Pooling.NONE)).outputs
+
+    async def embed_tokens(
+        self, items: list[InputItem], options: EmbedOptions, max_tokens: int | None = None
+    ) -> tuple[list[Matrix], tuple[int, ...]]:
+        """One vector per token (late interaction), normalized and cut like pooled ones.
+
+        Returns the matrices and each input's token count; `max_tokens` bounds the total
+        so one request cannot ask for an unbounded response.
+        """
+        if options.truncate is Truncation.CHUNK:
+            return await self.embed_per_token(items, options.truncate), ()  # refused there
+        check_dimensions(options.dimensions, self.model.dimensions)
+        prefix = self.prefix_for(options) or ""
+        prepared = await self.tokenize(items, options.truncate, prefix)
+        counts = tuple(len(item.ids) for item in prepared)
+        if max_tokens is not None and sum(counts) > max_tokens:
+            raise InputError(
+                f"per-token output of {sum(counts)} tokens exceeds this server's limit of "
+                f"{max_tokens} per request"
+            )
+        outputs = (await self._schedule(prepared, Pooling.NONE)).outputs
+        method = resolve_normalization(self.config.normalization, options.normalize)
+        norm_p, dims = self.config.norm_p, options.dimensions
+        return [finish(tokens, method, norm_p, dims) for tokens in outputs], counts
 
     async def tokenize(
         self,

@@ -3,14 +3,18 @@ a model without prefixes is served unchanged and says so in a header."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
+from embellama import EmbeddingEngine
 from tests.e2e.server import ServerProcess, serving
+from tests.tolerances import assert_batch_invariant
 
 TEXT = "how do vector databases work"
 
@@ -69,3 +73,34 @@ def test_chunked_long_document_through_the_openai_sdk(server: ServerProcess) -> 
     info = httpx.get(server.url + "/info").json()
     assert "chunk" in info["truncation_modes"]
     assert info["models"][0]["max_chunks_per_input"] == 64
+
+
+def test_per_token_vectors_for_late_interaction(
+    server: ServerProcess, engine: EmbeddingEngine
+) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    texts = ["late interaction retrieval", "colbert style"]
+    response = client.embeddings.create(
+        model="minilm",
+        input=texts,
+        encoding_format="float",
+        dimensions=64,
+        extra_body={"pooling": "none"},
+    )
+    expected = engine.embed_per_token(texts)
+    for item, tokens in zip(response.data, expected, strict=True):
+        got = np.array(item.embedding)
+        assert got.shape == (len(tokens), 64)  # one vector per token, cut to 64
+        cut = tokens[:, :64] / np.linalg.norm(tokens[:, :64], axis=1, keepdims=True)
+        assert_batch_invariant(got, cut)
+    assert response.usage.prompt_tokens == sum(len(t) for t in expected)
+    raw = _post(server, {"input": texts, "pooling": "none", "encoding_format": "base64"})
+    first = raw.json()["data"][0]["embedding"]
+    assert len(first) == len(expected[0])
+    assert np.frombuffer(base64.b64decode(first[0]), "<f4").shape == (384,)
+    too_many = _post(server, {"input": ["word " * 500] * 40, "pooling": "none", "truncate": True})
+    assert too_many.status_code == 400 and "per request" in too_many.json()["error"]["message"]
+    bad = _post(server, {"input": texts, "pooling": "max"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "pooling"

@@ -13,8 +13,9 @@ import numpy as np
 import orjson
 
 from embellama.results import EmbeddingResult
+from embellama.vectors import Matrix
 
-__all__ = ["encode_embeddings"]
+__all__ = ["encode_embeddings", "encode_token_embeddings"]
 
 
 def encode_embeddings(result: EmbeddingResult, encoding_format: str) -> bytes:
@@ -35,5 +36,28 @@ def encode_embeddings(result: EmbeddingResult, encoding_format: str) -> bytes:
             "total_tokens": result.total_tokens,
             "prompt_tokens_details": {"cached_tokens": result.cached_tokens},
         },
+    }
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def encode_token_embeddings(
+    model: str, matrices: list[Matrix], counts: tuple[int, ...], encoding_format: str
+) -> bytes:
+    """`"pooling": "none"`: each input's embedding is a list of per-token vectors."""
+    data = []
+    for index, matrix in enumerate(matrices):
+        rows = np.ascontiguousarray(matrix, dtype="<f4")
+        tokens: list[Any] = (
+            [base64.b64encode(row.tobytes()).decode("ascii") for row in rows]
+            if encoding_format == "base64"
+            else list(rows)
+        )
+        data.append({"object": "embedding", "index": index, "embedding": tokens})
+    total = sum(counts)
+    body = {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": total, "total_tokens": total},
     }
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -108,6 +108,11 @@ _SCHEMAS: dict[str, Schema] = {
                 "query or document prefix.",
                 "enum": ["query", "document", "search_query", "search_document", "passage"],
             },
+            "pooling": {
+                "description": 'Extension: "none" returns one vector per token (late '
+                "interaction); each embedding is then a list of vectors.",
+                "enum": ["none"],
+            },
             "chunk_overlap": {
                 "type": "integer",
                 "minimum": 0,
@@ -133,10 +138,16 @@ _SCHEMAS: dict[str, Schema] = {
                         "object": {"const": "embedding"},
                         "index": {"type": "integer"},
                         "embedding": {
-                            "description": "Floats, or base64 of little-endian float32.",
+                            "description": "Floats, or base64 of little-endian float32; "
+                            'with "pooling": "none", a list of those, one per token.',
                             "oneOf": [
                                 {"type": "array", "items": {"type": "number"}},
                                 {"type": "string", "contentEncoding": "base64"},
+                                {
+                                    "type": "array",
+                                    "items": {"type": "array", "items": {"type": "number"}},
+                                },
+                                {"type": "array", "items": {"type": "string"}},
                             ],
                         },
                     },

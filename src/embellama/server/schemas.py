@@ -40,6 +40,7 @@ class EmbeddingsRequest:
     input_type: InputType | None = None
     instruction: str | None = None
     chunk_overlap: int = 0
+    per_token: bool = False
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -94,7 +95,17 @@ def parse_embeddings_request(body: dict[str, Any], *, max_inputs: int) -> Embedd
         input_type=_input_type(body.get("input_type")),
         instruction=_optional_string(body, "instruction"),
         chunk_overlap=_chunk_overlap(body.get("chunk_overlap")),
+        per_token=_per_token(body.get("pooling")),
     )
+
+
+def _per_token(value: object) -> bool:
+    """Extension `"pooling": "none"`: one vector per token instead of one per input."""
+    if value is None:
+        return False
+    if value == "none":
+        return True
+    raise _bad("pooling", f"'pooling' can only be 'none' (vectors per token), got {value!r}")
 
 
 def _chunk_overlap(value: object) -> int:

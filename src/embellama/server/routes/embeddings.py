@@ -7,11 +7,11 @@ from starlette.responses import Response
 
 from embellama.errors import NoWorkerError
 from embellama.inputs import InputItem
-from embellama.pipeline import EmbedOptions
+from embellama.pipeline import EmbedOptions, ServedModel
 from embellama.results import EmbeddingResult
 from embellama.server.body import read_body
 from embellama.server.disconnect import unless_disconnected
-from embellama.server.encoding import encode_embeddings
+from embellama.server.encoding import encode_embeddings, encode_token_embeddings
 from embellama.server.schemas import parse_embeddings_request, parse_json_object
 from embellama.server.state import ServerState
 
@@ -36,6 +36,10 @@ async def create_embeddings(request: Request) -> Response:
         parsed.instruction,
         parsed.chunk_overlap,
     )
+    if parsed.per_token:
+        return await _per_token(
+            request, state, service, parsed.items, options, parsed.encoding_format
+        )
     budget = state.access.reserve_tokens(
         request.scope["state"].get("client"), _most_tokens(parsed.items)
     )
@@ -89,3 +93,29 @@ def _most_tokens(items: list[InputItem]) -> int:
         (len(item.encode("utf-8", "surrogatepass")) if isinstance(item, str) else len(item)) + 2
         for item in items
     )
+
+
+async def _per_token(
+    request: Request,
+    state: ServerState,
+    service: ServedModel,
+    items: list[InputItem],
+    options: EmbedOptions,
+    encoding_format: str,
+) -> Response:
+    """`"pooling": "none"`: late-interaction output, one vector per token."""
+    budget = state.access.reserve_tokens(request.scope["state"].get("client"), _most_tokens(items))
+    work = service.embed_tokens(items, options, service.limits.max_token_vectors)
+    try:
+        matrices, counts = await unless_disconnected(request, work)
+    except BaseException:
+        budget.settle(0)
+        raise
+    budget.settle(sum(counts))
+    request.scope["state"]["access"] = {
+        "model": service.name,
+        "inputs": len(counts),
+        "tokens": sum(counts),
+    }
+    body = encode_token_embeddings(service.name, matrices, counts, encoding_format)
+    return Response(body, headers={"x-tokens": str(sum(counts))}, media_type="application/json")
