@@ -133,6 +133,9 @@ class ModelConfig:
     document_prefix: str | None = None
     # For instruction-following embedders: "... {instruction} ..." in front of queries.
     instruction_template: str | None = None
+    # Append the vocabulary's EOS to every text (True), never (False), or as the GGUF's
+    # add-EOS flag says (None). Token-id inputs are never changed.
+    add_eos: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path).expanduser())

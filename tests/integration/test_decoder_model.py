@@ -187,3 +187,46 @@ def test_vocabulary_without_byte_tokens_is_refused(
     with pytest.raises(ModelFileError, match="without byte-fallback tokens"):
         EmbeddingEngine.from_path(broken.gguf)
     assert read_gguf_info(tiny_llama.gguf).has_byte_tokens
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_eos(tmp_path_factory: pytest.TempPathFactory) -> TinyLlama:
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny_llama_eos"), add_eos=True)
+
+
+EOS = 2  # </s> in the fixture's SentencePiece vocabulary
+
+
+def test_a_gguf_add_eos_flag_is_honoured(tiny_llama_eos: TinyLlama) -> None:
+    info = read_gguf_info(tiny_llama_eos.gguf)
+    assert info.metadata.get("tokenizer.ggml.add_eos_token") is True
+    hf_model = transformers.LlamaModel.from_pretrained(str(tiny_llama_eos.hf_dir))
+    processor = sentencepiece.SentencePieceProcessor(
+        model_file=str(tiny_llama_eos.hf_dir / "tokenizer.model")
+    )
+    with EmbeddingEngine.from_path(tiny_llama_eos.gguf, normalization="none") as eos_engine:
+        for text in TEXTS:
+            ids = eos_engine.tokenize(text)
+            assert ids == [processor.bos_id(), *processor.encode(text), EOS], text
+            expected = reference(hf_model, ids)
+            assert cosine(eos_engine.embed(text), expected) >= REFERENCE_MIN_COSINE, text
+    with EmbeddingEngine.from_path(tiny_llama_eos.gguf, add_eos=False) as without:
+        assert without.tokenize(TEXTS[0])[-1] != EOS  # the override wins over the flag
+
+
+def test_add_eos_override_appends_it_to_texts_only(
+    tiny_llama: TinyLlama, llama_engine: EmbeddingEngine, hf_model: transformers.LlamaModel
+) -> None:
+    with EmbeddingEngine.from_path(tiny_llama.gguf, normalization="none", add_eos=True) as eos:
+        for text in TEXTS:
+            ids = eos.tokenize(text)
+            assert ids == [*llama_engine.tokenize(text), EOS], text
+            atol = DECODER_REFERENCE_RELATIVE_ATOL * float(np.abs(reference(hf_model, ids)).max())
+            assert np.allclose(eos.embed(text), reference(hf_model, ids), rtol=0.0, atol=atol)
+        # Token ids are the caller's own: never given an EOS.
+        own = llama_engine.tokenize(TEXTS[1])
+        assert eos.embed([own]).tobytes() == llama_engine.embed([own]).tobytes()
+        # Truncation keeps the EOS at the end.
+        long_text = " ".join(TEXTS) * 20
+        cut = eos.embed_with_details([long_text], truncate="end")
+        assert cut.token_counts == (256,)

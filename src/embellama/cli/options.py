@@ -84,6 +84,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _boolean(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 MODEL_OPTIONS = (
     Option(
         "model-path",
@@ -142,6 +151,13 @@ MODEL_OPTIONS = (
         "`instruction` fills it in front of queries.",
     ),
     Option(
+        "add-eos",
+        "Append the vocabulary's EOS to every text: last-token embedders (Qwen3-Embedding) "
+        "are trained with it. Default: as the GGUF's add-EOS flag says. Token-id inputs "
+        "never get one.",
+        parse=_boolean,
+    ),
+    Option(
         "max-batch-tokens",
         "Token budget of one llama.cpp decode. On CPU bigger is not "
         "faster: attention cost grows with the whole batch, and 256 measured best "
@@ -156,15 +172,6 @@ MODEL_OPTIONS = (
         parse=_positive_int,
     ),
 )
-
-
-def _boolean(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _size(text: str) -> int:
@@ -385,6 +392,7 @@ def model_config_from(values: Mapping[str, Any], *, workers: int = 1) -> ModelCo
         query_prefix=values["query_prefix"],
         document_prefix=values["document_prefix"],
         instruction_template=_unescape(values["instruction_template"]),
+        add_eos=values["add_eos"],
     )
 
 

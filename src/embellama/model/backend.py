@@ -171,6 +171,10 @@ class LlamaBackend:
         return bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
 
     @property
+    def eos_token(self) -> int:
+        return int(llama_cpp.llama_vocab_eos(self._vocab))
+
+    @property
     def adds_trailing_special(self) -> bool:
         vocab = self._vocab
         return bool(

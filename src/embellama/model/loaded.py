@@ -82,7 +82,7 @@ class LoadedModel:
                 causal=self.header.causal_attention,
             )
         )
-        self.tokenizer = Tokenizer(self._backend, self.limit)
+        self.tokenizer = Tokenizer(self._backend, self.limit, config.add_eos)
         # A vocabulary-only load reports no output size; the header has it.
         self.dimensions = self._backend.n_embd or self.header.n_embd
         self._lock = threading.Lock()

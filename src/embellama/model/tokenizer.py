@@ -48,12 +48,21 @@ class TokenizedInput:
 class Tokenizer:
     """Validating front of a backend's vocabulary, with a per-input token limit."""
 
-    def __init__(self, backend: LlamaBackend, limit: int) -> None:
+    def __init__(self, backend: LlamaBackend, limit: int, add_eos: bool | None = None) -> None:
+        """`add_eos` overrides the vocabulary's own add-EOS flag for texts (None: keep it).
+
+        Last-token embedders (Qwen3-Embedding) are trained with an EOS at the end of every
+        text and give wrong vectors without it; a GGUF converted without the flag needs
+        `add_eos=True`. Token-id inputs are the caller's own ids and never get one.
+        """
         self._backend = backend
         self.limit = limit
         self.vocab_size = backend.n_vocab
         self._leading = int(backend.adds_leading_special)
-        self._trailing = int(backend.adds_trailing_special)
+        native = backend.adds_trailing_special
+        self._append_eos = add_eos is True and not native
+        self._drop_trailing = add_eos is False and native
+        self._trailing = int(native if add_eos is None else add_eos)
 
     def prepare(
         self,
@@ -120,6 +129,10 @@ class Tokenizer:
                 index=index,
             ) from exc
         ids = self._backend.tokenize(data, add_special=add_special, parse_special=parse_special)
+        if add_special and self._append_eos:
+            ids = np.append(ids, np.int32(self._backend.eos_token)).astype(np.int32)
+        elif add_special and self._drop_trailing and len(ids) > 1:
+            ids = ids[:-1]
         if len(ids) == 0:
             raise EmptyInputError(f"input {index} produced no tokens", index=index)
         return ids
