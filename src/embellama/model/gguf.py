@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import mmap
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ __all__ = ["GGUFInfo", "file_sha256", "read_gguf_info"]
 _MAGIC = b"GGUF"
 _SUPPORTED_VERSIONS = (2, 3)
 _DEFAULT_ALIGNMENT = 32
+_DENSE_PREFIXES = ("dense_2.", "dense_3.")
 
 # Scalar value types: type id -> struct format.
 _SCALARS = {
@@ -99,6 +100,9 @@ class GGUFInfo:
     # SentencePiece vocabularies need <0x00>..<0xFF> tokens: without them llama.cpp
     # aborts the process (std::out_of_range) on the first character outside the vocab.
     has_byte_tokens: bool = True
+    # sentence-transformers Dense layers after pooling (embeddinggemma's 2_Dense/3_Dense),
+    # written by the converter's --sentence-transformers-dense-modules.
+    post_pooling_dense: bool = False
 
 
 def read_gguf_info(path: str | Path) -> GGUFInfo:
@@ -191,22 +195,25 @@ def _parse(path: Path, size: int, reader: _Reader) -> GGUFInfo:
     for _ in range(n_kv):
         key = reader.string()
         metadata[key] = reader.value(reader.scalar("I"))
-    _check_tensor_extents(path, size, reader, n_tensors, metadata)
-    return _describe(path, size, version, n_tensors, metadata)
+    names = _check_tensor_extents(path, size, reader, n_tensors, metadata)
+    info = _describe(path, size, version, n_tensors, metadata)
+    return replace(info, post_pooling_dense=any(n.startswith(_DENSE_PREFIXES) for n in names))
 
 
 def _check_tensor_extents(
     path: Path, size: int, reader: _Reader, n_tensors: int, metadata: dict[str, Any]
-) -> None:
+) -> list[str]:
+    """Check every tensor ends inside the file; return the tensor names."""
     data_end = 0
+    names = []
     for _ in range(n_tensors):
         name = reader.string()
+        names.append(name)
         n_dims = reader.scalar("I")
         dims = [reader.scalar("Q") for _ in range(n_dims)]
         type_id = reader.scalar("I")
         offset = reader.scalar("Q")
         data_end = max(data_end, offset + _tensor_bytes(type_id, dims))
-        del name
     alignment = int(metadata.get("general.alignment", _DEFAULT_ALIGNMENT)) or _DEFAULT_ALIGNMENT
     data_start = -(-reader.pos // alignment) * alignment
     if data_start + data_end > size:
@@ -214,6 +221,7 @@ def _check_tensor_extents(
             f"GGUF file is truncated: tensors need {data_start + data_end} bytes, "
             f"the file has {size}: {path}"
         )
+    return names
 
 
 def _tensor_bytes(type_id: int, dims: list[int]) -> int:

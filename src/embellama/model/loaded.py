@@ -56,6 +56,22 @@ def default_pooling(info: GGUFInfo) -> Pooling:
     return Pooling.LAST if info.causal_attention else Pooling.MEAN
 
 
+# Poolings a bias-free, activation-free Dense layer commutes with: each is a linear map
+# of the token outputs, so Dense-then-pool (llama.cpp, per token) equals pool-then-Dense
+# (sentence-transformers). Max pooling is not linear.
+_DENSE_EXACT = frozenset({Pooling.MEAN, Pooling.CLS, Pooling.LAST, Pooling.MEAN_SQRT, Pooling.NONE})
+
+
+def _check_dense_commutes(header: GGUFInfo, pooling: Pooling) -> None:
+    """Refuse a pooling that would give other vectors than the model's own pipeline."""
+    if header.post_pooling_dense and pooling not in _DENSE_EXACT:
+        raise ModelFileError(
+            f"{header.path} has Dense layers after pooling (dense_2/dense_3); llama.cpp "
+            f"applies them to every token, which equals the model's pool-then-Dense only "
+            f"for mean, cls, last and mean_sqrt pooling, not {pooling.value!r}"
+        )
+
+
 class LoadedModel:
     """One model's native state plus the settings that were resolved when it loaded."""
 
@@ -70,6 +86,7 @@ class LoadedModel:
             )
         self.limit = self._context_limit(config, self.header)
         self.pooling = config.pooling or default_pooling(self.header)
+        _check_dense_commutes(self.header, self.pooling)
         batching = config.batching
         self._backend = LlamaBackend(
             BackendParams(
