@@ -45,6 +45,16 @@ def test_the_configured_prefix_is_applied(prefixed: ServerProcess) -> None:
     assert card["prompts"]["document_prefix"] == "passage: "
 
 
+def test_input_type_through_the_openai_sdk(prefixed: ServerProcess) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=prefixed.url + "/v1", api_key="unused", max_retries=0)
+    typed = client.embeddings.create(model="m", input=[TEXT], extra_body={"input_type": "query"})
+    glued = client.embeddings.create(model="m", input=["query: " + TEXT])
+    assert typed.data[0].embedding == glued.data[0].embedding
+    assert typed.usage.prompt_tokens == glued.usage.prompt_tokens
+
+
 def test_a_model_without_prefixes_serves_unchanged(server: ServerProcess) -> None:
     typed = _post(server, {"input": [TEXT], "input_type": "document", "encoding_format": "base64"})
     plain = _post(server, {"input": [TEXT], "encoding_format": "base64"})
