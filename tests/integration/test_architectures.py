@@ -100,6 +100,7 @@ def _gemma_reference(hf_dir: Path, ids: list[int]) -> Vector:
 FAMILIES = (
     Family("bert", Pooling.MEAN, _encoder("bert"), _mean),
     Family("distilbert", Pooling.MEAN, _encoder("distilbert"), _mean),
+    Family("nomic", Pooling.MEAN, _encoder("nomic"), _mean),
     Family("llama", Pooling.LAST, _llama, _last, normalization="none"),
     Family("gemma3+dense", Pooling.MEAN, _gemma, _gemma_reference),
 )
