@@ -171,12 +171,16 @@ class ServedModel:
         prepared = await self.tokenize(items, options.truncate, prefix or "", chunking)
         tokenized = time.perf_counter()
         # What is decoded: one sequence per input, or its windows (truncate="chunk").
-        sequences = [w for item in prepared for w in (item.windows or (item.ids,))]
-        owners = [i for i, item in enumerate(prepared) for _ in (item.windows or (item.ids,))]
+        sequences: list[TokenIds] = []
+        owners: list[int] = []  # the input each sequence belongs to
+        for index, item in enumerate(prepared):
+            windows = item.windows or (item.ids,)
+            sequences.extend(windows)
+            owners.extend([index] * len(windows))
         timings: list[Scheduled] = []
 
         async def compute(positions: list[int]) -> list[Matrix]:
-            subset = [TokenizedInput(sequences[i], False) for i in positions]
+            subset = [sequences[i] for i in positions]
             scheduled = await self._schedule(subset, self.pooling, [owners[i] for i in positions])
             timings.append(scheduled)
             return scheduled.outputs
@@ -190,14 +194,12 @@ class ServedModel:
             outputs = await compute(list(range(len(sequences))))
         finished = time.perf_counter()
         pooled = _combine_windows(outputs, sequences, owners, len(prepared))
-        cached = (
-            ()
-            if hits is None
-            else tuple(
-                all(hit for hit, owner in zip(hits, owners, strict=True) if owner == i)
-                for i in range(len(prepared))
-            )
-        )
+        cached: tuple[bool, ...] = ()
+        if hits is not None:  # an input is a hit when all its windows are
+            all_hit = [True] * len(prepared)
+            for hit, owner in zip(hits, owners, strict=True):
+                all_hit[owner] = all_hit[owner] and hit
+            cached = tuple(all_hit)
         method = resolve_normalization(self.config.normalization, options.normalize)
         vectors = finish(pooled, method, self.config.norm_p, options.dimensions)
         return EmbeddingResult(
@@ -230,7 +232,7 @@ class ServedModel:
                 "'end' or 'start'"
             )
         prepared = await self.tokenize(items, truncate)
-        return (await self._schedule(prepared, Pooling.NONE)).outputs
+        return (await self._schedule([item.ids for item in prepared], Pooling.NONE)).outputs
 
     async def embed_tokens(
         self, items: list[InputItem], options: EmbedOptions, max_tokens: int | None = None
@@ -251,7 +253,7 @@ class ServedModel:
                 f"per-token output of {sum(counts)} tokens exceeds this server's limit of "
                 f"{max_tokens} per request"
             )
-        outputs = (await self._schedule(prepared, Pooling.NONE)).outputs
+        outputs = (await self._schedule([item.ids for item in prepared], Pooling.NONE)).outputs
         method = resolve_normalization(self.config.normalization, options.normalize)
         norm_p, dims = self.config.norm_p, options.dimensions
         return [finish(tokens, method, norm_p, dims) for tokens in outputs], counts
@@ -269,14 +271,14 @@ class ServedModel:
         return prepare(items, truncate, prefix, chunking)
 
     async def _schedule(
-        self, prepared: list[TokenizedInput], pooling: Pooling, positions: list[int] | None = None
+        self, sequences: list[TokenIds], pooling: Pooling, positions: list[int] | None = None
     ) -> Scheduled:
-        """Run `prepared`; an error about its k-th input names `positions[k]` instead."""
+        """Run `sequences`; an error about the k-th names input `positions[k]` instead."""
         backend = self.backend
         if backend.alive_count == 0 and backend.starting_count == 0:
             raise NoWorkerError(f"no live worker for model {self.name!r}")
         try:
-            return await self.scheduler.run([item.ids for item in prepared], pooling)
+            return await self.scheduler.run(sequences, pooling)
         except PoisonInputError as exc:  # the only input error raised after tokenizing
             if positions is None or exc.index is None:
                 raise

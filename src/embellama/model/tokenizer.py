@@ -63,6 +63,7 @@ class Tokenizer:
         self._append_eos = add_eos is True and not native
         self._drop_trailing = add_eos is False and native
         self._trailing = int(native if add_eos is None else add_eos)
+        self._prefix_lengths: dict[str, int] = {}
 
     def prepare(
         self,
@@ -73,7 +74,7 @@ class Tokenizer:
     ) -> list[TokenizedInput]:
         """`prefix` goes in front of every text (never of token ids), and truncation never
         cuts into it: the model must still see the prefix of a cut text."""
-        kept = len(self.encode_text(prefix, add_special=False)) if prefix else 0
+        kept = self._prefix_length(prefix)
         prepared = [
             self._prepare_one(item, index, truncation, prefix, kept)
             for index, item in enumerate(items)
@@ -85,6 +86,14 @@ class Tokenizer:
             self._chunk(item, index, chunking, kept) if item.truncated else item
             for index, item in enumerate(prepared)
         ]
+
+    def _prefix_length(self, prefix: str) -> int:
+        """Tokens of a prefix alone; a model has a handful, so each is tokenized once."""
+        if not prefix:
+            return 0
+        if prefix not in self._prefix_lengths:
+            self._prefix_lengths[prefix] = len(self.encode_text(prefix, add_special=False))
+        return self._prefix_lengths[prefix]
 
     def _chunk(
         self, item: TokenizedInput, index: int, chunking: Chunking, kept: int
