@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,6 +19,8 @@ from embellama.server.schemas import parse_embeddings_request, parse_json_object
 from embellama.server.state import ServerState
 
 __all__ = ["create_embeddings"]
+
+T = TypeVar("T")
 
 
 async def create_embeddings(request: Request) -> Response:
@@ -40,15 +45,9 @@ async def create_embeddings(request: Request) -> Response:
         return await _per_token(
             request, state, service, parsed.items, options, parsed.encoding_format
         )
-    budget = state.access.reserve_tokens(
-        request.scope["state"].get("client"), _most_tokens(parsed.items)
+    result = await _charged(
+        request, state, parsed.items, service.embed(parsed.items, options), _total_tokens
     )
-    try:
-        result = await unless_disconnected(request, service.embed(parsed.items, options))
-    except BaseException:
-        budget.settle(0)
-        raise
-    budget.settle(result.total_tokens)
     state.metrics.observe_result(result)
     request.scope["state"]["access"] = {
         "model": result.model,
@@ -86,6 +85,29 @@ def _no_cache(request: Request) -> bool:
     return "no-cache" in control or "no-store" in control
 
 
+async def _charged(
+    request: Request,
+    state: ServerState,
+    items: list[InputItem],
+    work: Awaitable[T],
+    used: Callable[[T], int],
+) -> T:
+    """Run `work` for a client that may leave, inside its tokens-per-minute budget:
+    reserve the most `items` can cost, then settle to what was used (nothing on failure)."""
+    budget = state.access.reserve_tokens(request.scope["state"].get("client"), _most_tokens(items))
+    try:
+        done = await unless_disconnected(request, work)
+    except BaseException:
+        budget.settle(0)
+        raise
+    budget.settle(used(done))
+    return done
+
+
+def _total_tokens(result: EmbeddingResult) -> int:
+    return result.total_tokens
+
+
 def _most_tokens(items: list[InputItem]) -> int:
     """An upper bound on the tokens `items` can cost: a token covers at least one byte of
     text (or is one given id), plus up to two special tokens per input."""
@@ -104,14 +126,8 @@ async def _per_token(
     encoding_format: str,
 ) -> Response:
     """`"pooling": "none"`: late-interaction output, one vector per token."""
-    budget = state.access.reserve_tokens(request.scope["state"].get("client"), _most_tokens(items))
     work = service.embed_tokens(items, options, service.limits.max_token_vectors)
-    try:
-        matrices, counts = await unless_disconnected(request, work)
-    except BaseException:
-        budget.settle(0)
-        raise
-    budget.settle(sum(counts))
+    matrices, counts = await _charged(request, state, items, work, lambda done: sum(done[1]))
     request.scope["state"]["access"] = {
         "model": service.name,
         "inputs": len(counts),
