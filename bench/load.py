@@ -44,6 +44,8 @@ class Server:
     command: list[str]
     port: int
     normalized: bool = True
+    # The request whose 200 says the server is ready (a reranker has no embeddings).
+    probe: tuple[str, dict[str, object]] = ("/v1/embeddings", {"input": "warm up", "model": "m"})
     process: subprocess.Popen[bytes] | None = None
     startup_seconds: float = 0.0
 
@@ -62,9 +64,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited: see {log.name}")
             try:
-                probe = httpx.post(
-                    self.url + "/v1/embeddings", json={"input": "warm up", "model": "m"}, timeout=5
-                )
+                probe = httpx.post(self.url + self.probe[0], json=self.probe[1], timeout=5)
                 if probe.status_code == 200:
                     self.startup_seconds = time.monotonic() - started
                     return

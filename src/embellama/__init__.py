@@ -5,6 +5,7 @@ from embellama.config import (
     BatchingConfig,
     EngineConfig,
     ModelConfig,
+    ModelKind,
     Normalization,
     Pooling,
     Truncation,
@@ -26,10 +27,11 @@ from embellama.errors import (
     ModelFileError,
     ModelLoadError,
     ModelNotFoundError,
+    WrongModelKindError,
 )
 from embellama.model.gguf import GGUFInfo, read_gguf_info
 from embellama.model.loaded import ModelInfo
-from embellama.results import EmbeddingResult, Timings
+from embellama.results import EmbeddingResult, RerankHit, RerankResult, Timings
 
 __version__ = "0.1.0"
 
@@ -56,12 +58,16 @@ __all__ = [
     "ModelError",
     "ModelFileError",
     "ModelInfo",
+    "ModelKind",
     "ModelLoadError",
     "ModelNotFoundError",
     "Normalization",
     "Pooling",
+    "RerankHit",
+    "RerankResult",
     "Timings",
     "Truncation",
+    "WrongModelKindError",
     "__version__",
     "prepare_default_model",
     "read_gguf_info",

@@ -18,6 +18,7 @@ __all__ = [
     "BatchingConfig",
     "EngineConfig",
     "ModelConfig",
+    "ModelKind",
     "Normalization",
     "Pooling",
     "Truncation",
@@ -33,10 +34,24 @@ class Pooling(enum.StrEnum):
     MAX = "max"
     MEAN_SQRT = "mean_sqrt"
     NONE = "none"
+    # A cross-encoder's classifier head over the first token: one score per sequence.
+    # Decided by the model file (its head), never chosen for an embedding model.
+    RANK = "rank"
 
     @classmethod
     def parse(cls, value: str | Pooling) -> Pooling:
         return _parse_enum(cls, value, "pooling")
+
+
+class ModelKind(enum.StrEnum):
+    """What a model file computes: vectors per text, or a relevance score per pair."""
+
+    EMBEDDING = "embedding"
+    RERANK = "rerank"
+
+    @classmethod
+    def parse(cls, value: str | ModelKind) -> ModelKind:
+        return _parse_enum(cls, value, "model kind")
 
 
 class Normalization(enum.StrEnum):
@@ -136,12 +151,24 @@ class ModelConfig:
     # Append the vocabulary's EOS to every text (True), never (False), or as the GGUF's
     # add-EOS flag says (None). Token-id inputs are never changed.
     add_eos: bool | None = None
+    # What the caller expects the file to be; None: whatever it is. A mismatch fails the
+    # load, so a config entry meant for a reranker cannot quietly serve an embedder.
+    kind: ModelKind | None = None
+    # Serve an architecture no test here compares with its reference implementation.
+    allow_unverified_architecture: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path).expanduser())
         object.__setattr__(self, "aliases", tuple(self.aliases))
         if self.pooling is not None:
             object.__setattr__(self, "pooling", Pooling.parse(self.pooling))
+        if self.pooling is Pooling.RANK:
+            raise ConfigError(
+                "pooling 'rank' is not a setting: a model file with a classifier head is "
+                "served as a reranker by itself"
+            )
+        if self.kind is not None:
+            object.__setattr__(self, "kind", ModelKind.parse(self.kind))
         object.__setattr__(self, "normalization", Normalization.parse(self.normalization))
         if self.name is not None and not self.name.strip():
             raise ConfigError("model name must not be empty")

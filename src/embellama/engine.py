@@ -18,15 +18,15 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from embellama.cache import EmbeddingCache
-from embellama.config import EngineConfig, ModelConfig, Truncation
+from embellama.config import EngineConfig, ModelConfig, ModelKind, Truncation
 from embellama.default_model import DEFAULT_MODEL_NAME, require_default_model
 from embellama.errors import InputError
 from embellama.inputs import EmbedInput, parse_inputs
 from embellama.model.loaded import ModelInfo
-from embellama.pipeline import EmbedOptions, ServedModel, ServiceLimits
+from embellama.pipeline import EmbedOptions, RerankOptions, ServedModel, ServiceLimits
 from embellama.prompts import InputType
 from embellama.registry import ModelRegistry
-from embellama.results import EmbeddingResult
+from embellama.results import EmbeddingResult, RerankResult
 from embellama.vectors import Matrix
 
 __all__ = ["AsyncEmbeddingEngine", "EmbeddingEngine"]
@@ -136,7 +136,7 @@ class AsyncEmbeddingEngine:
         options = _options(
             normalize, dimensions, truncate, use_cache, input_type, instruction, chunk_overlap
         )
-        result = await self.registry.resolve(model).embed(parsed.items, options)
+        result = await self.embedder(model).embed(parsed.items, options)
         return result.vectors[0] if parsed.single else result.vectors
 
     async def embed_with_details(
@@ -156,14 +156,44 @@ class AsyncEmbeddingEngine:
         options = _options(
             normalize, dimensions, truncate, use_cache, input_type, instruction, chunk_overlap
         )
-        return await self.registry.resolve(model).embed(parse_inputs(input).items, options)
+        return await self.embedder(model).embed(parse_inputs(input).items, options)
 
     async def embed_per_token(
         self, input: EmbedInput, model: str | None = None, *, truncate: TruncateArg = False
     ) -> list[Matrix]:
         """Unpooled `(n_tokens, dim)` outputs per input, special tokens included."""
-        served = self.registry.resolve(model)
+        served = self.embedder(model)
         return await served.embed_per_token(parse_inputs(input).items, Truncation.parse(truncate))
+
+    def embedder(self, name: str | None) -> ServedModel:
+        """`name`, or with none given the first embedding model (not a reranker)."""
+        return self.registry.resolve(name, lambda served: served.kind is ModelKind.EMBEDDING)
+
+    def reranker(self, name: str | None) -> ServedModel:
+        """`name`, or with none given the first reranker."""
+        return self.registry.resolve(name, lambda served: served.kind is ModelKind.RERANK)
+
+    # -- rerank ---------------------------------------------------------------------
+
+    async def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        *,
+        model: str | None = None,
+        truncate: TruncateArg = True,
+        max_tokens_per_doc: int | None = None,
+    ) -> RerankResult:
+        """Score each document against `query` with a cross-encoder; best first.
+
+        `truncate=True` (default) cuts a pair over the context at the document's end,
+        `False` refuses it. Scores are the sigmoid of the model's logit (`hit.logit`).
+        """
+        if isinstance(documents, str) or not all(isinstance(d, str) for d in documents):
+            raise InputError("documents must be a list of strings", param="documents")
+        options = RerankOptions(top_n, Truncation.parse(truncate), max_tokens_per_doc)
+        return await self.reranker(model).rerank(query, list(documents), options)
 
     # -- tokens ---------------------------------------------------------------------
 
@@ -356,6 +386,28 @@ class EmbeddingEngine:
     ) -> list[Matrix]:
         """Unpooled `(n_tokens, dim)` outputs per input, special tokens included."""
         return self._call(self.engine.embed_per_token(input, model, truncate=truncate))
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        *,
+        model: str | None = None,
+        truncate: TruncateArg = True,
+        max_tokens_per_doc: int | None = None,
+    ) -> RerankResult:
+        """Score each document against `query` with a cross-encoder; best first."""
+        return self._call(
+            self.engine.rerank(
+                query,
+                documents,
+                top_n,
+                model=model,
+                truncate=truncate,
+                max_tokens_per_doc=max_tokens_per_doc,
+            )
+        )
 
     # -- tokens ---------------------------------------------------------------------
 

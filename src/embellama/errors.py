@@ -16,6 +16,7 @@ status codes in a single table.
     │   ├── InvalidTokenError        token id outside the model's vocabulary
     │   ├── InputTooLongError        more tokens than the context holds, truncate off
     │   ├── InvalidDimensionsError   `dimensions` outside 1..model dims
+    │   ├── WrongModelKindError      embed on a reranker, or rerank on an embedder
     │   └── PoisonInputError         this input crashed a worker twice; not retried
     ├── InferenceError               llama.cpp failed on input that passed validation
     │   └── InternalError            a bug while running a batch; fails that batch only
@@ -50,6 +51,7 @@ __all__ = [
     "RequestTimeoutError",
     "ServiceError",
     "WorkerCrashedError",
+    "WrongModelKindError",
 ]
 
 
@@ -89,10 +91,12 @@ class ModelLoadError(ModelError):
 
 
 class InputError(EmbellamaError, ValueError):
-    """An input cannot be embedded. `index` names the offending input when there is one."""
+    """An input cannot be embedded. `index` names the offending input when there is one;
+    `param` names the request field when it is not `input[index]` (a rerank query)."""
 
-    def __init__(self, message: str, *, index: int | None = None) -> None:
+    def __init__(self, message: str, *, index: int | None = None, param: str | None = None) -> None:
         self.index = index
+        self.param = param
         super().__init__(message)
 
 
@@ -111,14 +115,31 @@ class InvalidTokenError(InputError):
 class InputTooLongError(InputError):
     """An input has more tokens than the model's context and truncation is off."""
 
-    def __init__(self, *, index: int, n_tokens: int, limit: int) -> None:
+    def __init__(
+        self,
+        *,
+        index: int | None,
+        n_tokens: int,
+        limit: int,
+        message: str | None = None,
+        param: str | None = None,
+    ) -> None:
         self.n_tokens = n_tokens
         self.limit = limit
         super().__init__(
-            f"input {index} has {n_tokens} tokens, more than the model's limit of {limit}; "
+            message
+            or f"input {index} has {n_tokens} tokens, more than the model's limit of {limit}; "
             "shorten it or pass truncate='end' or 'start'",
             index=index,
+            param=param,
         )
+
+
+class WrongModelKindError(InputError):
+    """An embedding call to a reranker, or a rerank call to an embedding model."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="model")
 
 
 class InvalidDimensionsError(InputError):

@@ -12,9 +12,13 @@ request shape. This module knows nothing about HTTP, nor how or where decodes ru
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -23,17 +27,26 @@ from embellama.backends.inprocess import InProcessBackend
 from embellama.backends.pool import WorkerPool
 from embellama.batching.scheduler import QueueLimits, Scheduled, Scheduler
 from embellama.cache import EmbeddingCache, ModelTag
-from embellama.config import ModelConfig, Pooling, Truncation
-from embellama.errors import ConfigError, InputError, NoWorkerError, PoisonInputError
+from embellama.config import ModelConfig, ModelKind, Pooling, Truncation
+from embellama.errors import (
+    ConfigError,
+    InputError,
+    NoWorkerError,
+    PoisonInputError,
+    WrongModelKindError,
+)
 from embellama.inputs import InputItem
 from embellama.model.backend import TokenIds
 from embellama.model.loaded import LoadedModel, ModelInfo
 from embellama.model.tokenizer import Chunking, TokenizedInput
 from embellama.prompts import InputType, Prompts, resolve_prompts
-from embellama.results import EmbeddingResult, Timings
+from embellama.results import EmbeddingResult, RerankHit, RerankResult, Timings
 from embellama.vectors import Matrix, check_dimensions, finish, resolve_normalization
 
-__all__ = ["EmbedOptions", "FileStamp", "ServedModel", "ServiceLimits"]
+__all__ = ["EmbedOptions", "FileStamp", "RerankOptions", "ServedModel", "ServiceLimits"]
+
+T = TypeVar("T")
+_log = logging.getLogger("embellama.pipeline")
 
 # Tokenizing more than this many characters (or token ids) moves off the event loop:
 # measured ~1 ms per 10 kB of text, so the loop never stalls for more than a few ms.
@@ -83,6 +96,30 @@ class EmbedOptions:
 
 
 @dataclass(frozen=True)
+class RerankOptions:
+    top_n: int | None = None
+    # A pair over the context: cut the document's end ("end", the default, as Cohere and
+    # Jina do) or refuse the request ("none"). The query is never cut.
+    truncate: Truncation = Truncation.END
+    max_tokens_per_doc: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.truncate not in (Truncation.NONE, Truncation.END):
+            raise InputError(
+                f"truncate={self.truncate.value!r} does not apply to rerank; a pair is cut "
+                "at the document's end (true/'end') or refused (false/'none')",
+                param="truncate",
+            )
+        if self.top_n is not None and self.top_n < 1:
+            raise InputError(f"top_n must be >= 1, got {self.top_n}", param="top_n")
+        if self.max_tokens_per_doc is not None and self.max_tokens_per_doc < 1:
+            raise InputError(
+                f"max_tokens_per_doc must be >= 1, got {self.max_tokens_per_doc}",
+                param="max_tokens_per_doc",
+            )
+
+
+@dataclass(frozen=True)
 class FileStamp:
     """Size and mtime of a model file: a file replaced in place changes one of them."""
 
@@ -111,6 +148,14 @@ class ServedModel:
         in_process = limits.workers == 0
         # Worker processes hold the weights; this process then needs only the vocabulary.
         self.model = LoadedModel(config, inference=in_process)
+        if not self.model.verified:
+            _log.warning(
+                "serving %r: architecture %r is not verified against its reference "
+                "implementation (allowed by --allow-unverified-architecture); check its "
+                "vectors before relying on them",
+                self.model.name,
+                self.model.header.architecture,
+            )
         self.stamp = FileStamp.of(config)
         self.cache_tag = ModelTag.of(
             str(config.path.resolve()), self.stamp.size, self.stamp.mtime_ns, self.pooling.value
@@ -138,6 +183,24 @@ class ServedModel:
     def pooling(self) -> Pooling:
         return self.model.pooling
 
+    @property
+    def kind(self) -> ModelKind:
+        return self.model.kind
+
+    def require(self, kind: ModelKind) -> None:
+        """Refuse a call the model cannot answer, naming what the model is."""
+        if self.kind is kind:
+            return
+        if self.kind is ModelKind.RERANK:
+            raise WrongModelKindError(
+                f"model {self.name!r} is a reranker (cross-encoder): it scores query-document "
+                "pairs at /v1/rerank and does not embed texts"
+            )
+        raise WrongModelKindError(
+            f"model {self.name!r} is an embedding model: it has no classifier head to score "
+            "pairs; rerank with a cross-encoder model"
+        )
+
     def info(self, *, with_sha256: bool = False) -> ModelInfo:
         return self.model.info(with_sha256=with_sha256)
 
@@ -160,6 +223,7 @@ class ServedModel:
     # -- the pipeline -----------------------------------------------------------------
 
     async def embed(self, items: list[InputItem], options: EmbedOptions) -> EmbeddingResult:
+        self.require(ModelKind.EMBEDDING)
         if self.pooling is Pooling.NONE:
             raise ConfigError(
                 f"model {self.name!r} is configured with pooling 'none'; use embed_per_token"
@@ -217,6 +281,51 @@ class ServedModel:
             prefix=prefix,
         )
 
+    async def rerank(
+        self, query: str, documents: list[str], options: RerankOptions
+    ) -> RerankResult:
+        """Score every (query, document) pair through the same scheduler as embeddings:
+        pairs pack by token budget with other requests' work, in any worker."""
+        self.require(ModelKind.RERANK)
+        if not documents:
+            raise InputError("documents must not be empty", param="documents")
+        started = time.perf_counter()
+        pairs = await self._off_loop_if_large(
+            len(query) * len(documents) + sum(map(len, documents)),
+            self.model.tokenizer.prepare_pairs,
+            query,
+            documents,
+            options.truncate,
+            options.max_tokens_per_doc,
+        )
+        tokenized = time.perf_counter()
+        scheduled = await self._schedule([pair.ids for pair in pairs], Pooling.RANK)
+        finished = time.perf_counter()
+        logits = [float(scores[0, 0]) for scores in scheduled.outputs]
+        order = sorted(range(len(pairs)), key=lambda i: -logits[i])  # stable: ties by index
+        hits = tuple(
+            RerankHit(
+                index=i,
+                relevance_score=_sigmoid(logits[i]),
+                logit=logits[i],
+                document=documents[i],
+                tokens=len(pairs[i].ids),
+                truncated=pairs[i].truncated,
+            )
+            for i in order[: options.top_n]
+        )
+        return RerankResult(
+            model=self.name,
+            hits=hits,
+            total_tokens=sum(len(pair.ids) for pair in pairs),
+            timings=Timings(
+                tokenize=tokenized - started,
+                queue=scheduled.queue_seconds,
+                inference=scheduled.inference_seconds,
+                postprocess=time.perf_counter() - finished,
+            ),
+        )
+
     def prefix_for(self, options: EmbedOptions) -> str | None:
         """None: no input_type asked; "": asked, but this model has no such prefix."""
         if options.input_type is None:
@@ -226,6 +335,7 @@ class ServedModel:
         return self.prompts.prefix(options.input_type, options.instruction)
 
     async def embed_per_token(self, items: list[InputItem], truncate: Truncation) -> list[Matrix]:
+        self.require(ModelKind.EMBEDDING)
         if truncate is Truncation.CHUNK:
             raise InputError(
                 "truncate='chunk' averages windows into one vector; per-token output takes "
@@ -242,6 +352,7 @@ class ServedModel:
         Returns the matrices and each input's token count; `max_tokens` bounds the total
         so one request cannot ask for an unbounded response.
         """
+        self.require(ModelKind.EMBEDDING)
         if options.truncate is Truncation.CHUNK:
             return await self.embed_per_token(items, options.truncate), ()  # refused there
         check_dimensions(options.dimensions, self.model.dimensions)
@@ -265,10 +376,16 @@ class ServedModel:
         prefix: str = "",
         chunking: Chunking | None = None,
     ) -> list[TokenizedInput]:
-        prepare = self.model.tokenizer.prepare
-        if sum(len(item) for item in items) > OFF_LOOP_TOKENIZE_SIZE:
-            return await asyncio.to_thread(prepare, items, truncate, prefix, chunking)
-        return prepare(items, truncate, prefix, chunking)
+        size = sum(len(item) for item in items)
+        return await self._off_loop_if_large(
+            size, self.model.tokenizer.prepare, items, truncate, prefix, chunking
+        )
+
+    @staticmethod
+    async def _off_loop_if_large(size: int, function: Callable[..., T], *args: Any) -> T:
+        if size > OFF_LOOP_TOKENIZE_SIZE:
+            return await asyncio.to_thread(function, *args)
+        return function(*args)
 
     async def _schedule(
         self, sequences: list[TokenIds], pooling: Pooling, positions: list[int] | None = None
@@ -285,6 +402,14 @@ class ServedModel:
             index = positions[exc.index]
             message = str(exc).replace(f"input[{exc.index}]", f"input[{index}]", 1)
             raise PoisonInputError(message, index=index) from None
+
+
+def _sigmoid(logit: float) -> float:
+    """Without overflow for large |logit| (math.exp(800) raises)."""
+    if logit >= 0:
+        return 1.0 / (1.0 + math.exp(-logit))
+    z = math.exp(logit)
+    return z / (1.0 + z)
 
 
 def _combine_windows(

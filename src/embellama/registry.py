@@ -68,8 +68,13 @@ class ModelRegistry(Generic[M]):
         self._names = {k: v for k, v in self._names.items() if v != model.name}
         return model
 
-    def resolve(self, name: str | None) -> M:
-        """`None` (no model named by the caller) means the default: the first loaded."""
+    def resolve(self, name: str | None, prefer: Callable[[M], bool] | None = None) -> M:
+        """`None` (no model named by the caller) means the default: the first loaded one
+        that `prefer` accepts (a reranker for a rerank call), else the first loaded."""
+        if name is None and prefer is not None:
+            for model in self._models.values():
+                if prefer(model):
+                    return model
         key = next(iter(self._models), None) if name is None else self._names.get(name)
         if key is None:
             raise ModelNotFoundError(name or "(default)", sorted(self._names))

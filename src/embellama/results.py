@@ -1,4 +1,4 @@
-"""The one result shape every embedding call returns.
+"""The result shapes of embedding and rerank calls.
 
 Vectors are always a `(n, dim)` float32 matrix in input order; the single-string
 convenience of `EmbeddingEngine.embed` is applied by the engine, not here.
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from embellama.vectors import Matrix
 
-__all__ = ["EmbeddingResult", "Timings"]
+__all__ = ["EmbeddingResult", "RerankHit", "RerankResult", "Timings"]
 
 
 @dataclass(frozen=True)
@@ -60,3 +60,30 @@ class EmbeddingResult:
 
     def __len__(self) -> int:
         return len(self.token_counts)
+
+
+@dataclass(frozen=True)
+class RerankHit:
+    """One document's score. `relevance_score` is the sigmoid of the classifier's logit,
+    what sentence-transformers' `CrossEncoder.predict` returns for a one-logit head."""
+
+    index: int
+    relevance_score: float
+    logit: float
+    document: str
+    tokens: int
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    """Hits sorted by score, best first (ties keep input order), cut to `top_n`."""
+
+    model: str
+    hits: tuple[RerankHit, ...]
+    # Tokens of every scored pair, including those `top_n` left out.
+    total_tokens: int
+    timings: Timings
+
+    def __len__(self) -> int:
+        return len(self.hits)

@@ -71,7 +71,9 @@ def test_two_models_each_give_their_own_vectors(
         EmbeddingEngine.from_path(minilm_gguf, pooling=Pooling.CLS) as cls,
     ):
         assert_batch_invariant(_embed(server, "mean-model"), mean.embed("two models at once"))
-        assert_batch_invariant(_embed(server, "text-embedding-3-small"), mean.embed("two models at once"))
+        assert_batch_invariant(
+            _embed(server, "text-embedding-3-small"), mean.embed("two models at once")
+        )
         assert_batch_invariant(_embed(server, "second-model"), cls.embed("two models at once"))
     names = sorted(m["id"] for m in httpx.get(server.url + "/v1/models").json()["data"])
     assert names == ["mean-model", "second-model", "text-embedding-3-small"]
@@ -185,7 +187,9 @@ def test_reload_under_load_loses_nothing(
     assert results and set(results) == {200}, sorted(set(results))
     assert len(results) > 20
     with EmbeddingEngine.from_path(minilm_gguf, pooling=Pooling.MAX) as max_pooled:
-        assert_batch_invariant(_embed(server, "second-model"), max_pooled.embed("two models at once"))
+        assert_batch_invariant(
+            _embed(server, "second-model"), max_pooled.embed("two models at once")
+        )
     assert "reload on SIGHUP rejected" in server.log()
 
 

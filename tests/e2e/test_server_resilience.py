@@ -146,9 +146,7 @@ def test_sigterm_under_load_finishes_accepted_requests(
         assert isinstance(failure, httpx.ConnectError), failure  # never accepted
 
 
-def test_poison_input_is_refused_not_retried_forever(
-    minilm_gguf: Path, server_logs: Path
-) -> None:
+def test_poison_input_is_refused_not_retried_forever(minilm_gguf: Path, server_logs: Path) -> None:
     """An input that crashes the worker twice gets a non-retryable 400 naming it; sent
     again, it is refused without crashing anything, and everyone else is served."""
     marker = 4242  # any id in the vocabulary; the test hook aborts the worker on it
@@ -176,9 +174,7 @@ def test_poison_input_is_refused_not_retried_forever(
 
 def _metric_lines(server: ServerProcess, value: float) -> str:
     text = httpx.get(server.url + "/metrics").text
-    return "\n".join(
-        line.split("{")[0] for line in text.splitlines() if line.endswith(f" {value}")
-    )
+    return "\n".join(line.split("{")[0] for line in text.splitlines() if line.endswith(f" {value}"))
 
 
 def _restarts(server: ServerProcess) -> int:

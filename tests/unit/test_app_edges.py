@@ -51,7 +51,7 @@ def test_unexpected_error_is_a_500_with_request_id_logged_once(
     def broken(name: str | None) -> None:
         raise RuntimeError("injected fault")
 
-    state.resolve = broken  # type: ignore[method-assign,assignment]
+    state.embedder = broken  # type: ignore[method-assign,assignment]
 
     async def call() -> httpx.Response:
         transport = httpx.ASGITransport(app=create_app(state), raise_app_exceptions=True)

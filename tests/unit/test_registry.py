@@ -27,7 +27,9 @@ class Fake:
 
 
 def cfg(name: str, *aliases: str, pooling: Pooling | None = None) -> ModelConfig:
-    return ModelConfig(path=Path(f"/models/{name}.gguf"), name=name, aliases=aliases, pooling=pooling)
+    return ModelConfig(
+        path=Path(f"/models/{name}.gguf"), name=name, aliases=aliases, pooling=pooling
+    )
 
 
 def test_names_aliases_and_default() -> None:

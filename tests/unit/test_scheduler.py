@@ -134,9 +134,9 @@ def test_a_failing_input_is_retried_alone_and_fails_only_its_request() -> None:
 
 def test_an_input_that_crashes_twice_is_refused_from_then_on() -> None:
     runner = FakeRunner(
-        lambda job: WorkerCrashedError("died")
-        if any(s[0] == POISON for s in job.sequences)
-        else None
+        lambda job: (
+            WorkerCrashedError("died") if any(s[0] == POISON for s in job.sequences) else None
+        )
     )
 
     async def body(scheduler: Scheduler) -> tuple[BaseException, BaseException, Scheduled, int]:

@@ -62,7 +62,7 @@ def run_job(model: LoadedModel, job: DecodeJob) -> DecodeDone | DecodeFailed:
     started = time.perf_counter()
     try:
         outputs = model.decode(job.sequences)
-        if job.pooling is Pooling.NONE:
+        if job.pooling in (Pooling.NONE, Pooling.RANK):  # per token; a reranker's scores
             vectors: Any = outputs
         else:
             vectors = np.stack([pool(tokens, job.pooling) for tokens in outputs])

@@ -6,6 +6,9 @@ import argparse
 import json
 from typing import Any
 
+from embellama.config import ModelKind
+from embellama.errors import ModelFileError
+from embellama.model.architectures import check_architecture, model_kind
 from embellama.model.gguf import file_sha256, read_gguf_info
 from embellama.model.loaded import default_pooling
 
@@ -21,13 +24,22 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     info = read_gguf_info(args.path)
+    kind = model_kind(info)
+    verdict = "verified"
+    try:
+        if not check_architecture(info, kind, allow_unverified=True):
+            verdict = "unverified (serve with --allow-unverified-architecture)"
+    except ModelFileError as exc:
+        verdict = f"refused: {exc}"
     facts = {
         "path": str(info.path),
         "architecture": info.architecture,
+        "kind": kind.value,
+        "support": verdict,
         "name": info.name,
         "dimensions": info.n_embd,
         "context_length": info.context_length,
-        "pooling": default_pooling(info).value,
+        "pooling": "rank" if kind is ModelKind.RERANK else default_pooling(info).value,
         "pooling_in_header": info.pooling_type,
         "causal_attention": info.causal_attention,
         "tokenizer": info.tokenizer_model,

@@ -19,6 +19,7 @@ from embellama.config import (
     DEFAULT_MAX_BATCH_TOKENS,
     BatchingConfig,
     ModelConfig,
+    ModelKind,
     Normalization,
     Pooling,
 )
@@ -44,6 +45,8 @@ class Option:
     parse: Callable[[str], Any] = str
     choices: Sequence[str] | None = None
     multiple: bool = False
+    # A flag without a value (`--allow-unverified-architecture`); true/false elsewhere.
+    switch: bool = False
 
     @property
     def dest(self) -> str:
@@ -106,10 +109,24 @@ MODEL_OPTIONS = (
     ),
     Option("model-alias", "Another name the model answers to; repeat for several.", multiple=True),
     Option(
+        "model-kind",
+        "What the file must be: 'embedding' or 'rerank' (a cross-encoder). Default: "
+        "whatever it is; a mismatch fails the load.",
+        choices=[k.value for k in ModelKind],
+    ),
+    Option(
+        "allow-unverified-architecture",
+        "Serve an architecture that no test here compares with its reference "
+        "implementation (README: Verified architectures); logs a warning.",
+        default=False,
+        parse=_boolean,
+        switch=True,
+    ),
+    Option(
         "pooling",
         "Override the GGUF header's pooling (default: the header's; decoders "
         "without one use the last token).",
-        choices=[p.value for p in Pooling],
+        choices=[p.value for p in Pooling if p is not Pooling.RANK],
     ),
     Option(
         "normalization",
@@ -324,6 +341,12 @@ SERVER_OPTIONS = (
 def add_options(parser: argparse.ArgumentParser, options: Sequence[Option], title: str) -> None:
     group = parser.add_argument_group(title)
     for option in options:
+        help = f"{option.help} [env: {option.env}]"
+        if option.switch:
+            group.add_argument(
+                f"--{option.flag}", dest=option.dest, action="store_const", const=True, help=help
+            )
+            continue
         group.add_argument(
             f"--{option.flag}",
             dest=option.dest,
@@ -331,7 +354,7 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option], titl
             choices=option.choices,
             action="append" if option.multiple else "store",
             default=None,
-            help=f"{option.help} [env: {option.env}]",
+            help=help,
         )
 
 
@@ -393,6 +416,8 @@ def model_config_from(values: Mapping[str, Any], *, workers: int = 1) -> ModelCo
         document_prefix=values["document_prefix"],
         instruction_template=_unescape(values["instruction_template"]),
         add_eos=values["add_eos"],
+        kind=ModelKind.parse(values["model_kind"]) if values["model_kind"] else None,
+        allow_unverified_architecture=values["allow_unverified_architecture"],
     )
 
 

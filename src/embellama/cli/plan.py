@@ -167,6 +167,8 @@ def _check_json_type(option: Option, value: object, where: str) -> None:
     if option.multiple:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         expected = "a list of strings"
+    elif option.parse.__name__ == "_boolean":
+        ok, expected = isinstance(value, bool), "true or false"
     elif option.parse in (str, Path) or option.choices:
         ok, expected = isinstance(value, str), "a string"
     elif kind is float or option.parse.__name__.endswith("float"):

@@ -92,6 +92,9 @@ class BackendParams:
     # Load only the vocabulary and hyperparameters: enough to tokenize and validate,
     # in a process that must not pay for (or crash with) the weights.
     vocab_only: bool = False
+    # A cross-encoder: contexts pool with llama.cpp's rank pooling (classifier head on
+    # the first token), and decode returns one score row per sequence.
+    rank: bool = False
 
 
 class LlamaBackend:
@@ -109,6 +112,7 @@ class LlamaBackend:
         self.n_embd = int(llama_cpp.llama_model_n_embd_out(self._model))
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
+        self.n_cls_out = int(llama_cpp.llama_model_n_cls_out(self._model))
         self._batch = _NativeBatch(params.n_ctx)
         self._closed = False
 
@@ -157,7 +161,9 @@ class LlamaBackend:
         ctx_params.n_threads = params.n_threads
         ctx_params.n_threads_batch = params.n_threads
         ctx_params.embeddings = True
-        ctx_params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_NONE
+        ctx_params.pooling_type = (
+            llama_cpp.LLAMA_POOLING_TYPE_RANK if params.rank else llama_cpp.LLAMA_POOLING_TYPE_NONE
+        )
         ctx_params.kv_unified = True
         ctx = llama_cpp.llama_init_from_model(self._model, ctx_params)
         if not ctx:
@@ -173,6 +179,28 @@ class LlamaBackend:
     @property
     def eos_token(self) -> int:
         return int(llama_cpp.llama_vocab_eos(self._vocab))
+
+    def pair_specials(self) -> tuple[list[int], list[int], list[int]]:
+        """Special ids around a query-document pair, as llama.cpp's server builds it:
+        `[BOS] query [EOS] [SEP] document [EOS]`, each part present only if the
+        vocabulary adds it (BERT: [CLS] q [SEP] d [SEP]; XLM-R: <s> q </s></s> d </s>)."""
+        vocab = self._vocab
+        bos = (
+            [int(llama_cpp.llama_vocab_bos(vocab))]
+            if llama_cpp.llama_vocab_get_add_bos(vocab)
+            else []
+        )
+        eos = (
+            [int(llama_cpp.llama_vocab_eos(vocab))]
+            if llama_cpp.llama_vocab_get_add_eos(vocab)
+            else []
+        )
+        sep = (
+            [int(llama_cpp.llama_vocab_sep(vocab))]
+            if llama_cpp.llama_vocab_get_add_sep(vocab)
+            else []
+        )
+        return bos, eos + sep, eos
 
     @property
     def adds_trailing_special(self) -> bool:
@@ -238,12 +266,20 @@ class LlamaBackend:
         status = llama_cpp.llama_decode(ctx, self._batch.struct)
         if status != 0:
             raise InferenceError(f"llama_decode failed with status {status}")
+        if self.params.rank:
+            return [self._scores(ctx, seq) for seq in range(len(sequences))]
         pointer = llama_cpp.llama_get_embeddings(ctx)
         if not pointer:
             raise InferenceError("llama.cpp returned no embeddings")
         outputs = np.ctypeslib.as_array(pointer, shape=(n_tokens, self.n_embd)).copy()
         bounds = np.cumsum([len(seq) for seq in sequences])[:-1]
         return np.split(outputs, bounds)
+
+    def _scores(self, ctx: llama_cpp.llama_context_p, seq: int) -> npt.NDArray[np.float32]:
+        pointer = llama_cpp.llama_get_embeddings_seq(ctx, seq)
+        if not pointer:
+            raise InferenceError("llama.cpp returned no score for a sequence")
+        return np.ctypeslib.as_array(pointer, shape=(1, self.n_cls_out)).copy()
 
     def close(self) -> None:
         """Free native memory now rather than whenever the garbage collector runs."""

@@ -103,6 +103,17 @@ class GGUFInfo:
     # sentence-transformers Dense layers after pooling (embeddinggemma's 2_Dense/3_Dense),
     # written by the converter's --sentence-transformers-dense-modules.
     post_pooling_dense: bool = False
+    # A classifier head (`cls.output.*`): the file is a cross-encoder, scored with rank
+    # pooling. `classifier_dense` is the head's first layer (`cls.*`, XLM-R's
+    # classifier.dense); a BERT cross-encoder's pooler is dropped by the converter, so
+    # its head arrives without one and llama.cpp would score it wrongly.
+    classifier_head: bool = False
+    classifier_dense: bool = False
+    classifier_outputs: int = 0
+    # Token types the embedding table knows; llama.cpp gives every token type 0.
+    token_type_count: int = 1
+    # A prompt template for pairs (`tokenizer.chat_template.rerank`), as Qwen3 rerankers have.
+    rerank_template: bool = False
 
 
 def read_gguf_info(path: str | Path) -> GGUFInfo:
@@ -197,7 +208,15 @@ def _parse(path: Path, size: int, reader: _Reader) -> GGUFInfo:
         metadata[key] = reader.value(reader.scalar("I"))
     names = _check_tensor_extents(path, size, reader, n_tensors, metadata)
     info = _describe(path, size, version, n_tensors, metadata)
-    return replace(info, post_pooling_dense=any(n.startswith(_DENSE_PREFIXES) for n in names))
+    labels = metadata.get(f"{info.architecture}.classifier.output_labels")
+    head = "cls.output.weight" in names
+    return replace(
+        info,
+        post_pooling_dense=any(n.startswith(_DENSE_PREFIXES) for n in names),
+        classifier_head=head,
+        classifier_dense="cls.weight" in names,
+        classifier_outputs=(len(labels) if labels else 1) if head else 0,
+    )
 
 
 def _check_tensor_extents(
@@ -261,5 +280,7 @@ def _describe(
         vocab_size=len(tokens) if tokens is not None else 0,
         n_tensors=n_tensors,
         has_byte_tokens=isinstance(tokens, list) and "<0x0A>" in tokens and "<0xFF>" in tokens,
+        token_type_count=int(metadata.get("tokenizer.ggml.token_type_count", 1)),
+        rerank_template="tokenizer.chat_template.rerank" in metadata,
         metadata={k: v for k, v in metadata.items() if not isinstance(v, (list, _ArraySummary))},
     )

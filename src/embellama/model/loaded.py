@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from embellama.config import ModelConfig, Normalization, Pooling
+from embellama.config import ModelConfig, ModelKind, Normalization, Pooling
 from embellama.errors import ConfigError, ModelFileError, ModelNotFoundError
+from embellama.model.architectures import check_architecture, model_kind
 from embellama.model.backend import (
     FLASH_ATTENTION_TILE,
     BackendParams,
@@ -45,6 +46,9 @@ class ModelInfo:
     vocab_size: int
     n_threads: int
     n_gpu_layers: int
+    kind: ModelKind = ModelKind.EMBEDDING
+    # Compared with its reference implementation by a test here (architectures.py).
+    verified: bool = True
 
 
 def default_pooling(info: GGUFInfo) -> Pooling:
@@ -85,7 +89,16 @@ class LoadedModel:
                 "llama.cpp aborts the process on any character outside such a vocabulary"
             )
         self.limit = self._context_limit(config, self.header)
-        self.pooling = config.pooling or default_pooling(self.header)
+        self.kind = model_kind(self.header)
+        if config.kind is not None and config.kind is not self.kind:
+            raise ModelFileError(
+                f"{config.path} is a {self.kind.value} model, but its configuration says "
+                f"kind = {config.kind.value!r}"
+            )
+        self.verified = check_architecture(
+            self.header, self.kind, allow_unverified=config.allow_unverified_architecture
+        )
+        self.pooling = self._pooling(config, self.header, self.kind)
         _check_dense_commutes(self.header, self.pooling)
         batching = config.batching
         self._backend = LlamaBackend(
@@ -97,6 +110,7 @@ class LoadedModel:
                 n_gpu_layers=config.n_gpu_layers,
                 vocab_only=not inference,
                 causal=self.header.causal_attention,
+                rank=self.kind is ModelKind.RERANK,
             )
         )
         self.tokenizer = Tokenizer(self._backend, self.limit, config.add_eos)
@@ -104,6 +118,17 @@ class LoadedModel:
         self.dimensions = self._backend.n_embd or self.header.n_embd
         self._lock = threading.Lock()
         self._closed = False
+
+    @staticmethod
+    def _pooling(config: ModelConfig, header: GGUFInfo, kind: ModelKind) -> Pooling:
+        if kind is ModelKind.EMBEDDING:
+            return config.pooling or default_pooling(header)
+        if config.pooling is not None:
+            raise ConfigError(
+                f"{config.path} is a reranker: it scores pairs with its classifier head, "
+                f"so pooling={config.pooling.value!r} does not apply"
+            )
+        return Pooling.RANK
 
     @staticmethod
     def _context_limit(config: ModelConfig, header: GGUFInfo) -> int:
@@ -133,10 +158,13 @@ class LoadedModel:
             vocab_size=self.tokenizer.vocab_size,
             n_threads=self.config.resolved_threads,
             n_gpu_layers=self.config.n_gpu_layers,
+            kind=self.kind,
+            verified=self.verified,
         )
 
     def decode(self, sequences: Sequence[TokenIds]) -> list[Matrix]:
-        """Per-token outputs of one decode over `sequences`, in the order given.
+        """Per-token outputs of one decode over `sequences`, in the order given; for a
+        reranker, each sequence's classifier output `(1, n_outputs)` instead.
 
         The lock serializes decodes on the one native context; the caller packed the
         batch to fit it (an input of up to the context length always fits alone).

@@ -87,6 +87,72 @@ class Tokenizer:
             for index, item in enumerate(prepared)
         ]
 
+    def prepare_pairs(
+        self,
+        query: str,
+        documents: Sequence[str],
+        truncation: Truncation,
+        max_document_tokens: int | None = None,
+    ) -> list[TokenizedInput]:
+        """One cross-encoder input per document: `[BOS] query [EOS][SEP] document [EOS]`.
+
+        Both halves are tokenized without special-token parsing, so a document that
+        contains "</s>" cannot end its segment early. A pair over the context loses
+        tokens from the document's end (never the query's) when `truncation` allows,
+        and `max_document_tokens` cuts every document first (Cohere's max_tokens_per_doc).
+        """
+        if not query:
+            raise EmptyInputError("the query is an empty string", param="query")
+        bos, middle, end = self._backend.pair_specials()
+        query_ids = self._encode_part(query, "the query", "query")
+        head = np.asarray([*bos, *query_ids, *middle], np.int32)
+        tail = np.asarray(end, np.int32)
+        room = self.limit - len(head) - len(tail)
+        if room < 1:
+            raise InputTooLongError(
+                index=None,
+                n_tokens=len(head) + len(tail),
+                limit=self.limit,
+                message=f"the query takes {len(head) + len(tail)} tokens with the pair's "
+                f"special tokens, leaving no room for a document in the model's limit "
+                f"of {self.limit}",
+                param="query",
+            )
+        pairs = []
+        for index, document in enumerate(documents):
+            where = f"documents[{index}]"
+            if not document:
+                raise EmptyInputError(f"document {index} is an empty string", param=where)
+            body = self._encode_part(document, f"document {index}", where)
+            cut = max_document_tokens is not None and len(body) > max_document_tokens
+            if cut:
+                body = body[:max_document_tokens]
+            if len(body) > room:
+                if truncation is Truncation.NONE:
+                    raise InputTooLongError(
+                        index=None,
+                        n_tokens=len(head) + len(body) + len(tail),
+                        limit=self.limit,
+                        message=f"document {index} with the query takes "
+                        f"{len(head) + len(body) + len(tail)} tokens, more than the model's "
+                        f"limit of {self.limit}; shorten it or pass truncate=true (cuts "
+                        "the document's end)",
+                        param=where,
+                    )
+                body, cut = body[:room], True
+            pairs.append(TokenizedInput(np.concatenate([head, body, tail]), truncated=cut))
+        return pairs
+
+    def _encode_part(self, text: str, name: str, param: str) -> TokenIds:
+        """One half of a pair, without specials; an unencodable text names its field."""
+        try:
+            return self._backend.tokenize(text.encode("utf-8"), add_special=False)
+        except UnicodeEncodeError as exc:
+            raise InvalidTextError(
+                f"{name} is not valid Unicode text (character {exc.start}: {exc.reason})",
+                param=param,
+            ) from exc
+
     def _prefix_length(self, prefix: str) -> int:
         """Tokens of a prefix alone; a model has a handful, so each is tokenized once."""
         if not prefix:

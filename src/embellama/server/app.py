@@ -31,6 +31,7 @@ from embellama.server.routes.docs import docs, docs_asset, openapi
 from embellama.server.routes.embeddings import create_embeddings
 from embellama.server.routes.health import health, info, metrics, ready
 from embellama.server.routes.models import get_model, list_models
+from embellama.server.routes.rerank import rerank
 from embellama.server.routes.tokens import detokenize, tokenize
 from embellama.server.security import SecurityMiddleware
 from embellama.server.state import ServerState
@@ -86,6 +87,10 @@ def create_app(state: ServerState) -> Starlette:
     routes = [
         Route("/v1/embeddings", create_embeddings, methods=["POST"]),
         Route("/embeddings", create_embeddings, methods=["POST"]),
+        *(
+            Route(path, rerank, methods=["POST"])
+            for path in ("/v1/rerank", "/rerank", "/v1/reranking", "/reranking", "/v2/rerank")
+        ),
         Route("/tokenize", tokenize, methods=["POST"]),
         Route("/detokenize", detokenize, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),

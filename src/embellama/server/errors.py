@@ -45,6 +45,7 @@ _TABLE: list[tuple[type[errors.EmbellamaError], int, str, str | None]] = [
     (errors.InvalidDimensionsError, 400, "invalid_request_error", "invalid_dimensions"),
     (errors.InvalidTokenError, 400, "invalid_request_error", "invalid_token_id"),
     (errors.PoisonInputError, 400, "invalid_request_error", "input_crashed_worker"),
+    (errors.WrongModelKindError, 400, "invalid_request_error", "wrong_model_kind"),
     (errors.InputError, 400, "invalid_request_error", "invalid_input"),
     (errors.ConfigError, 400, "invalid_request_error", "invalid_value"),
     (errors.ModelFileError, 400, "invalid_request_error", "invalid_model_file"),
@@ -74,6 +75,8 @@ def _param_for(exc: errors.EmbellamaError) -> str | None:
     if isinstance(exc, errors.InvalidDimensionsError):
         return "dimensions"
     if isinstance(exc, errors.InputError):
+        if exc.param is not None:
+            return exc.param
         return "input" if exc.index is None else f"input[{exc.index}]"
     if isinstance(exc, errors.ConfigError):
         return getattr(exc, "param", None)

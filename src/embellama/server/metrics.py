@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from embellama.backends.base import WorkerStatus
 from embellama.cache import EmbeddingCache
-from embellama.results import EmbeddingResult
+from embellama.results import EmbeddingResult, RerankResult
 
 __all__ = ["Metrics", "ServiceView"]
 
@@ -28,6 +28,11 @@ _ROUTES = frozenset(
         "/embeddings",
         "/tokenize",
         "/detokenize",
+        "/v1/rerank",
+        "/rerank",
+        "/v1/reranking",
+        "/reranking",
+        "/v2/rerank",
         "/v1/models",
         "/health",
         "/ready",
@@ -163,8 +168,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.inputs = Counter("embellama_inputs", "Inputs embedded.", ["model"], registry=r)
-        self.tokens = Counter("embellama_tokens", "Tokens embedded.", ["model"], registry=r)
+        self.inputs = Counter(
+            "embellama_inputs", "Inputs embedded, or pairs scored.", ["model"], registry=r
+        )
+        self.tokens = Counter(
+            "embellama_tokens", "Tokens embedded or scored.", ["model"], registry=r
+        )
         self.batch_size = Histogram(
             "embellama_batch_size",
             "Inputs per llama.cpp decode.",
@@ -186,12 +195,13 @@ class Metrics:
         r.register(_LiveState(views))
         r.register(_CacheState(cache))
 
-    def observe_result(self, result: EmbeddingResult) -> None:
+    def observe_result(self, result: EmbeddingResult | RerankResult, inputs: int = 0) -> None:
+        """An embedding result, or a rerank result with its `inputs` (pairs scored)."""
         timings, model = result.timings, result.model
         self.stage_seconds.labels("tokenize", model).observe(timings.tokenize)
         self.stage_seconds.labels("queue", model).observe(timings.queue)
         self.stage_seconds.labels("inference", model).observe(timings.inference)
-        self.inputs.labels(model).inc(len(result))
+        self.inputs.labels(model).inc(inputs or len(result))
         self.tokens.labels(model).inc(result.total_tokens)
 
     def observe_request(self, path: str, status: int, model: str, seconds: float) -> None:

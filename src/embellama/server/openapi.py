@@ -214,6 +214,78 @@ _SCHEMAS: dict[str, Schema] = {
             "model": {"type": "string"},
         },
     },
+    "RerankRequest": {
+        "type": "object",
+        "required": ["query", "documents"],
+        "properties": {
+            "query": {"type": "string"},
+            "documents": {
+                "description": "Strings, or objects with `text` (llama-server also sends "
+                "`texts`, accepted in its place).",
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "oneOf": [
+                        {"type": "string"},
+                        {
+                            "type": "object",
+                            "required": ["text"],
+                            "properties": {"text": {"type": "string"}},
+                        },
+                    ]
+                },
+            },
+            "model": {"type": "string", "description": "Name or alias; default: first reranker."},
+            "top_n": {"type": "integer", "minimum": 1},
+            "return_documents": {"type": "boolean"},
+            "max_tokens_per_doc": {"type": "integer", "minimum": 1},
+            "raw_scores": {
+                "type": "boolean",
+                "description": "Extension: the classifier's logit instead of its sigmoid.",
+            },
+            "truncate": {
+                "description": "Extension: a pair over the context loses the document's end "
+                "(true, default) or is refused (false). The query is never cut.",
+                "oneOf": [{"type": "boolean"}, {"enum": ["none", "end"]}],
+            },
+        },
+    },
+    "RerankResponse": {
+        "type": "object",
+        "required": ["id", "model", "results", "usage"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "list"},
+            "model": {"type": "string"},
+            "results": {
+                "description": "Sorted by relevance_score, best first; top_n of them.",
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["index", "relevance_score"],
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "relevance_score": {"type": "number"},
+                        "document": {
+                            "type": "object",
+                            "required": ["text"],
+                            "properties": {"text": {"type": "string"}},
+                        },
+                        "truncated": {"const": True},
+                    },
+                },
+            },
+            "usage": {
+                "type": "object",
+                "required": ["prompt_tokens", "total_tokens"],
+                "properties": {
+                    "prompt_tokens": {"type": "integer"},
+                    "total_tokens": {"type": "integer"},
+                },
+            },
+            "meta": {"type": "object"},
+        },
+    },
     "ModelCard": {
         "type": "object",
         "required": ["id", "object", "created", "owned_by"],
@@ -226,6 +298,9 @@ _SCHEMAS: dict[str, Schema] = {
             "aliases": {"type": "array", "items": {"type": "string"}},
             "dimensions": {"type": "integer"},
             "context_length": {"type": "integer"},
+            "kind": {"enum": ["embedding", "rerank"]},
+            "architecture": {"type": "string"},
+            "verified": {"type": "boolean"},
             "pooling": {"type": "string"},
             "normalization": {"type": "string"},
             "prompts": {"type": ["object", "null"]},
@@ -254,6 +329,19 @@ def _embeddings() -> Schema:
     }
 
 
+def _rerank() -> Schema:
+    return {
+        "post": {
+            "summary": "Rerank documents against a query with a cross-encoder (Cohere/Jina shape)",
+            "requestBody": _body(_ref("RerankRequest")),
+            "responses": {
+                "200": _ok(_ref("RerankResponse")),
+                **_errors(*_COMMON, 404, 499, 503, 504),
+            },
+        }
+    }
+
+
 def _admin(method: str, summary: str, *, body: Schema | None = None) -> Schema:
     operation: Schema = {
         "summary": summary,
@@ -273,6 +361,10 @@ def _paths() -> dict[str, Schema]:
     return {
         "/v1/embeddings": _embeddings(),
         "/embeddings": _embeddings(),
+        **{
+            path: _rerank()
+            for path in ("/v1/rerank", "/rerank", "/v1/reranking", "/reranking", "/v2/rerank")
+        },
         "/tokenize": {
             "post": {
                 "summary": "Tokenize text (llama-server's shape)",

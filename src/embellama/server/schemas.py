@@ -20,10 +20,12 @@ from embellama.server.errors import ApiError
 __all__ = [
     "DetokenizeRequest",
     "EmbeddingsRequest",
+    "RerankRequest",
     "TokenizeRequest",
     "parse_detokenize_request",
     "parse_embeddings_request",
     "parse_json_object",
+    "parse_rerank_request",
     "parse_tokenize_request",
 ]
 
@@ -198,3 +200,83 @@ def parse_detokenize_request(body: dict[str, Any]) -> DetokenizeRequest:
     ):
         raise _bad("tokens", "'tokens' must be a list of token ids (integers)")
     return DetokenizeRequest(tokens=tokens, model=_optional_model(body))
+
+
+@dataclass(frozen=True)
+class RerankRequest:
+    """Cohere's and Jina's rerank body (llama-server's too: `texts` for `documents`)."""
+
+    query: str
+    documents: list[str]
+    model: str | None
+    top_n: int | None
+    return_documents: bool
+    raw_scores: bool
+    truncate: Truncation
+    max_tokens_per_doc: int | None
+
+
+def parse_rerank_request(body: dict[str, Any], *, max_documents: int) -> RerankRequest:
+    query = body.get("query")
+    if not isinstance(query, str):
+        raise ApiError(
+            400,
+            "'query' is a required property and must be a string",
+            param="query",
+            code="missing_required_parameter" if query is None else "invalid_value",
+        )
+    key = "documents" if "documents" in body or "texts" not in body else "texts"
+    return RerankRequest(
+        query=query,
+        documents=_documents(body.get(key), key, max_documents),
+        model=_optional_model(body),
+        top_n=_optional_positive(body, "top_n"),
+        return_documents=_flag(body, "return_documents", False),
+        raw_scores=_flag(body, "raw_scores", False),
+        truncate=_rerank_truncation(body.get("truncate")),
+        max_tokens_per_doc=_optional_positive(body, "max_tokens_per_doc"),
+    )
+
+
+def _documents(value: object, key: str, max_documents: int) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise ApiError(
+            400,
+            f"'{key}' must be a non-empty list of strings or of objects with 'text'",
+            param=key,
+            code="missing_required_parameter" if value is None else "invalid_value",
+        )
+    if len(value) > max_documents:
+        raise _bad(
+            key,
+            f"too many documents: {len(value)}; this server accepts at most {max_documents} "
+            "per request",
+        )
+    documents = []
+    for index, item in enumerate(value):
+        text = item.get("text") if isinstance(item, dict) else item
+        if not isinstance(text, str):
+            raise _bad(
+                f"{key}[{index}]",
+                f"document {index} must be a string or an object with a string 'text'",
+            )
+        documents.append(text)
+    return documents
+
+
+def _optional_positive(body: dict[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _bad(key, f"'{key}' must be a positive integer, got {value!r}")
+    return value
+
+
+def _rerank_truncation(value: object) -> Truncation:
+    """Default: cut the document's end, as Cohere and Jina do; false refuses instead."""
+    if value is None or value is True or value == "end":
+        return Truncation.END
+    if value is False or value == "none":
+        return Truncation.NONE
+    raise _bad("truncate", f"'truncate' must be true, false, 'end' or 'none', got {value!r}")

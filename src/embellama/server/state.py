@@ -103,6 +103,14 @@ class ServerState:
         """`None` (no `model` in the request) means the first model."""
         return self.engine.registry.resolve(name)
 
+    def embedder(self, name: str | None) -> ServedModel:
+        """`None` means the first embedding model (a reranker cannot embed)."""
+        return self.engine.embedder(name)
+
+    def reranker(self, name: str | None) -> ServedModel:
+        """`None` means the first reranker."""
+        return self.engine.reranker(name)
+
     async def start(self) -> None:
         for config, limits in self.deployment.models:
             await self.load_model(config, limits, from_admin=False)

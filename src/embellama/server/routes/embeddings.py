@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from starlette.requests import Request
@@ -18,7 +18,7 @@ from embellama.server.encoding import encode_embeddings, encode_token_embeddings
 from embellama.server.schemas import parse_embeddings_request, parse_json_object
 from embellama.server.state import ServerState
 
-__all__ = ["create_embeddings"]
+__all__ = ["charged", "create_embeddings"]
 
 T = TypeVar("T")
 
@@ -30,7 +30,7 @@ async def create_embeddings(request: Request) -> Response:
     raw = await read_body(request, state.limits.max_body_bytes)
     body = parse_json_object(raw)
     parsed = parse_embeddings_request(body, max_inputs=state.limits.max_inputs_per_request)
-    service = state.resolve(parsed.model)
+    service = state.embedder(parsed.model)
     use_cache = parsed.use_cache and not _no_cache(request)
     options = EmbedOptions(
         parsed.normalize,
@@ -45,7 +45,7 @@ async def create_embeddings(request: Request) -> Response:
         return await _per_token(
             request, state, service, parsed.items, options, parsed.encoding_format
         )
-    result = await _charged(
+    result = await charged(
         request, state, parsed.items, service.embed(parsed.items, options), _total_tokens
     )
     state.metrics.observe_result(result)
@@ -85,16 +85,20 @@ def _no_cache(request: Request) -> bool:
     return "no-cache" in control or "no-store" in control
 
 
-async def _charged(
+async def charged(
     request: Request,
     state: ServerState,
-    items: list[InputItem],
+    items: Sequence[InputItem],
     work: Awaitable[T],
     used: Callable[[T], int],
+    *,
+    extra: int = 0,
 ) -> T:
     """Run `work` for a client that may leave, inside its tokens-per-minute budget:
-    reserve the most `items` can cost, then settle to what was used (nothing on failure)."""
-    budget = state.access.reserve_tokens(request.scope["state"].get("client"), _most_tokens(items))
+    reserve the most `items` (plus `extra`) can cost, then settle to what was used
+    (nothing on failure)."""
+    most = _most_tokens(items) + extra
+    budget = state.access.reserve_tokens(request.scope["state"].get("client"), most)
     try:
         done = await unless_disconnected(request, work)
     except BaseException:
@@ -108,7 +112,7 @@ def _total_tokens(result: EmbeddingResult) -> int:
     return result.total_tokens
 
 
-def _most_tokens(items: list[InputItem]) -> int:
+def _most_tokens(items: Sequence[InputItem]) -> int:
     """An upper bound on the tokens `items` can cost: a token covers at least one byte of
     text (or is one given id), plus up to two special tokens per input."""
     return sum(
@@ -127,7 +131,7 @@ async def _per_token(
 ) -> Response:
     """`"pooling": "none"`: late-interaction output, one vector per token."""
     work = service.embed_tokens(items, options, service.limits.max_token_vectors)
-    matrices, counts = await _charged(request, state, items, work, lambda done: sum(done[1]))
+    matrices, counts = await charged(request, state, items, work, lambda done: sum(done[1]))
     request.scope["state"]["access"] = {
         "model": service.name,
         "inputs": len(counts),

@@ -51,7 +51,9 @@ async def info(request: Request) -> Response:
                 "max_tokens_per_input": model.context_length,
                 "pooling": model.pooling.value,
                 "normalization": model.normalization.value,
+                "kind": model.kind.value,
                 "architecture": model.architecture,
+                "verified": model.verified,
                 "file_size": model.file_size,
                 "workers": service.limits.workers,
                 "threads_per_worker": model.n_threads,
@@ -71,6 +73,9 @@ async def info(request: Request) -> Response:
             "max_body_bytes": state.limits.max_body_bytes,
             "encoding_formats": ["float", "base64"],
             "truncation_modes": [t.value for t in Truncation],
+            # Rerank: documents per request, and tokens per query-document pair (each
+            # model's max_tokens_per_input).
+            "max_documents_per_request": state.limits.max_inputs_per_request,
             "auth": {
                 "api_keys": state.access.masked_keys,
                 "requests_per_second": state.access.limits.requests_per_second,
