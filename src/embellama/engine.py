@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from embellama.cache import EmbeddingCache
 from embellama.config import EngineConfig, ModelConfig, ModelKind, Truncation
 from embellama.default_model import DEFAULT_MODEL_NAME, require_default_model
-from embellama.errors import InputError
+from embellama.errors import EngineClosedError, InputError
 from embellama.inputs import EmbedInput, parse_inputs
 from embellama.model.loaded import ModelInfo
 from embellama.pipeline import EmbedOptions, RerankOptions, ServedModel, ServiceLimits
@@ -345,6 +345,9 @@ class EmbeddingEngine:
         return self._call(self.engine.clear_cache(model))
 
     def _call(self, work: Coroutine[Any, Any, T]) -> T:
+        if self._loop.is_closed():
+            work.close()
+            raise EngineClosedError("this EmbeddingEngine is closed")
         future: Future[T] = asyncio.run_coroutine_threadsafe(work, self._loop)
         try:
             return future.result()

@@ -24,6 +24,7 @@ status codes in a single table.
         ├── OverloadedError          the queue is full; retry after a moment
         ├── RequestTimeoutError      the work did not finish within the request timeout
         ├── NoWorkerError            no live worker can run the work
+        ├── EngineClosedError        a call on an engine after close()
         └── WorkerCrashedError       the worker process died with the work in flight
 """
 
@@ -34,6 +35,7 @@ __all__ = [
     "DefaultModelNotPreparedError",
     "EmbellamaError",
     "EmptyInputError",
+    "EngineClosedError",
     "InferenceError",
     "InputError",
     "InputTooLongError",
@@ -175,6 +177,10 @@ class RequestTimeoutError(ServiceError):
 
 class NoWorkerError(ServiceError):
     """No live worker can run the work (all crashed, or a retry crashed again)."""
+
+
+class EngineClosedError(ServiceError):
+    """The library engine was closed; its models and threads are gone."""
 
 
 class WorkerCrashedError(ServiceError):

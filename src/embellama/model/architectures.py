@@ -18,8 +18,10 @@ __all__ = ["VERIFIED_EMBEDDING_ARCHITECTURES", "check_architecture", "model_kind
 # GGUF `general.architecture` -> the model families the tests verify under that name.
 VERIFIED_EMBEDDING_ARCHITECTURES = {
     "bert": "BERT, DistilBERT, XLM-RoBERTa",
+    "modern-bert": "ModernBERT",
     "nomic-bert": "NomicBERT",
     "llama": "Llama",
+    "qwen3": "Qwen3 (Qwen3-Embedding)",
     "gemma-embedding": "Gemma3 text (embeddinggemma), with Dense layers",
 }
 # Cross-encoders: a BERT-architecture encoder whose classifier head keeps its dense layer
