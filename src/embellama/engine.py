@@ -312,9 +312,15 @@ class EmbeddingEngine:
     """
 
     def __init__(
-        self, config: EngineConfig | None = None, *, cache: EmbeddingCache | None = None
+        self,
+        config: EngineConfig | None = None,
+        *,
+        cache: EmbeddingCache | None = None,
+        limits: ServiceLimits | None = None,
     ) -> None:
-        """`cache`: see `AsyncEmbeddingEngine`; off by default, one argument to turn on."""
+        """`cache`: see `AsyncEmbeddingEngine`; off by default, one argument to turn on.
+        `limits`: `ServiceLimits(workers=N)` decodes in N worker processes instead of a
+        thread of this process."""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="embellama-engine", daemon=True
@@ -322,7 +328,9 @@ class EmbeddingEngine:
         self._thread.start()
         self._closed = False
         try:
-            self.engine = self._call(AsyncEmbeddingEngine.create(config, cache=cache))
+            self.engine = self._call(
+                AsyncEmbeddingEngine.create(config, cache=cache, limits=limits)
+            )
         except BaseException:
             self._stop_loop()
             raise

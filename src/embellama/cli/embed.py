@@ -1,9 +1,14 @@
-"""`embellama embed`: vectors for texts on the command line or a JSONL file.
+"""`embellama embed`: vectors for texts on the command line or a corpus file.
 
-JSONL input: one JSON string per line, or an object with "text" (and optionally "id").
-Output: one JSON object per input with index, id, token count and embedding. With
-`--cache-url` (Redis) a re-run of the same file reads its vectors back instead of
-computing them; `--cache-size` alone caches repeats within one run.
+`--output FILE.parquet`: a corpus job (embellama.corpus). Input JSONL, CSV or Parquet,
+streamed; output columns id, embedding (fixed_size_list<float32>[dim]), tokens and any
+`--keep-columns`; bad rows to FILE.errors.jsonl; an interrupted run started again with
+the same command resumes. `--ray` runs the same job on Ray Data (embellama.ray).
+
+Otherwise JSONL out (stdout or `--output FILE.jsonl`): input texts as arguments or a
+JSONL file of strings or objects with "text" (and optionally "id"); one JSON object per
+input with index, id, token count and embedding. With `--cache-url` (Redis) a re-run
+reads its vectors back instead of computing them.
 """
 
 from __future__ import annotations
@@ -11,10 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tqdm import tqdm
 
@@ -26,9 +32,13 @@ from embellama.cli.options import (
     model_config_from,
     resolve,
 )
-from embellama.config import EngineConfig, Truncation
+from embellama.config import EngineConfig, ModelConfig, Truncation
 from embellama.engine import EmbeddingEngine
-from embellama.errors import InputError
+from embellama.errors import ConfigError, InputError
+from embellama.pipeline import ServiceLimits
+
+if TYPE_CHECKING:
+    from embellama.corpus import CorpusOptions, CorpusProgress, CorpusReport, CorpusSource
 
 _CHUNK = 256
 
@@ -36,8 +46,47 @@ _CHUNK = 256
 def register(commands: Any) -> None:
     parser = commands.add_parser("embed", help="Embed texts given as arguments or in a JSONL file.")
     parser.add_argument("texts", nargs="*", help="Texts to embed.")
-    parser.add_argument("--input", type=Path, help="JSONL file of texts ('-' for stdin).")
-    parser.add_argument("--output", type=Path, help="Write JSONL here instead of stdout.")
+    parser.add_argument(
+        "--input", type=Path, help="JSONL, CSV or Parquet file of texts ('-': JSONL on stdin)."
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="FILE.parquet: a resumable corpus job; FILE.jsonl (or stdout): JSON lines.",
+    )
+    corpus = parser.add_argument_group("corpus jobs (--output FILE.parquet)")
+    corpus.add_argument("--text-column", default="text", help="Column with the text.")
+    corpus.add_argument("--id-column", help="Column copied to `id` (default: the row number).")
+    corpus.add_argument(
+        "--keep-columns",
+        type=lambda text: [c for c in text.split(",") if c],
+        default=[],
+        help="Comma-separated input columns to carry into the output.",
+    )
+    corpus.add_argument(
+        "--row-group-size",
+        type=int,
+        default=1024,
+        help="Rows per output row group, and per checkpoint of a resumable run.",
+    )
+    corpus.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="Worker processes to decode in (0: a thread of this process, the fastest on "
+        "2 cores: bench/corpus_job.md).",
+    )
+    corpus.add_argument(
+        "--strict", action="store_true", help="Fail on the first bad row instead of listing it."
+    )
+    corpus.add_argument(
+        "--overwrite", action="store_true", help="Replace the output and any unfinished parts."
+    )
+    corpus.add_argument("--ray", action="store_true", help="Run the job on Ray Data.")
+    corpus.add_argument("--ray-address", help="A Ray cluster to join (default: start a local one).")
+    corpus.add_argument(
+        "--ray-actors", type=int, default=1, help="Ray actors, each with its own model copy."
+    )
     parser.add_argument(
         "--dimensions",
         type=int,
@@ -59,6 +108,12 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if bool(args.texts) == bool(args.input):
         raise InputError("give texts as arguments or --input FILE, not both and not neither")
+    if args.output is not None and args.output.suffix.lower() == ".parquet":
+        if args.input is None or str(args.input) == "-":
+            raise InputError("a Parquet output needs --input FILE (JSONL, CSV or Parquet)")
+        return _corpus_job(args)
+    if args.input is not None and args.input.suffix.lower() in (".csv", ".parquet"):
+        raise InputError(f"{args.input}: CSV and Parquet inputs write --output FILE.parquet")
     records = (
         _read_jsonl(args.input) if args.input else iter([{"text": text} for text in args.texts])
     )
@@ -127,3 +182,110 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 def _count_lines(path: Path) -> int:
     with path.open("rb") as handle:
         return sum(1 for line in handle if line.strip())
+
+
+def _corpus_job(args: argparse.Namespace) -> int:
+    try:
+        from embellama.corpus import CorpusOptions, open_source
+    except ImportError as exc:  # pyarrow is the `corpus` extra
+        raise ConfigError(
+            f"Parquet corpus jobs need pyarrow ({exc}): pip install 'embellama[corpus]'"
+        ) from None
+    source = open_source(
+        args.input,
+        text_column=args.text_column,
+        id_column=args.id_column,
+        keep_columns=args.keep_columns,
+        chunk_rows=args.row_group_size,
+    )
+    model = model_config_from(resolve(args, MODEL_OPTIONS), workers=max(args.workers, 1))
+    options = CorpusOptions(Truncation(args.truncate), args.dimensions, args.strict)
+    if args.ray:
+        from embellama.ray import embed_file
+
+        report = embed_file(source, args.output, model, options, args.ray_actors, args.ray_address)
+    else:
+        report = _local_job(args, source, model, options)
+    if report.already_complete:
+        print(f"embellama: {args.output} is already complete for this job", file=sys.stderr)
+        return 0
+    print(
+        f"embellama: {report.rows} rows embedded in {report.seconds:.1f} s "
+        f"({report.rows / max(report.seconds, 1e-9):.0f} rows/s), {report.bad_rows} bad rows"
+        + (f" listed in {_errors_path(args.output)}" if report.bad_rows else "")
+        + (
+            f"; resumed after {report.resumed_chunks} finished row groups"
+            if report.resumed_chunks
+            else ""
+        ),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _local_job(
+    args: argparse.Namespace, source: CorpusSource, model: ModelConfig, options: CorpusOptions
+) -> CorpusReport:
+    from embellama.corpus import PartStore, embed_corpus
+
+    job = {
+        "input": str(args.input.resolve()),
+        "input_size": args.input.stat().st_size,
+        "input_mtime_ns": args.input.stat().st_mtime_ns,
+        "model": str(model.path.resolve()),
+        "model_size": model.path.stat().st_size,
+        "text_column": source.text_column,
+        "id_column": source.id_column,
+        "keep_columns": list(source.keep_columns),
+        "row_group_size": source.chunk_rows,
+        "truncate": options.truncate.value,
+        "dimensions": options.dimensions,
+        "pooling": model.pooling.value if model.pooling else None,
+        "normalization": model.normalization.value,
+    }
+    store = PartStore(args.output, job, overwrite=args.overwrite)
+    cache_values = resolve(args, CACHE_OPTIONS)
+    if args.cache_size is None and not cache_values["cache_url"]:
+        cache_values["cache_size"] = 0
+    limits = ServiceLimits(workers=args.workers)
+    config = EngineConfig(models=(model,))
+    total = source.total_rows()
+    show = not args.no_progress and sys.stderr.isatty()
+    with (
+        EmbeddingEngine(config, cache=cache_from(cache_values), limits=limits) as engine,
+        tqdm(total=total, unit="row", disable=not show, file=sys.stderr) as bar,
+    ):
+        reporter = _Reporter(bar, total, show)
+        return embed_corpus(engine, source, store, options, reporter)
+
+
+class _Reporter:
+    """A progress bar on a terminal; elsewhere a log line every `every` seconds."""
+
+    def __init__(self, bar: tqdm, total: int | None, show: bool, every: float = 10.0) -> None:
+        self.bar, self.total, self.show, self.every = bar, total, show, every
+        self.last = time.monotonic()
+
+    def __call__(self, progress: CorpusProgress) -> None:
+        elapsed = max(time.monotonic() - progress.started, 1e-9)
+        rows_per_s, tokens_per_s = progress.rows / elapsed, progress.tokens / elapsed
+        if self.show:
+            self.bar.n = progress.rows
+            self.bar.set_postfix(tokens_per_s=f"{tokens_per_s:.0f}", bad=progress.bad_rows)
+            return
+        if time.monotonic() - self.last < self.every:
+            return
+        self.last = time.monotonic()
+        eta = ""
+        if self.total and rows_per_s > 0:
+            eta = f", ETA {max(self.total - progress.rows, 0) / rows_per_s:.0f} s"
+        print(
+            f"embellama: {progress.rows}/{self.total or '?'} rows, {rows_per_s:.0f} rows/s, "
+            f"{tokens_per_s:.0f} tokens/s, {progress.bad_rows} bad{eta}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _errors_path(output: Path) -> Path:
+    return output.with_name(output.stem + ".errors.jsonl")

@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embellama.cli.options import (
     MODEL_OPTIONS,
@@ -30,6 +30,9 @@ from embellama.config import ModelConfig
 from embellama.default_model import embellama_home
 from embellama.model.loaded import LoadedModel
 from embellama.pipeline import ServiceLimits
+
+if TYPE_CHECKING:
+    from embellama.server.state import ServerState
 
 _log = logging.getLogger("embellama.server")
 
@@ -82,6 +85,34 @@ def run(args: argparse.Namespace) -> int:
             self._captured_signals.clear()
 
     from embellama.server.app import create_app
+
+    state, server = build_state(args)
+    config = uvicorn.Config(
+        create_app(state),
+        host=server["host"],
+        port=server["port"],
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=None,
+        lifespan="on",
+    )
+    _DrainingServer(config).run()
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_state(args: argparse.Namespace) -> tuple[ServerState, dict[str, Any]]:
+    """The server's state (models not yet started) and its settings, from flags,
+    `EMBELLAMA_*` variables and the config file: what `embellama serve` and a Ray Serve
+    replica (embellama.ray.serve) both run."""
     from embellama.server.security import AccessControl
     from embellama.server.state import Deployment, ServerState
 
@@ -127,23 +158,11 @@ def run(args: argparse.Namespace) -> int:
         deployment=first,
         source=(lambda: deployment(load_plan(args, config_path))) if config_path else None,
     )
-    config = uvicorn.Config(
-        create_app(state),
-        host=server["host"],
-        port=server["port"],
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=None,
-        lifespan="on",
-    )
-    _DrainingServer(config).run()
-    return 0
+    return state, server
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def parse_serve_args(argv: list[str]) -> argparse.Namespace:
+    """`embellama serve` flags parsed as the command line would (environment included)."""
+    parser = argparse.ArgumentParser(prog="embellama")
+    register(parser.add_subparsers())
+    return parser.parse_args(["serve", *argv])

@@ -1,0 +1,217 @@
+"""Embed a corpus file into Parquet: streaming, resumable, bad rows set aside.
+
+    source chunks (sources.py) -> embed (the engine; a few chunks in flight so the
+    scheduler always has the next batch) -> one Parquet part per chunk (parts.py)
+    -> the output file, once every chunk is done
+
+A row the model cannot take (no text, too long without truncation, unencodable) goes to
+`<output>.errors.jsonl` with its id and reason; the job goes on, unless `strict`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embellama.config import Truncation
+from embellama.corpus.parts import PartStore
+from embellama.corpus.sources import Chunk, CorpusSource
+from embellama.engine import EmbeddingEngine
+from embellama.errors import InputError
+from embellama.results import EmbeddingResult
+
+__all__ = ["CorpusOptions", "CorpusProgress", "CorpusReport", "embed_corpus"]
+
+_log = logging.getLogger("embellama.corpus")
+
+
+@dataclass(frozen=True)
+class CorpusOptions:
+    truncate: Truncation = Truncation.NONE
+    dimensions: int | None = None
+    strict: bool = False
+    # Chunks being embedded at once: enough that the next batch is always queued.
+    in_flight: int = 3
+
+
+@dataclass
+class CorpusProgress:
+    """Running totals, for a progress bar or a log line."""
+
+    rows: int = 0
+    tokens: int = 0
+    bad_rows: int = 0
+    skipped_chunks: int = 0
+    started: float = 0.0
+
+
+@dataclass(frozen=True)
+class CorpusReport:
+    rows: int
+    bad_rows: int
+    tokens: int
+    seconds: float
+    resumed_chunks: int
+    # The output was already complete for this very job: nothing was run.
+    already_complete: bool = False
+
+
+@dataclass(frozen=True)
+class _Embedded:
+    chunk: Chunk
+    keep: list[int]  # positions in the chunk that were embedded
+    result: EmbeddingResult | None
+    errors: list[dict[str, Any]]
+
+
+def embed_corpus(
+    engine: EmbeddingEngine,
+    source: CorpusSource,
+    store: PartStore,
+    options: CorpusOptions,
+    on_progress: Callable[[CorpusProgress], None] = lambda _: None,
+) -> CorpusReport:
+    progress = CorpusProgress(started=time.monotonic())
+    if store.complete:
+        rows = pq.ParquetFile(store.output).metadata.num_rows
+        return CorpusReport(rows, 0, 0, 0.0, resumed_chunks=0, already_complete=True)
+    done = store.done()
+    dimensions = options.dimensions or engine.model_info().dimensions
+    schema = _schema(source, dimensions)
+    chunks = 0
+    with ThreadPoolExecutor(options.in_flight, thread_name_prefix="embellama-corpus") as pool:
+        pending: list[Future[_Embedded]] = []
+        for chunk in source.chunks():
+            chunks += 1
+            if chunk.number in done:
+                progress.skipped_chunks += 1
+                progress.rows += len(chunk.texts)
+                continue
+            pending.append(pool.submit(_embed_chunk, engine, chunk, options))
+            if len(pending) >= options.in_flight:
+                _store(pending.pop(0).result(), store, schema, progress)
+                on_progress(progress)
+        for future in pending:
+            _store(future.result(), store, schema, progress)
+            on_progress(progress)
+    rows, bad = store.finish(chunks, schema)
+    return CorpusReport(
+        rows=rows,
+        bad_rows=bad,
+        tokens=progress.tokens,
+        seconds=time.monotonic() - progress.started,
+        resumed_chunks=progress.skipped_chunks,
+    )
+
+
+def _embed_chunk(engine: EmbeddingEngine, chunk: Chunk, options: CorpusOptions) -> _Embedded:
+    """Embed a chunk's good rows; a row the engine refuses is taken out and reported,
+    and the rest embedded again (one retry per bad row, rare in a real corpus)."""
+    errors: list[dict[str, Any]] = []
+    keep = []
+    for position, text in enumerate(chunk.texts):
+        reason = _text_problem(text)
+        if reason is None:
+            keep.append(position)
+        else:
+            errors.append(_error(chunk, position, reason, options))
+    while keep:
+        try:
+            result = engine.embed_with_details(
+                [chunk.texts[p] for p in keep],
+                truncate=options.truncate,
+                dimensions=options.dimensions,
+                use_cache=True,
+            )
+        except InputError as exc:
+            if exc.index is None:
+                raise
+            position = keep.pop(exc.index)
+            errors.append(_error(chunk, position, str(exc), options))
+            continue
+        return _Embedded(chunk, keep, result, errors)
+    return _Embedded(chunk, keep, None, errors)
+
+
+def _text_problem(text: object) -> str | None:
+    if text is None:
+        return "no text (missing, null or not a string)"
+    if not isinstance(text, str):
+        return f"text is a {type(text).__name__}, not a string"
+    if not text.strip():
+        return "empty text"
+    return None
+
+
+def _error(chunk: Chunk, position: int, reason: str, options: CorpusOptions) -> dict[str, Any]:
+    row = chunk.start_row + position
+    if options.strict:
+        raise InputError(f"row {row} (id {chunk.ids[position]!r}): {reason}")
+    return {"row": row, "id": _jsonable(chunk.ids[position]), "reason": reason}
+
+
+def _jsonable(value: object) -> object:
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
+def _store(
+    embedded: _Embedded, store: PartStore, schema: pa.Schema, progress: CorpusProgress
+) -> None:
+    chunk, keep, result = embedded.chunk, embedded.keep, embedded.result
+    dimensions = schema.field("embedding").type.list_size
+    vectors = (
+        result.vectors.astype(np.float32, copy=False)
+        if result is not None
+        else np.zeros((0, dimensions), np.float32)
+    )
+    tokens = list(result.token_counts) if result is not None else []
+    columns: dict[str, pa.Array] = {
+        "id": pa.array([chunk.ids[p] for p in keep], schema.field("id").type),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dimensions),
+        "tokens": pa.array(tokens, pa.int32()),
+    }
+    if chunk.kept is not None:
+        kept = chunk.kept.take(pa.array(keep, pa.int64()))
+        for name in kept.column_names:
+            columns[name] = kept.column(name).combine_chunks()
+    store.write(chunk.number, pa.table(columns, schema=schema), embedded.errors)
+    progress.rows += len(chunk.texts)
+    progress.tokens += sum(tokens)
+    progress.bad_rows += len(embedded.errors)
+
+
+def _schema(source: CorpusSource, dimensions: int) -> pa.Schema:
+    """The output's columns; the id and kept columns take their type from the input."""
+    first = next(iter(_first_chunk(source)), None)
+    id_type = pa.int64()
+    kept: list[pa.Field] = []
+    if first is not None:
+        if source.id_column is not None:
+            id_type = pa.array(first.ids).type
+            if pa.types.is_null(id_type):  # no id in the first rows: strings are likeliest
+                id_type = pa.string()
+        if first.kept is not None:
+            kept = list(first.kept.schema)
+    return pa.schema(
+        [
+            pa.field("id", id_type),
+            pa.field("embedding", pa.list_(pa.float32(), dimensions)),
+            pa.field("tokens", pa.int32()),
+            *kept,
+        ]
+    )
+
+
+def _first_chunk(source: CorpusSource) -> Iterator[Chunk]:
+    chunks = source.chunks()
+    first = next(chunks, None)
+    if first is not None:
+        yield first

@@ -1,0 +1,189 @@
+"""Corpus jobs on Ray Data: the same embeddings as `embellama embed`, past one machine.
+
+    ds = ray.data.read_parquet("s3://bucket/docs/")
+    ds = embed_dataset(ds, model="/models/bge-small.gguf", concurrency=4, threads_per_actor=8)
+    ds.write_parquet("s3://bucket/vectors/")
+
+The job is `map_batches(EmbedActor, concurrency=N, num_cpus=threads)`: each actor loads
+the GGUF once (the file must be readable at the same path on every node) and embeds
+batches with the same engine as the library, so vectors equal a local run's within the
+batch-invariance bound. Ray retries failed tasks; a rerun of a killed driver starts over
+(the local job is the one that resumes). `pip install 'embellama[ray]'`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from embellama.config import ModelConfig, Truncation
+from embellama.engine import EmbeddingEngine
+from embellama.errors import InputError
+
+if TYPE_CHECKING:
+    import ray.data
+
+    from embellama.corpus import CorpusOptions, CorpusReport, CorpusSource
+
+__all__ = ["EmbedActor", "embed_dataset", "embed_file"]
+
+ERROR_COLUMN = "embellama_error"
+
+
+class EmbedActor:
+    """One model copy in one Ray actor; called with pyarrow batches."""
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        text_column: str,
+        truncate: str,
+        dimensions: int | None,
+    ) -> None:
+        self.engine = EmbeddingEngine.from_path(
+            model.path,
+            **{k: v for k, v in vars(model).items() if k != "path"},
+        )
+        self.text_column = text_column
+        self.truncate = Truncation(truncate)
+        self.dimensions = dimensions
+        self.width = dimensions or self.engine.model_info().dimensions
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """Adds `embedding` and `tokens`; a row that cannot be embedded gets nulls and
+        its reason in `embellama_error` instead of failing the whole job."""
+        texts = batch.column(self.text_column).to_pylist()
+        vectors = np.zeros((len(texts), self.width), np.float32)
+        tokens: list[int | None] = [None] * len(texts)
+        errors: list[str | None] = [None] * len(texts)
+        keep = []
+        for position, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                errors[position] = "empty text" if isinstance(text, str) else "no text"
+            else:
+                keep.append(position)
+        while keep:
+            try:
+                result = self.engine.embed_with_details(
+                    [texts[p] for p in keep], truncate=self.truncate, dimensions=self.dimensions
+                )
+            except InputError as exc:
+                if exc.index is None:
+                    raise
+                errors[keep.pop(exc.index)] = str(exc)
+                continue
+            vectors[keep] = result.vectors
+            for position, count in zip(keep, result.token_counts, strict=True):
+                tokens[position] = count
+            break
+        good = pa.array([e is None for e in errors])
+        embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), self.width)
+        return (
+            batch.append_column("embedding", pc.if_else(good, embedding, None))
+            .append_column("tokens", pa.array(tokens, pa.int32()))
+            .append_column(ERROR_COLUMN, pa.array(errors, pa.string()))
+        )
+
+
+def embed_dataset(
+    ds: ray.data.Dataset,
+    model: str | Path | ModelConfig,
+    *,
+    text_column: str = "text",
+    concurrency: int = 1,
+    threads_per_actor: int | None = None,
+    batch_size: int = 512,
+    truncate: Truncation | str = Truncation.NONE,
+    dimensions: int | None = None,
+) -> ray.data.Dataset:
+    """`ds` with `embedding` (fixed_size_list<float32>), `tokens` and `embellama_error`
+    (null, or why the row has no embedding) added to each row. Each actor reserves
+    `threads_per_actor` CPUs, the llama.cpp threads it runs."""
+    import ray.data
+
+    if not isinstance(model, ModelConfig):
+        model = ModelConfig(path=Path(model))
+    threads = threads_per_actor or model.n_threads or max(1, (os.cpu_count() or 1) // concurrency)
+    config = ModelConfig(**{**vars(model), "n_threads": threads})
+    return ds.map_batches(
+        EmbedActor,
+        fn_constructor_kwargs={
+            "model": config,
+            "text_column": text_column,
+            "truncate": Truncation.parse(truncate).value,
+            "dimensions": dimensions,
+        },
+        batch_format="pyarrow",
+        batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=concurrency),
+        num_cpus=threads,
+    )
+
+
+def embed_file(
+    source: CorpusSource,
+    output: Path,
+    model: ModelConfig,
+    options: CorpusOptions,
+    actors: int = 1,
+    address: str | None = None,
+) -> CorpusReport:
+    """`embellama embed --ray`: read the file with Ray Data, embed, write a Parquet
+    dataset (a directory) with the local job's columns, and bad rows to the errors file."""
+    import time
+
+    import ray
+    import ray.data
+
+    from embellama.corpus import CorpusReport
+
+    if source.id_column is None:
+        raise InputError("--ray needs --id-column: Ray Data has no stable row numbers")
+    if options.strict:
+        raise InputError("--strict is not supported with --ray")
+    started = time.monotonic()
+    threads = model.n_threads or max(1, (os.cpu_count() or 1) // actors)
+    # A local cluster gets one logical CPU more than the actors reserve, for the read
+    # and write tasks: with exactly the actors' CPUs, reading waits forever on them.
+    local = {"num_cpus": actors * threads + 1, "include_dashboard": False}
+    ray.init(address=address, **({} if address else local))
+    try:
+        read = {
+            "parquet": ray.data.read_parquet,
+            "csv": ray.data.read_csv,
+            "jsonl": ray.data.read_json,
+        }[source.format]
+        columns = list(dict.fromkeys([source.id_column, source.text_column, *source.keep_columns]))
+        ds = read(str(source.path)).select_columns(columns)
+        embedded = embed_dataset(
+            ds,
+            model,
+            text_column=source.text_column,
+            concurrency=actors,
+            threads_per_actor=threads,
+            batch_size=source.chunk_rows,
+            truncate=options.truncate,
+            dimensions=options.dimensions,
+        ).materialize()
+        rows = embedded.filter(lambda row: row[ERROR_COLUMN] is None)
+        bad = embedded.filter(lambda row: row[ERROR_COLUMN] is not None)
+        keep = ["id", "embedding", "tokens", *source.keep_columns]
+        rows = rows.rename_columns({source.id_column: "id"}).select_columns(keep)
+        rows.write_parquet(str(output))
+        errors = [
+            {"id": row[source.id_column], "reason": row[ERROR_COLUMN]} for row in bad.iter_rows()
+        ]
+        errors_path = output.with_name(output.stem + ".errors.jsonl")
+        if errors:
+            errors_path.write_text("".join(json.dumps(e, default=str) + "\n" for e in errors))
+        count = rows.count()
+        tokens = int(rows.sum("tokens") or 0) if count else 0
+    finally:
+        ray.shutdown()
+    return CorpusReport(count, len(errors), tokens, time.monotonic() - started, 0)

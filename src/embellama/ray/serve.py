@@ -1,0 +1,68 @@
+"""The `embellama serve` app as a Ray Serve application: replicas behind Ray's proxy.
+
+    serve run embellama.ray.serve:app                      # 1 replica, settings from env
+    serve run embellama.ray.serve:build num_replicas=2 threads_per_replica=1 \\
+        model_path=/models/bge-small.gguf cache_url=redis://cache:6379/0
+
+Each replica is the same ASGI app `embellama serve` runs (routes, errors, auth, metrics),
+with its models loaded at replica start (the app's lifespan) and decoding in the
+replica's own process. Settings come from `EMBELLAMA_*` variables and `--config`, as for
+`embellama serve`; `build`'s other arguments are `embellama serve` flags without the
+dashes (`model_path=...` is `--model-path ...`). Replicas share vectors through Redis
+when `cache_url` (or `EMBELLAMA_CACHE_URL`) is set. `pip install 'embellama[ray]'`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+from starlette.types import ASGIApp
+
+__all__ = ["app", "build"]
+
+# What `build` takes for the deployment itself; everything else becomes a serve flag.
+_DEPLOYMENT_KEYS = ("num_replicas", "threads_per_replica", "min_replicas", "max_replicas")
+
+
+def _asgi_app(flags: list[str]) -> ASGIApp:
+    from embellama.cli.serve import build_state, configure_logging, parse_serve_args
+    from embellama.server.app import create_app
+
+    state, settings = build_state(parse_serve_args(flags))
+    configure_logging(settings["log_level"], settings["log_format"])
+    return create_app(state)
+
+
+def build(args: dict[str, Any]) -> Application:
+    """A Ray Serve application; `args` as `serve run ... key=value` passes them.
+
+    `num_replicas` (default 1) or `min_replicas`/`max_replicas` (autoscaling on ongoing
+    requests); `threads_per_replica` (default 1): llama.cpp threads, and the CPUs each
+    replica reserves from Ray.
+    """
+    options = dict(args)
+    threads = int(options.pop("threads_per_replica", 1))
+    scaling: dict[str, Any] = {"num_replicas": int(options.pop("num_replicas", 1))}
+    if "min_replicas" in options or "max_replicas" in options:
+        scaling = {
+            "autoscaling_config": {
+                "min_replicas": int(options.pop("min_replicas", 1)),
+                "max_replicas": int(options.pop("max_replicas", 4)),
+                "target_ongoing_requests": 16,
+            }
+        }
+    flags = ["--threads-per-worker", str(threads)]
+    for key, value in options.items():
+        flags += [f"--{key.replace('_', '-')}", str(value)]
+
+    @serve.deployment(ray_actor_options={"num_cpus": threads}, **scaling)
+    @serve.ingress(lambda: _asgi_app(flags))
+    class Embellama:
+        """One replica: the whole server, in-process decoding."""
+
+    return Embellama.bind()
+
+
+app = build({})

@@ -1,0 +1,238 @@
+"""`embellama embed --output FILE.parquet`: a corpus job run as users run it, a process.
+
+On a tiny random BERT (fast, so 200k rows fit in the suite): every input format, kept
+columns, bad rows set aside, `--strict`, resume after SIGKILL and SIGINT at random points
+(the result must equal an uninterrupted run), and flat memory on 200k rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from embellama import EmbeddingEngine
+from tests.fixtures.tiny_encoders import build_tiny_encoder
+from tests.tolerances import assert_batch_invariant
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_encoder(tmp_path_factory.mktemp("corpus-model"), "bert").gguf
+
+
+def _rows(count: int, *, bad: bool = False, payload: int = 0) -> list[dict[str, object]]:
+    rng = random.Random(count)
+    words = ["local", "vector", "search", "index", "query", "document", "model", "bread", "flour"]
+    rows: list[dict[str, object]] = []
+    for i in range(count):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(2, 40)))
+        rows.append(
+            {"doc_id": f"doc-{i}", "text": text, "lang": "en", "n": i, "pad": "x" * payload}
+        )
+    if bad:
+        rows[3]["text"] = ""
+        rows[10]["text"] = 12345
+        del rows[20]["text"]
+        rows[30]["text"] = "word " * 600  # over the 512-token context, truncation off
+    return rows
+
+
+def _write(path: Path, rows: list[dict[str, object]]) -> Path:
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif path.suffix == ".csv":
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["doc_id", "text", "lang", "n", "pad"])
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=333)
+    return path
+
+
+def _embed_command(model: Path, source: Path, output: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "embellama",
+        "embed",
+        "--input",
+        str(source),
+        "--output",
+        str(output),
+        "--model-path",
+        str(model),
+        "--id-column",
+        "doc_id",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def _run(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_every_format_gives_the_library_vectors(
+    tiny_model: Path, tmp_path: Path, suffix: str
+) -> None:
+    rows = _rows(700)
+    source = _write(tmp_path / f"in{suffix}", rows)
+    output = tmp_path / "out.parquet"
+    done = _run(
+        _embed_command(
+            tiny_model, source, output, "--keep-columns", "lang,n", "--row-group-size", "256"
+        )
+    )
+    assert done.returncode == 0, done.stderr
+    assert "700 rows embedded" in done.stderr and "0 bad rows" in done.stderr
+    table = pq.read_table(output)
+    assert pq.ParquetFile(output).metadata.num_row_groups == 3
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 64)
+    assert table.column_names == ["id", "embedding", "tokens", "lang", "n"]
+    assert table.column("id").to_pylist() == [r["doc_id"] for r in rows]
+    assert table.column("n").to_pylist() == [r["n"] for r in rows]
+    texts = [str(r["text"]) for r in rows]
+    with EmbeddingEngine.from_path(tiny_model) as engine:
+        expected = engine.embed_with_details(texts)
+    assert table.column("tokens").to_pylist() == list(expected.token_counts)
+    vectors = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
+    assert_batch_invariant(vectors, expected.vectors)
+    assert not output.with_name("out.errors.jsonl").exists()
+    assert not output.with_name("out.parquet.parts").exists()
+
+
+def test_bad_rows_go_to_the_errors_file_and_strict_fails(tiny_model: Path, tmp_path: Path) -> None:
+    source = _write(tmp_path / "in.jsonl", _rows(300, bad=True))
+    output = tmp_path / "out.parquet"
+    done = _run(_embed_command(tiny_model, source, output))
+    assert done.returncode == 0, done.stderr
+    errors_text = output.with_name("out.errors.jsonl").read_text()
+    errors = [json.loads(line) for line in errors_text.splitlines()]
+    assert [(e["row"], e["id"]) for e in errors] == [
+        (3, "doc-3"),
+        (10, "doc-10"),
+        (20, "doc-20"),
+        (30, "doc-30"),
+    ]
+    assert "empty" in errors[0]["reason"] and "not a string" in errors[1]["reason"]
+    assert "limit of 512" in errors[3]["reason"]
+    ids = pq.read_table(output).column("id").to_pylist()
+    assert len(ids) == 296 and "doc-30" not in ids and "doc-31" in ids
+    # The same rows with truncation: the long one is embedded, cut.
+    again = _run(_embed_command(tiny_model, source, output, "--overwrite", "--truncate", "end"))
+    assert again.returncode == 0 and "3 bad rows" in again.stderr
+    strict = _run(_embed_command(tiny_model, source, tmp_path / "strict.parquet", "--strict"))
+    assert strict.returncode != 0 and "row 3 (id 'doc-3'): empty text" in strict.stderr
+
+
+def test_a_finished_output_is_kept(tiny_model: Path, tmp_path: Path) -> None:
+    """The same command again finds its job done; another job does not overwrite it."""
+    source = _write(tmp_path / "in.jsonl", _rows(50))
+    output = tmp_path / "out.parquet"
+    assert _run(_embed_command(tiny_model, source, output)).returncode == 0
+    again = _run(_embed_command(tiny_model, source, output))
+    assert again.returncode == 0 and "already complete" in again.stderr
+    refused = _run(_embed_command(tiny_model, source, output, "--dimensions", "32"))
+    assert refused.returncode != 0 and "exists; pass --overwrite" in refused.stderr
+
+
+def test_killed_runs_resume_to_the_uninterrupted_result(tiny_model: Path, tmp_path: Path) -> None:
+    """SIGKILL and SIGINT at random points, then the same command again, until it ends:
+    no row lost or duplicated, finished row groups not recomputed, same result."""
+    source = _write(tmp_path / "in.jsonl", _rows(6000, bad=True))
+    reference = tmp_path / "reference.parquet"
+    flags = ("--row-group-size", "200", "--keep-columns", "n")
+    assert _run(_embed_command(tiny_model, source, reference, *flags)).returncode == 0
+    output = tmp_path / "resumed.parquet"
+    command = _embed_command(tiny_model, source, output, *flags)
+    rng = random.Random(7)
+    kills = 0
+    resumed_from = []
+    log = tmp_path / "runs.log"
+    for attempt in range(30):
+        with log.open("a") as handle:
+            process = subprocess.Popen(command, stderr=handle)
+        time.sleep(rng.uniform(0.8, 2.5))
+        if process.poll() is not None:
+            break
+        process.send_signal(signal.SIGKILL if attempt % 2 == 0 else signal.SIGINT)
+        process.wait(60)
+        kills += 1
+        parts = output.with_name("resumed.parquet.parts")
+        resumed_from.append(len(list(parts.glob("part-*.parquet"))) if parts.exists() else 0)
+    assert process.wait(120) == 0, log.read_text()
+    assert kills >= 2, "the job finished before it could be interrupted twice"
+    assert max(resumed_from) > 0  # some row groups were finished before a kill
+    got, want = pq.read_table(output), pq.read_table(reference)
+    for name in ("id", "tokens", "n"):
+        assert got.column(name).to_pylist() == want.column(name).to_pylist()
+    assert_batch_invariant(
+        np.asarray(got.column("embedding").to_pylist(), dtype=np.float32),
+        np.asarray(want.column("embedding").to_pylist(), dtype=np.float32),
+    )
+    assert (
+        output.with_name("resumed.errors.jsonl").read_text()
+        == reference.with_name("reference.errors.jsonl").read_text()
+    )
+
+
+def test_other_options_do_not_mix_with_unfinished_parts(tiny_model: Path, tmp_path: Path) -> None:
+    source = _write(tmp_path / "in.jsonl", _rows(3000))
+    output = tmp_path / "out.parquet"
+    process = subprocess.Popen(
+        _embed_command(tiny_model, source, output, "--row-group-size", "100")
+    )
+    parts = output.with_name("out.parquet.parts")
+    deadline = time.monotonic() + 60
+    while not list(parts.glob("part-*.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    mixed = _run(_embed_command(tiny_model, source, output, "--dimensions", "32"))
+    assert mixed.returncode != 0 and "holds parts of a different job" in mixed.stderr
+
+
+def _peak_rss_mb(command: Sequence[str], log: Path) -> float:
+    with log.open("w") as handle:
+        process = subprocess.Popen(command, stderr=handle)
+    peak = 0.0
+    status = Path(f"/proc/{process.pid}/status")
+    while process.poll() is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) / 1024)
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.05)
+    assert process.wait() == 0, log.read_text()
+    return peak
+
+
+def test_memory_stays_flat_on_200k_rows(tiny_model: Path, tmp_path: Path) -> None:
+    """200k rows of ~500 bytes (100 MB of text): peak memory within 40 MB of a 20k-row
+    run's; holding the rows, the vectors or the output would add far more."""
+    peaks = {}
+    for count in (20_000, 200_000):
+        source = _write(tmp_path / f"in-{count}.jsonl", _rows(count, payload=400))
+        output = tmp_path / f"out-{count}.parquet"
+        command = _embed_command(tiny_model, source, output, "--keep-columns", "pad")
+        peaks[count] = _peak_rss_mb(command, tmp_path / f"run-{count}.log")
+        assert pq.ParquetFile(output).metadata.num_rows == count
+    assert peaks[200_000] - peaks[20_000] < 40, peaks
