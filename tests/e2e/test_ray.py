@@ -83,13 +83,14 @@ def serve_port() -> Iterator[int]:
     try:
         yield port
     finally:
-        serve.shutdown()
+        serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
 
 
 def _replicas() -> int:
     status = serve.status().applications["embellama"].deployments["Embellama"]
-    return int(status.replica_states.get("RUNNING", 0))
+    states: dict[str, int] = {getattr(k, "value", k): v for k, v in status.replica_states.items()}
+    return states.get("RUNNING", 0)
 
 
 def test_ray_serve_replicas_and_scale_down(serve_port: int, minilm_gguf: Path) -> None:

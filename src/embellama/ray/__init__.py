@@ -151,8 +151,10 @@ def embed_file(
     threads = model.n_threads or max(1, (os.cpu_count() or 1) // actors)
     # A local cluster gets one logical CPU more than the actors reserve, for the read
     # and write tasks: with exactly the actors' CPUs, reading waits forever on them.
-    local = {"num_cpus": actors * threads + 1, "include_dashboard": False}
-    ray.init(address=address, **({} if address else local))
+    if address:
+        ray.init(address=address)
+    else:
+        ray.init(num_cpus=actors * threads + 1, include_dashboard=False)
     try:
         read = {
             "parquet": ray.data.read_parquet,

@@ -62,7 +62,8 @@ def build(args: dict[str, Any]) -> Application:
     class Embellama:
         """One replica: the whole server, in-process decoding."""
 
-    return Embellama.bind()
+    application: Application = Embellama.bind()  # type: ignore[attr-defined]
+    return application
 
 
 app = build({})
