@@ -203,7 +203,15 @@ def _corpus_job(args: argparse.Namespace) -> int:
     if args.ray:
         from embellama.ray import embed_file
 
-        report = embed_file(source, args.output, model, options, args.ray_actors, args.ray_address)
+        report = embed_file(
+            source,
+            args.output,
+            model,
+            options,
+            args.ray_actors,
+            args.ray_address,
+            overwrite=args.overwrite,
+        )
     else:
         report = _local_job(args, source, model, options)
     if report.already_complete:

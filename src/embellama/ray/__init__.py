@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,7 @@ import pyarrow.compute as pc
 
 from embellama.config import ModelConfig, Truncation
 from embellama.engine import EmbeddingEngine
-from embellama.errors import InputError
+from embellama.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     import ray.data
@@ -133,6 +134,7 @@ def embed_file(
     options: CorpusOptions,
     actors: int = 1,
     address: str | None = None,
+    overwrite: bool = False,
 ) -> CorpusReport:
     """`embellama embed --ray`: read the file with Ray Data, embed, write a Parquet
     dataset (a directory) with the local job's columns, and bad rows to the errors file."""
@@ -147,6 +149,10 @@ def embed_file(
         raise InputError("--ray needs --id-column: Ray Data has no stable row numbers")
     if options.strict:
         raise InputError("--strict is not supported with --ray")
+    if output.exists():
+        if not overwrite:
+            raise ConfigError(f"{output} exists; pass --overwrite to replace it")
+        shutil.rmtree(output) if output.is_dir() else output.unlink()
     started = time.monotonic()
     threads = model.n_threads or max(1, (os.cpu_count() or 1) // actors)
     # A local cluster gets one logical CPU more than the actors reserve, for the read
