@@ -109,9 +109,9 @@ def main() -> None:
         ]
         small = _write(work / "corpus-5k.jsonl", texts[:5000])
         variants = {
-            "local, decodes in this process (default)": [],
+            "local, decodes in this process (--workers 0)": ["--workers", "0"],
             "local, --workers 1": ["--workers", "1"],
-            "local, --workers 2 --threads-per-worker 1": [
+            "local, --workers 2 --threads-per-worker 1 (default on 2 cores)": [
                 "--workers",
                 "2",
                 "--threads-per-worker",

@@ -1,6 +1,6 @@
 """Every embedding architecture with a fixture here, against transformers, pooled the way
 sentence-transformers pools that family. Tiny random models (fixed seed), converted with
-the stock converter to F32 GGUF once per session; 7 varied texts each, through the
+the stock converter to F32 GGUF once per session; 8 varied texts each, through the
 library (against transformers, token ids included) and through a server (against the
 library). JinaBERT v2 has no transformers reference (remote code): it must be refused
 unless unverified architectures are allowed."""
@@ -42,6 +42,7 @@ TEXTS = (
     "emoji 🙂 and math ∑ √",
     "tabs\tand\nnewlines  double  spaces",
     "a",
+    "numbers 3.14159 and 2026-11-26, a URL https://example.com/a?b=c&d=1",
     " ".join(["a paragraph about local embeddings and retrieval"] * 4),  # ~140 tokens
 )
 
