@@ -14,6 +14,23 @@ from embellama.cli.plan import model_plan_from_fields
 SERVER = resolve(None, SERVER_OPTIONS, environ={})
 
 
+def test_booleans_and_kind() -> None:
+    """JSON true/false for switches (`add_eos`, `allow_unverified_architecture`), and the
+    model kind a load must find."""
+    plan = model_plan_from_fields(
+        "reranker",
+        {
+            "path": "/models/r.gguf",
+            "add_eos": True,
+            "allow_unverified_architecture": True,
+            "kind": "rerank",
+        },
+        SERVER,
+    )
+    assert plan.config.add_eos is True and plan.config.allow_unverified_architecture
+    assert plan.config.kind is not None and plan.config.kind.value == "rerank"
+
+
 def test_a_valid_body() -> None:
     plan = model_plan_from_fields(
         "extra",
@@ -38,6 +55,8 @@ def test_a_valid_body() -> None:
         ({"path": "/m.gguf", "n_ctx": -3}, "must be >= 1"),
         ({"path": "/m.gguf", "pooling": "median"}, "choose from"),
         ({"path": "/m.gguf", "colour": "red"}, "unknown key"),
+        ({"path": "/m.gguf", "add_eos": "yes"}, "'add_eos' must be true or false"),
+        ({"path": "/m.gguf", "kind": "classifier"}, "choose from"),
         ({"path": "/m.gguf", "name": "other"}, "comes from the URL"),
         ({"aliases": ["x"]}, "'path' is required"),
         (["/m.gguf"], "must be a JSON object"),
