@@ -299,7 +299,15 @@ class ServedModel:
             options.max_tokens_per_doc,
         )
         tokenized = time.perf_counter()
-        scheduled = await self._schedule([pair.ids for pair in pairs], Pooling.RANK)
+        try:
+            scheduled = await self._schedule([pair.ids for pair in pairs], Pooling.RANK)
+        except PoisonInputError as exc:  # name the document, not an "input"
+            if exc.index is None:
+                raise
+            message = str(exc).replace(f"input[{exc.index}]", f"document {exc.index}", 1)
+            raise PoisonInputError(
+                message, index=exc.index, param=f"documents[{exc.index}]"
+            ) from None
         finished = time.perf_counter()
         logits = [float(scores[0, 0]) for scores in scheduled.outputs]
         order = sorted(range(len(pairs)), key=lambda i: -logits[i])  # stable: ties by index

@@ -201,3 +201,24 @@ def test_concurrent_reranks_mixed_with_embeddings(
             )
     for response, item in zip(responses[24:], alone["data"], strict=True):
         assert_batch_invariant(response.json()["data"][0]["embedding"], item["embedding"])
+
+
+def test_a_document_that_crashes_the_worker_is_named(reranker: TinyXlmr, server_logs: Path) -> None:
+    """The poison-input machinery holds for pairs: the 400 names `documents[i]`, and the
+    other documents' requests are served."""
+    odd = "ZQX 9731 qzx"
+    with EmbeddingEngine.from_path(reranker.gguf) as engine:
+        safe = set(engine.tokenize(QUERY)) | set(engine.tokenize(DOCUMENTS[0]))
+        marker = next(t for t in engine.tokenize(odd, add_special=False) if t not in safe)
+    env = {"EMBELLAMA_TEST_CRASH_ON_TOKEN": str(marker)}
+    args = ["--model-path", str(reranker.gguf), "--workers", "1"]
+    with serving(args, server_logs, env) as server:
+        body: dict[str, object] = {"query": QUERY, "documents": [DOCUMENTS[0], odd]}
+        refused = _post(server, "/v1/rerank", body)
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert (error["code"], error["param"]) == ("input_crashed_worker", "documents[1]")
+        assert error["message"].startswith("document 1 crashed the model's worker")
+        server.wait_ready()  # the crashed worker's replacement
+        fine = _post(server, "/v1/rerank", {"query": QUERY, "documents": [DOCUMENTS[0]]})
+        assert fine.status_code == 200, fine.text
