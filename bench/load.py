@@ -314,17 +314,21 @@ def build_servers(
     return servers
 
 
+def _peer(script: str) -> str:
+    """Run a bench/peers script (it builds or reuses, cached outside the repo); its path out."""
+    done = subprocess.run(
+        ["bash", str(HERE / "peers" / script)], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def llama_server_binary() -> str:
+    return _peer("build_llama_server.sh")
+
+
 def peer_programs() -> tuple[str, str]:
-    """Build or reuse the peers (cached outside the repo): llama-server, and the Python
-    of a virtualenv holding llama-cpp-python's server."""
-
-    def run(script: str) -> str:
-        done = subprocess.run(
-            ["bash", str(HERE / "peers" / script)], capture_output=True, text=True, check=True
-        )
-        return done.stdout.strip()
-
-    return run("build_llama_server.sh"), run("install_llama_cpp_python_server.sh")
+    """llama-server, and the Python of a virtualenv holding llama-cpp-python's server."""
+    return llama_server_binary(), _peer("install_llama_cpp_python_server.sh")
 
 
 def rss_of(pid: int) -> float:

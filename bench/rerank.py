@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.batch_budget import machine
-from bench.load import HERE, THREADS, Server
+from bench.load import HERE, THREADS, Server, llama_server_binary
 from tests.fixtures.tiny_llama import tiny_corpus
 from tests.fixtures.tiny_xlmr import build_tiny_xlmr
 
@@ -88,12 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
-    binary = subprocess.run(
-        ["bash", str(HERE / "peers" / "build_llama_server.sh")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    binary = llama_server_binary()
     with tempfile.TemporaryDirectory() as scratch:
         model = build_tiny_xlmr(Path(scratch), classifier=True, hidden=384, layers=6).gguf
         servers = _servers(binary, model)

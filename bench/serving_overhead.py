@@ -16,7 +16,6 @@ import argparse
 import json
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.batch_budget import machine
 from bench.corpus import mixed_texts, short_texts
 from bench.fast_client import Run, post_all
-from bench.load import HERE, THREADS, Server
+from bench.load import HERE, THREADS, Server, llama_server_binary
 from embellama import prepare_default_model
 
 SHORT_PER_ROUND = 800
@@ -56,12 +55,7 @@ def main() -> None:
     parser.add_argument("--extra-args", default="", help="more embellama serve flags")
     args = parser.parse_args()
     model = prepare_default_model().path
-    binary = subprocess.run(
-        ["bash", str(HERE / "peers" / "build_llama_server.sh")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    binary = llama_server_binary()
     ours = [sys.executable, "-m", "embellama", "serve", "--model-path", str(model)]
     ours += ["--model-name", "m", "--cache-size", "0", "--log-level", "warning"]
     ours += [*shlex.split(args.extra_args), "--port", "18501"]

@@ -36,6 +36,7 @@ from embellama.cli.options import (
 from embellama.config import EngineConfig, ModelConfig, Truncation
 from embellama.engine import EmbeddingEngine
 from embellama.errors import ConfigError, InputError
+from embellama.jsonl import json_lines
 from embellama.pipeline import ServiceLimits
 
 if TYPE_CHECKING:
@@ -165,20 +166,13 @@ def _embed_records(
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     handle = sys.stdin if str(path) == "-" else path.open()
     with handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
-            if isinstance(value, str):
-                value = {"text": value}
-            if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+        for number, value in json_lines(handle, path):
+            record = {"text": value} if isinstance(value, str) else value
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
                 raise InputError(
                     f"{path}:{number}: expected a JSON string or an object with 'text'"
                 )
-            yield value
+            yield record
 
 
 def _count_lines(path: Path) -> int:
@@ -188,7 +182,7 @@ def _count_lines(path: Path) -> int:
 
 def _corpus_job(args: argparse.Namespace) -> int:
     try:
-        from embellama.corpus import CorpusOptions, open_source
+        from embellama.corpus import CorpusOptions, errors_path, open_source
     except ImportError as exc:  # pyarrow is the `corpus` extra
         raise ConfigError(
             f"Parquet corpus jobs need pyarrow ({exc}): pip install 'embellama[corpus]'"
@@ -224,7 +218,7 @@ def _corpus_job(args: argparse.Namespace) -> int:
     print(
         f"embellama: {report.rows} rows embedded in {report.seconds:.1f} s "
         f"({report.rows / max(report.seconds, 1e-9):.0f} rows/s), {report.bad_rows} bad rows"
-        + (f" listed in {_errors_path(args.output)}" if report.bad_rows else "")
+        + (f" listed in {errors_path(args.output)}" if report.bad_rows else "")
         + (
             f"; resumed after {report.resumed_chunks} finished row groups"
             if report.resumed_chunks
@@ -297,7 +291,3 @@ class _Reporter:
             file=sys.stderr,
             flush=True,
         )
-
-
-def _errors_path(output: Path) -> Path:
-    return output.with_name(output.stem + ".errors.jsonl")

@@ -1,7 +1,14 @@
 """Corpus jobs: a file of texts in, a Parquet file of vectors out (`embellama embed`)."""
 
-from embellama.corpus.job import CorpusOptions, CorpusProgress, CorpusReport, embed_corpus
-from embellama.corpus.parts import PartStore
+from embellama.corpus.job import (
+    CorpusOptions,
+    CorpusProgress,
+    CorpusReport,
+    EmbeddedRows,
+    embed_corpus,
+    embed_rows,
+)
+from embellama.corpus.parts import PartStore, errors_path
 from embellama.corpus.sources import Chunk, CorpusSource, open_source
 
 __all__ = [
@@ -10,7 +17,10 @@ __all__ = [
     "CorpusProgress",
     "CorpusReport",
     "CorpusSource",
+    "EmbeddedRows",
     "PartStore",
     "embed_corpus",
+    "embed_rows",
+    "errors_path",
     "open_source",
 ]

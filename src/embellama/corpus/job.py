@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +28,14 @@ from embellama.engine import EmbeddingEngine
 from embellama.errors import InputError
 from embellama.results import EmbeddingResult
 
-__all__ = ["CorpusOptions", "CorpusProgress", "CorpusReport", "embed_corpus"]
+__all__ = [
+    "CorpusOptions",
+    "CorpusProgress",
+    "CorpusReport",
+    "EmbeddedRows",
+    "embed_corpus",
+    "embed_rows",
+]
 
 _log = logging.getLogger("embellama.corpus")
 
@@ -112,33 +119,48 @@ def embed_corpus(
     )
 
 
-def _embed_chunk(engine: EmbeddingEngine, chunk: Chunk, options: CorpusOptions) -> _Embedded:
-    """Embed a chunk's good rows; a row the engine refuses is taken out and reported,
-    and the rest embedded again (one retry per bad row, rare in a real corpus)."""
-    errors: list[dict[str, Any]] = []
+@dataclass(frozen=True)
+class EmbeddedRows:
+    keep: list[int]  # positions that were embedded, in order
+    result: EmbeddingResult | None  # their vectors; None when no row could be
+    problems: dict[int, str]  # position -> why it has no vector
+
+
+def embed_rows(
+    engine: EmbeddingEngine,
+    texts: list[Any],
+    truncate: Truncation,
+    dimensions: int | None,
+) -> EmbeddedRows:
+    """Embed the rows that can be; a row the engine refuses is taken out with its
+    reason and the rest embedded again (one retry per bad row, rare in a real corpus).
+    The local job and the Ray actor both run this."""
+    problems: dict[int, str] = {}
     keep = []
-    for position, text in enumerate(chunk.texts):
+    for position, text in enumerate(texts):
         reason = _text_problem(text)
         if reason is None:
             keep.append(position)
         else:
-            errors.append(_error(chunk, position, reason, options))
+            problems[position] = reason
     while keep:
         try:
             result = engine.embed_with_details(
-                [chunk.texts[p] for p in keep],
-                truncate=options.truncate,
-                dimensions=options.dimensions,
-                use_cache=True,
+                [texts[p] for p in keep], truncate=truncate, dimensions=dimensions
             )
         except InputError as exc:
             if exc.index is None:
                 raise
-            position = keep.pop(exc.index)
-            errors.append(_error(chunk, position, str(exc), options))
+            problems[keep.pop(exc.index)] = str(exc)
             continue
-        return _Embedded(chunk, keep, result, errors)
-    return _Embedded(chunk, keep, None, errors)
+        return EmbeddedRows(keep, result, problems)
+    return EmbeddedRows(keep, None, problems)
+
+
+def _embed_chunk(engine: EmbeddingEngine, chunk: Chunk, options: CorpusOptions) -> _Embedded:
+    rows = embed_rows(engine, chunk.texts, options.truncate, options.dimensions)
+    errors = [_error(chunk, p, rows.problems[p], options) for p in sorted(rows.problems)]
+    return _Embedded(chunk, rows.keep, rows.result, errors)
 
 
 def _text_problem(text: object) -> str | None:
@@ -190,7 +212,7 @@ def _store(
 
 def _schema(source: CorpusSource, dimensions: int) -> pa.Schema:
     """The output's columns; the id and kept columns take their type from the input."""
-    first = next(iter(_first_chunk(source)), None)
+    first = next(source.chunks(), None)
     id_type = pa.int64()
     kept: list[pa.Field] = []
     if first is not None:
@@ -208,10 +230,3 @@ def _schema(source: CorpusSource, dimensions: int) -> pa.Schema:
             *kept,
         ]
     )
-
-
-def _first_chunk(source: CorpusSource) -> Iterator[Chunk]:
-    chunks = source.chunks()
-    first = next(chunks, None)
-    if first is not None:
-        yield first

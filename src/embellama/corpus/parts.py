@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from embellama.errors import ConfigError
 
-__all__ = ["PartStore"]
+__all__ = ["PartStore", "errors_path"]
 
 _MANIFEST = "manifest.json"
 # The finished file carries its job in the Parquet schema metadata, so running the same
@@ -33,7 +33,7 @@ class PartStore:
     def __init__(self, output: Path, job: dict[str, Any], *, overwrite: bool = False) -> None:
         """`job` describes everything the rows depend on (input file, model, options)."""
         self.output = output
-        self.errors_path = output.with_name(output.stem + ".errors.jsonl")
+        self.errors_path = errors_path(output)
         self.directory = output.with_name(output.name + ".parts")
         self.job = job
         self.complete = False
@@ -81,16 +81,17 @@ class PartStore:
             for table in self._tables(chunks):
                 writer.write_table(table.replace_schema_metadata(stamped.metadata))
                 rows += table.num_rows
-        with self.errors_path.with_suffix(".jsonl.tmp").open("wb") as errors:
+        errors_temporary = self.errors_path.with_suffix(".jsonl.tmp")
+        with errors_temporary.open("wb") as errors:
             for number in range(chunks):
                 data = self._errors_part(number).read_bytes()
                 bad += data.count(b"\n")
                 errors.write(data)
         _fsync_rename(temporary, self.output)
         if bad:
-            _fsync_rename(self.errors_path.with_suffix(".jsonl.tmp"), self.errors_path)
+            _fsync_rename(errors_temporary, self.errors_path)
         else:
-            self.errors_path.with_suffix(".jsonl.tmp").unlink()
+            errors_temporary.unlink()
             self.errors_path.unlink(missing_ok=True)
         shutil.rmtree(self.directory)
         return rows, bad
@@ -104,6 +105,11 @@ class PartStore:
 
     def _errors_part(self, number: int) -> Path:
         return self.directory / f"errors-{number:08d}.jsonl"
+
+
+def errors_path(output: Path) -> Path:
+    """Where a job writing `output` lists its bad rows: `vectors.errors.jsonl`."""
+    return output.with_name(output.stem + ".errors.jsonl")
 
 
 def _job_of(output: Path) -> dict[str, Any] | None:

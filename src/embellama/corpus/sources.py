@@ -7,7 +7,6 @@ holds one chunk (plus the reader's buffer), never the file.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from embellama.errors import InputError
+from embellama.jsonl import json_lines
 
 __all__ = ["Chunk", "CorpusSource", "open_source"]
 
@@ -101,16 +101,8 @@ class CorpusSource:
         own instead of a type error for the whole file."""
         rows: list[dict[str, Any]] = []
         with self.path.open(encoding="utf-8") as handle:
-            for number, raw in enumerate(handle, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    value = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{self.path}:{number}: not valid JSON ({exc.msg})") from exc
-                if not isinstance(value, dict):
-                    value = {self.text_column: value}
-                rows.append(value)
+            for _, value in json_lines(handle, self.path):
+                rows.append(value if isinstance(value, dict) else {self.text_column: value})
                 if len(rows) == self.chunk_rows:
                     yield self._jsonl_table(rows)
                     rows = []

@@ -23,7 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from embellama.config import ModelConfig, Truncation
+from embellama.config import EngineConfig, ModelConfig, Truncation
+from embellama.corpus.job import embed_rows
 from embellama.engine import EmbeddingEngine
 from embellama.errors import ConfigError, InputError
 
@@ -47,10 +48,7 @@ class EmbedActor:
         truncate: str,
         dimensions: int | None,
     ) -> None:
-        self.engine = EmbeddingEngine.from_path(
-            model.path,
-            **{k: v for k, v in vars(model).items() if k != "path"},
-        )
+        self.engine = EmbeddingEngine(EngineConfig(models=(model,)))
         self.text_column = text_column
         self.truncate = Truncation(truncate)
         self.dimensions = dimensions
@@ -60,29 +58,14 @@ class EmbedActor:
         """Adds `embedding` and `tokens`; a row that cannot be embedded gets nulls and
         its reason in `embellama_error` instead of failing the whole job."""
         texts = batch.column(self.text_column).to_pylist()
+        rows = embed_rows(self.engine, texts, self.truncate, self.dimensions)
         vectors = np.zeros((len(texts), self.width), np.float32)
         tokens: list[int | None] = [None] * len(texts)
-        errors: list[str | None] = [None] * len(texts)
-        keep = []
-        for position, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                errors[position] = "empty text" if isinstance(text, str) else "no text"
-            else:
-                keep.append(position)
-        while keep:
-            try:
-                result = self.engine.embed_with_details(
-                    [texts[p] for p in keep], truncate=self.truncate, dimensions=self.dimensions
-                )
-            except InputError as exc:
-                if exc.index is None:
-                    raise
-                errors[keep.pop(exc.index)] = str(exc)
-                continue
-            vectors[keep] = result.vectors
-            for position, count in zip(keep, result.token_counts, strict=True):
+        if rows.result is not None:
+            vectors[rows.keep] = rows.result.vectors
+            for position, count in zip(rows.keep, rows.result.token_counts, strict=True):
                 tokens[position] = count
-            break
+        errors = [rows.problems.get(position) for position in range(len(texts))]
         good = pa.array([e is None for e in errors])
         embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), self.width)
         return (
@@ -143,7 +126,7 @@ def embed_file(
     import ray
     import ray.data
 
-    from embellama.corpus import CorpusReport
+    from embellama.corpus import CorpusReport, errors_path
 
     if source.id_column is None:
         raise InputError("--ray needs --id-column: Ray Data has no stable row numbers")
@@ -187,9 +170,10 @@ def embed_file(
         errors = [
             {"id": row[source.id_column], "reason": row[ERROR_COLUMN]} for row in bad.iter_rows()
         ]
-        errors_path = output.with_name(output.stem + ".errors.jsonl")
         if errors:
-            errors_path.write_text("".join(json.dumps(e, default=str) + "\n" for e in errors))
+            errors_path(output).write_text(
+                "".join(json.dumps(e, default=str) + "\n" for e in errors)
+            )
         count = rows.count()
         tokens = int(rows.sum("tokens") or 0) if count else 0
     finally:

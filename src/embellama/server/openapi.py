@@ -214,6 +214,11 @@ _SCHEMAS: dict[str, Schema] = {
             "model": {"type": "string"},
         },
     },
+    "Document": {
+        "type": "object",
+        "required": ["text"],
+        "properties": {"text": {"type": "string"}},
+    },
     "RerankRequest": {
         "type": "object",
         "required": ["query", "documents"],
@@ -224,16 +229,7 @@ _SCHEMAS: dict[str, Schema] = {
                 "`texts`, accepted in its place).",
                 "type": "array",
                 "minItems": 1,
-                "items": {
-                    "oneOf": [
-                        {"type": "string"},
-                        {
-                            "type": "object",
-                            "required": ["text"],
-                            "properties": {"text": {"type": "string"}},
-                        },
-                    ]
-                },
+                "items": {"oneOf": [{"type": "string"}, _ref("Document")]},
             },
             "model": {"type": "string", "description": "Name or alias; default: first reranker."},
             "top_n": {"type": "integer", "minimum": 1},
@@ -266,11 +262,7 @@ _SCHEMAS: dict[str, Schema] = {
                     "properties": {
                         "index": {"type": "integer"},
                         "relevance_score": {"type": "number"},
-                        "document": {
-                            "type": "object",
-                            "required": ["text"],
-                            "properties": {"text": {"type": "string"}},
-                        },
+                        "document": _ref("Document"),
                         "truncated": {"const": True},
                     },
                 },
