@@ -24,6 +24,9 @@ class Run:
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     cache_hits: int = 0
+    # embellama's per-request stage timings (x-tokenize-time, x-queue-time,
+    # x-inference-time headers, in ms), where the server sends them.
+    stage_ms: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def requests(self) -> int:
@@ -78,6 +81,10 @@ async def _exchange(
     await reader.readexactly(int(fields.get("content-length", "0")))
     run.statuses[status] = run.statuses.get(status, 0) + 1
     run.cache_hits += int(fields.get("x-cache-hits", "0"))
+    for stage in ("tokenize", "queue", "inference"):
+        value = fields.get(f"x-{stage}-time")
+        if value is not None:
+            run.stage_ms.setdefault(stage, []).append(float(value))
     return fields
 
 

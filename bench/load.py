@@ -400,6 +400,10 @@ def main() -> None:
     )
     parser.add_argument("--sustained-seconds", type=float, default=60)
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
+    parser.add_argument(
+        "--scenario", action="append", help="Only scenarios whose name contains this."
+    )
+    parser.add_argument("--server", action="append", help="Only servers whose name contains this.")
     args = parser.parse_args()
 
     from embellama import prepare_default_model
@@ -411,7 +415,11 @@ def main() -> None:
 
     limit = engine_limit(model, args.rounds)
     print("engine limit:", json.dumps(limit, indent=1), flush=True)
-    servers = build_servers(model, sys.executable, lcp_python, llama_server)
+    servers = [
+        server
+        for server in build_servers(model, sys.executable, lcp_python, llama_server)
+        if not args.server or any(part in server.name for part in args.server)
+    ]
     results: dict[str, Any] = {
         "machine": machine(),
         "threads": THREADS,
@@ -426,7 +434,11 @@ def main() -> None:
             server.start(log_dir)
             results["startup_seconds"][server.name] = server.startup_seconds
             results["rss_mb"][server.name] = server.rss_mb()
-        plan = scenarios(args.quick)
+        plan = {
+            name: run
+            for name, run in scenarios(args.quick).items()
+            if not args.scenario or any(part in name for part in args.scenario)
+        }
         raw: dict[str, dict[str, list[dict[str, float]]]] = {
             s: {v.name: [] for v in servers} for s in plan
         }
@@ -454,7 +466,8 @@ def main() -> None:
                         flush=True,
                     )
         results["scenarios"] = raw
-        results["sustained"] = {servers[0].name: sustained(servers[0], args.sustained_seconds)}
+        if args.sustained_seconds > 0:
+            results["sustained"] = {servers[0].name: sustained(servers[0], args.sustained_seconds)}
         results["rss_mb_after"] = {s.name: s.rss_mb() for s in servers}
     finally:
         for server in servers:

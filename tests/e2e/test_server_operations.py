@@ -10,6 +10,7 @@ import httpx
 import pytest
 from openai import AuthenticationError, OpenAI
 
+from embellama.cli.options import default_workers
 from tests.e2e.server import ServerProcess, serving
 
 KEYS = ("sk-test-alpha-0123456789", "sk-test-bravo-9876543210")
@@ -156,7 +157,7 @@ def test_metrics_count_exactly(minilm_gguf: Path, server_logs: Path) -> None:
         assert (
             _metric(text, "embellama_request_duration_seconds_count", route="/v1/embeddings") == 5
         )
-        assert _metric(text, "embellama_workers_alive", model="minilm") == 1  # the default
+        assert _metric(text, "embellama_workers_alive", model="minilm") == default_workers(0)
         assert _metric(text, "embellama_queue_depth", model="minilm") == 0
         assert _metric(text, "embellama_process_resident_memory_bytes") > 0
         assert _metric(text, "embellama_worker_resident_memory_bytes", model="minilm") > 0

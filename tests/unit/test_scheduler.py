@@ -315,3 +315,30 @@ def test_a_batch_cut_off_by_a_dying_lane_is_requeued_not_lost() -> None:
         return firsts(result)
 
     assert asyncio.run(scenario()) == [1, 2]
+
+
+def test_a_batch_is_sole_only_when_nothing_else_is_queued_or_running() -> None:
+    """`sole` lets a pool lend idle workers' threads; it must never be set on a batch
+    that shares the machine with other work, or threads would exceed the cores."""
+    runner = FakeRunner()
+    runner.gate.clear()
+
+    async def scenario() -> None:
+        scheduler = Scheduler(BatchingConfig(16, 4), QueueLimits())
+        lanes = [asyncio.create_task(scheduler.feed(runner)) for _ in range(2)]
+        alone = asyncio.create_task(scheduler.run([seq(1)], Pooling.MEAN))
+        await asyncio.sleep(0.01)
+        # Two requests while the first runs: their batch is not all there is.
+        later = [asyncio.create_task(scheduler.run([seq(n)] * 2, Pooling.MEAN)) for n in (2, 3)]
+        await asyncio.sleep(0.01)
+        runner.gate.set()
+        await asyncio.gather(alone, *later)
+        # One request of two inputs, once everything else finished: sole again.
+        await scheduler.run([seq(4), seq(5)], Pooling.MEAN)
+        for lane in lanes:
+            lane.cancel()
+        await asyncio.gather(*lanes, return_exceptions=True)
+
+    asyncio.run(scenario())
+    assert [job.sole for job in runner.jobs] == [True, False, True]
+    assert [len(job.sequences) for job in runner.jobs] == [1, 4, 2]

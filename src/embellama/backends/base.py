@@ -61,11 +61,12 @@ def run_job(model: LoadedModel, job: DecodeJob) -> DecodeDone | DecodeFailed:
     """One decode of exactly the job's sequences (the scheduler packed them), then pooling."""
     started = time.perf_counter()
     try:
-        outputs = model.decode(job.sequences)
+        outputs = model.decode(job.sequences, threads=job.threads)
         if job.pooling in (Pooling.NONE, Pooling.RANK):  # per token; a reranker's scores
             vectors: Any = outputs
         else:
             vectors = np.stack([pool(tokens, job.pooling) for tokens in outputs])
     except Exception as exc:  # reported to the scheduler, which fails only this batch
         return DecodeFailed(job.job_id, f"{type(exc).__name__}: {exc}")
-    return DecodeDone(job.job_id, vectors, time.perf_counter() - started)
+    threads = job.threads or model.config.resolved_threads
+    return DecodeDone(job.job_id, vectors, time.perf_counter() - started, threads)

@@ -22,6 +22,11 @@ class DecodeJob:
     job_id: int
     sequences: list[npt.NDArray[np.int32]]
     pooling: Pooling
+    # Nothing else was queued or running when the scheduler packed it: a pool of
+    # several workers then lends it the idle workers' threads.
+    sole: bool = False
+    # llama.cpp threads for this decode; None: the worker's own count.
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class DecodeDone:
     job_id: int
     vectors: npt.NDArray[np.float32] | list[npt.NDArray[np.float32]]
     inference_seconds: float
+    # The llama.cpp threads the decode ran with (0: not reported).
+    threads: int = 0
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ retries it), and the slot starts a replacement after a short backoff.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import multiprocessing
@@ -17,7 +18,7 @@ import queue
 import threading
 import time
 
-from embellama.backends.base import Feeder, WorkerStatus
+from embellama.backends.base import Feeder, Runner, WorkerStatus
 from embellama.backends.messages import DecodeDone, DecodeFailed, DecodeJob, WorkerReady
 from embellama.backends.worker import run_worker
 from embellama.config import ModelConfig
@@ -148,8 +149,51 @@ class WorkerHandle:
             self.process.join(5)
 
 
+class _ThreadLender:
+    """Lends idle workers' threads to a batch that is all the work there is.
+
+    A batch the scheduler marks `sole` (nothing else queued or running) runs with the
+    whole pool's threads, so one request alone is as fast as in one big worker. Under
+    load each worker keeps its own threads: no decode then waits at ggml's barriers for
+    a thread that another process (the server, a client) preempted, which is where one
+    many-thread worker loses ~10 % at 16 clients on 2 cores (bench/notes.md). A batch
+    that arrives while borrowed threads are out waits for them to come back, so the
+    pool never runs more threads than it was given.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._borrower: WorkerHandle | None = None
+        self._returned = asyncio.Event()
+
+    async def run(self, handle: WorkerHandle, job: DecodeJob) -> DecodeDone:
+        while self._borrower is not None and self._borrower is not handle:
+            self._returned.clear()
+            await self._returned.wait()
+        if not job.sole or handle.in_flight:
+            return await handle.run(job)
+        self._borrower = handle
+        try:
+            return await handle.run(dataclasses.replace(job, threads=self.threads))
+        finally:
+            self._borrower = None
+            self._returned.set()
+
+
+class _LendingRunner:
+    """A worker as the scheduler sees it: one per worker, shared by its lanes."""
+
+    def __init__(self, handle: WorkerHandle, lender: _ThreadLender) -> None:
+        self._handle = handle
+        self._lender = lender
+
+    async def run(self, job: DecodeJob) -> DecodeDone:
+        return await self._lender.run(self._handle, job)
+
+
 class WorkerPool:
-    """Keeps `count` workers of one model alive and hands each to a feeder coroutine."""
+    """Keeps `count` workers of one model alive and hands each to a feeder coroutine;
+    a worker decoding alone borrows the idle ones' threads (`_ThreadLender`)."""
 
     def __init__(self, config: ModelConfig, count: int) -> None:
         self.config = config
@@ -159,9 +203,12 @@ class WorkerPool:
         self._restarts = dict.fromkeys(range(count), 0)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._lender: _ThreadLender | None = None
 
     async def start(self, feeder: Feeder, *, wait_ready: bool = True) -> None:
         self._feeder = feeder
+        if self.count > 1:
+            self._lender = _ThreadLender(self.count * self.config.resolved_threads)
         self._tasks = [asyncio.create_task(self._supervise(slot)) for slot in range(self.count)]
         if wait_ready:
             await self.wait_until_ready()
@@ -234,7 +281,8 @@ class WorkerPool:
 
     async def _feed(self, handle: WorkerHandle) -> None:
         assert self._feeder is not None
-        lanes = [asyncio.create_task(self._feeder(handle)) for _ in range(LANES_PER_WORKER)]
+        runner: Runner = handle if self._lender is None else _LendingRunner(handle, self._lender)
+        lanes = [asyncio.create_task(self._feeder(runner)) for _ in range(LANES_PER_WORKER)]
         try:
             await handle.exited
         finally:

@@ -253,7 +253,9 @@ class Scheduler:
     async def _run_batch(self, runner: Runner, batch: list[_Item]) -> None:
         if self.batch_observer is not None:
             self.batch_observer([len(item.ids) for item in batch])
-        job = DecodeJob(next(_job_ids), [item.ids for item in batch], batch[0].pooling)
+        requests = len({id(item.request) for item in batch})
+        sole = requests == self._queued_requests and not any(self._busy.values())
+        job = DecodeJob(next(_job_ids), [item.ids for item in batch], batch[0].pooling, sole)
         self._busy[id(runner)] = self._busy.get(id(runner), 0) + 1
         try:
             done = await runner.run(job)

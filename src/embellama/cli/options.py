@@ -33,6 +33,7 @@ __all__ = [
     "Option",
     "add_options",
     "cache_from",
+    "default_workers",
     "model_config_from",
 ]
 
@@ -244,10 +245,12 @@ SERVER_OPTIONS = (
     Option(
         "workers",
         "Worker processes, each with its own llama.cpp context (weights are memory-mapped, "
-        "so shared); a crash in one never takes the server down. Default 1 using every core: "
-        "on 2 cores it measured best on latency and on mixed traffic (bench/results.md); "
-        "more workers with fewer threads each can raise throughput at high concurrency.",
-        default=1,
+        "so shared); a crash in one never takes the server down. Default: 2 on a CPU with "
+        "2 or more cores, each with half the threads, and a batch that is all the work "
+        "there is borrows the idle worker's threads (at 16 clients on 2 cores 1.05x one "
+        "2-thread worker, alone as fast: bench/notes.md); 1 with --n-gpu-layers (each "
+        "worker would hold its own copy of the weights in GPU memory). A causal model's "
+        "context (KV cache) is per worker: for long contexts set --workers 1 or --n-ctx.",
         parse=_positive_int,
     ),
     Option(
@@ -394,6 +397,12 @@ def _parse(option: Option, raw: object, where: str) -> Any:
     if option.choices and any(p not in option.choices for p in parsed):
         raise ConfigError(f"invalid {where}={raw!r}; choose from {', '.join(option.choices)}")
     return parsed if option.multiple else parsed[0]
+
+
+def default_workers(n_gpu_layers: int) -> int:
+    """Serving's default: two workers that lend each other threads on a CPU (one per
+    core would multiply contexts on big machines for no measured gain), one on a GPU."""
+    return 1 if n_gpu_layers else min(os.cpu_count() or 1, 2)
 
 
 def model_config_from(values: Mapping[str, Any], *, workers: int = 1) -> ModelConfig:

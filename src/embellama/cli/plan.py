@@ -34,6 +34,7 @@ from embellama.cli.options import (
     MODEL_OPTIONS,
     SERVER_OPTIONS,
     Option,
+    default_workers,
     model_config_from,
     resolve,
 )
@@ -125,8 +126,10 @@ def _models(
     if not isinstance(entries, list):
         raise ConfigError(f"{name}: 'models' must be an array of tables ([[models]])")
     if not entries:
-        config = model_config_from(resolve(args, MODEL_OPTIONS), workers=server["workers"])
-        return [ModelPlan(config, _service_limits(server, server["workers"]))]
+        values = resolve(args, MODEL_OPTIONS)
+        workers = server["workers"] or default_workers(values["n_gpu_layers"])
+        config = model_config_from(values, workers=workers)
+        return [ModelPlan(config, _service_limits(server, workers))]
     return [
         _model_entry(entry, server, f"{name} [[models]] #{index + 1}")
         for index, entry in enumerate(entries)
@@ -141,7 +144,8 @@ def _model_entry(entry: object, server: dict[str, Any], where: str) -> ModelPlan
     values = resolve(
         None, (*MODEL_OPTIONS, _WORKERS), environ={}, file_values=entry, file_name=where
     )
-    return ModelPlan(model_config_from(values), _service_limits(server, values["workers"]))
+    workers = values["workers"] or default_workers(values["n_gpu_layers"])
+    return ModelPlan(model_config_from(values, workers=workers), _service_limits(server, workers))
 
 
 def model_plan_from_fields(name: str, fields: object, server: dict[str, Any]) -> ModelPlan:

@@ -106,6 +106,8 @@ class LlamaBackend:
         with _load_time_logging():
             self._model = self._load_model(params)
             self._contexts: list[llama_cpp.llama_context_p] = []
+            # The thread count each context was last set to (llama_set_n_threads).
+            self._context_threads: dict[int, int] = {}
             if not params.vocab_only:
                 self._create_contexts(params)
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
@@ -250,16 +252,21 @@ class LlamaBackend:
 
     # -- inference ----------------------------------------------------------------
 
-    def decode(self, sequences: Sequence[TokenIds]) -> list[npt.NDArray[np.float32]]:
+    def decode(
+        self, sequences: Sequence[TokenIds], *, threads: int | None = None
+    ) -> list[npt.NDArray[np.float32]]:
         """Run one decode over several sequences; return each one's per-token outputs.
 
         Token ids must already be validated against the vocabulary: llama.cpp aborts
-        the process on an out-of-range id instead of returning an error.
+        the process on an out-of-range id instead of returning an error. `threads`
+        (default: the context's own) changes only how the work is split: ggml computes
+        every output element on one thread, so the vectors are bit-identical.
         """
         if not self._contexts:
             raise InferenceError("this model was loaded for tokenization only")
         n_tokens = self._batch.fill(sequences)
         ctx = self._small if n_tokens < FLASH_ATTENTION_TILE else self._large
+        self._set_threads(ctx, threads or self.params.n_threads)
         memory = llama_cpp.llama_get_memory(ctx)
         if memory:
             llama_cpp.llama_memory_clear(memory, True)
@@ -274,6 +281,12 @@ class LlamaBackend:
         outputs = np.ctypeslib.as_array(pointer, shape=(n_tokens, self.n_embd)).copy()
         bounds = np.cumsum([len(seq) for seq in sequences])[:-1]
         return np.split(outputs, bounds)
+
+    def _set_threads(self, ctx: llama_cpp.llama_context_p, threads: int) -> None:
+        key = ctypes.cast(ctx, ctypes.c_void_p).value or 0
+        if self._context_threads.get(key, self.params.n_threads) != threads:
+            llama_cpp.llama_set_n_threads(ctx, threads, threads)
+            self._context_threads[key] = threads
 
     def _scores(self, ctx: llama_cpp.llama_context_p, seq: int) -> npt.NDArray[np.float32]:
         pointer = llama_cpp.llama_get_embeddings_seq(ctx, seq)

@@ -162,9 +162,10 @@ class LoadedModel:
             verified=self.verified,
         )
 
-    def decode(self, sequences: Sequence[TokenIds]) -> list[Matrix]:
+    def decode(self, sequences: Sequence[TokenIds], *, threads: int | None = None) -> list[Matrix]:
         """Per-token outputs of one decode over `sequences`, in the order given; for a
-        reranker, each sequence's classifier output `(1, n_outputs)` instead.
+        reranker, each sequence's classifier output `(1, n_outputs)` instead. `threads`
+        overrides the configured thread count for this decode only.
 
         The lock serializes decodes on the one native context; the caller packed the
         batch to fit it (an input of up to the context length always fits alone).
@@ -172,7 +173,7 @@ class LoadedModel:
         with self._lock:
             if self._closed:
                 raise ModelNotFoundError(self.name, [])
-            return self._backend.decode(sequences)
+            return self._backend.decode(sequences, threads=threads)
 
     def close(self) -> None:
         """Wait for the decode in progress, then free native memory."""

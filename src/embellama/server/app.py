@@ -7,6 +7,7 @@ and stops the models with the server (lifespan), so shutdown drains before worke
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -76,6 +77,11 @@ def create_app(state: ServerState) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             await state.start()
+            # What startup built (modules, models, routes) lives as long as the server;
+            # freezing it keeps the collector from re-walking it every few thousand
+            # allocations, which profiling at 16 clients put at ~5 % of server CPU.
+            gc.collect()
+            gc.freeze()
             if state.source is not None:
                 asyncio.get_running_loop().add_signal_handler(
                     signal.SIGHUP, _reload_on_signal, state

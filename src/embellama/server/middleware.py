@@ -62,25 +62,26 @@ class RequestContextMiddleware:
             extra: dict[str, Any] = scope["state"].get("access", {})
             seconds = time.perf_counter() - started
             self.metrics.observe_request(scope["path"], status, extra.get("model", ""), seconds)
-            details = "".join(f" {key}={value}" for key, value in extra.items())
-            _log.info(
-                "%s %s %d %.1fms id=%s%s",
-                scope["method"],
-                scope["path"],
-                status,
-                seconds * 1000,
-                request_id,
-                details,
-                extra={
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 2),
-                    "client": scope["state"].get("client"),
-                    **extra,
-                },
-            )
+            if _log.isEnabledFor(logging.INFO):  # skip building the line when it is off
+                details = "".join(f" {key}={value}" for key, value in extra.items())
+                _log.info(
+                    "%s %s %d %.1fms id=%s%s",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    seconds * 1000,
+                    request_id,
+                    details,
+                    extra={
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 2),
+                        "client": scope["state"].get("client"),
+                        **extra,
+                    },
+                )
 
 
 def _incoming_id(scope: Scope) -> str | None:
