@@ -69,11 +69,15 @@ STAGES = (
 )
 EVENT_LOOP = "event loop (asyncio, uvloop) and other"
 WORKER_PARTS = (
-    ("decode: ggml kernels", ("libggml-cpu", "libggml-base", "libggml.so")),
+    (
+        "decode: ggml kernels (libm: GELU's erf/tanh)",
+        ("libggml-cpu", "libggml-base", "libggml.so", "libm.so"),
+    ),
     ("decode: OpenMP barrier wait and spin", ("libgomp",)),
     ("decode: llama.cpp graph and scheduling", ("libllama",)),
     ("worker Python: job, pooling, pickling", ("libpython", "_pickle", "_multiarray", ".cpython")),
     ("worker kernel (pipe, scheduler, page faults)", ("[kernel",)),
+    ("worker libc (memcpy, memset, malloc)", ("libc.so",)),
 )
 
 

@@ -40,7 +40,7 @@ def lua_script(texts: list[str]) -> str:
 
 def run_wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, float]:
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,

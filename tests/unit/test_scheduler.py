@@ -342,3 +342,49 @@ def test_a_batch_is_sole_only_when_nothing_else_is_queued_or_running() -> None:
     asyncio.run(scenario())
     assert [job.sole for job in runner.jobs] == [True, False, True]
     assert [len(job.sequences) for job in runner.jobs] == [1, 4, 2]
+
+
+def test_aged_bulk_and_small_work_take_turns() -> None:
+    """Once bulk has waited past `bulk_max_wait`, it goes first every other batch: it
+    keeps progressing, and a query waits behind at most one aged bulk batch."""
+    runner = FakeRunner()
+
+    async def scenario() -> None:
+        scheduler = Scheduler(BatchingConfig(16, 4), QueueLimits(bulk_max_wait=0.0))
+        bulk = asyncio.create_task(
+            scheduler.run([seq(1000 + n) for n in range(70)], Pooling.MEAN)  # 280 tokens
+        )
+        small = [asyncio.create_task(scheduler.run([seq(n)], Pooling.MEAN)) for n in range(1, 7)]
+        await asyncio.sleep(0)  # everything is queued before the lane starts
+        lane = asyncio.create_task(scheduler.feed(runner))
+        await asyncio.gather(bulk, *small)
+        lane.cancel()
+        await asyncio.gather(lane, return_exceptions=True)
+
+    asyncio.run(scenario())
+    leaders = ["bulk" if int(job.sequences[0][0]) >= 1000 else "small" for job in runner.jobs]
+    assert leaders[:4] == ["bulk", "small", "bulk", "small"]
+    assert leaders[4:] == ["bulk"] * (len(leaders) - 4)  # no small work left
+    assert sorted(runner.sequences_run()) == sorted([*range(1, 7), *range(1000, 1070)])
+
+
+def test_a_second_lane_never_queues_bulk_work_in_a_busy_worker() -> None:
+    runner = FakeRunner()
+    runner.gate.clear()
+
+    async def scenario() -> None:
+        scheduler = Scheduler(BatchingConfig(16, 4), QueueLimits())
+        lanes = [asyncio.create_task(scheduler.feed(runner)) for _ in range(2)]
+        bulk = asyncio.create_task(scheduler.run([seq(1000 + n) for n in range(70)], Pooling.MEAN))
+        await asyncio.sleep(0.01)
+        assert len(runner.jobs) == 1  # full bulk batches wait for the worker to be free
+        small = [asyncio.create_task(scheduler.run([seq(n)], Pooling.MEAN)) for n in range(1, 5)]
+        await asyncio.sleep(0.01)
+        assert [int(s[0]) for s in runner.jobs[1].sequences] == [1, 2, 3, 4]  # full, small
+        runner.gate.set()
+        await asyncio.gather(bulk, *small)
+        for lane in lanes:
+            lane.cancel()
+        await asyncio.gather(*lanes, return_exceptions=True)
+
+    asyncio.run(scenario())

@@ -153,6 +153,9 @@ class Scheduler:
         self._queued_tokens = 0
         self._wakeup = asyncio.Event()
         self._busy: dict[int, int] = {}  # batches in flight per runner
+        # Whether the last batch that had a choice put aged bulk work first: aged bulk and
+        # waiting small work then take turns, batch by batch.
+        self._bulk_went_first = False
         # Called with the token count of each input of every batch handed to a backend.
         self.batch_observer: Callable[[list[int]], None] | None = None
 
@@ -265,34 +268,48 @@ class Scheduler:
         self._deliver(batch, done.vectors, done.inference_seconds)
 
     async def _take_batch(self, runner: Runner) -> list[_Item]:
-        """A batch for `runner`; while it already runs one, only a full batch.
+        """A batch for `runner`; while it already runs one, only a full batch of small
+        requests' work.
 
         The second lane of a worker exists to have the next batch waiting in the pipe
         when the current one ends. Taking a half-empty batch early would split the
         queue between two small decodes; waiting lets it fill (16 one-text clients:
-        5.5 instead of 7.9 inputs per decode, measured).
+        5.5 instead of 7.9 inputs per decode, measured). Bulk work is never queued in a
+        pipe: a query arriving meanwhile would wait behind two bulk decodes instead of
+        one (short queries under bulk load: p99 362 -> see bench/notes.md).
         """
         while True:
-            batch = self._assemble(full_only=self._busy.get(id(runner), 0) > 0)
+            busy = self._busy.get(id(runner), 0) > 0
+            batch = self._assemble(full_only=busy, small_only=busy)
             if batch:
                 return batch
             self._wakeup.clear()
             await self._wakeup.wait()
 
     def _lane_order(self) -> tuple[deque[_Item], ...]:
-        """Small first, unless the oldest bulk item has waited too long (aging)."""
+        """Small first. Once the oldest bulk item has waited `bulk_max_wait` (aging),
+        bulk and small take turns going first, one batch each: bulk keeps at least half
+        the decodes, and a query never waits behind more than one aged bulk batch."""
         lanes = self._lanes
-        if lanes.bulk and (
+        aged = bool(lanes.bulk) and (
             time.perf_counter() - lanes.bulk[0].request.enqueued > self.limits.bulk_max_wait
-        ):
+        )
+        if aged and not (lanes.small and self._bulk_went_first):
             return (lanes.bulk, lanes.small)
         return (lanes.small, lanes.bulk)
 
-    def _assemble(self, *, full_only: bool = False) -> list[_Item]:
+    def _assemble(self, *, full_only: bool = False, small_only: bool = False) -> list[_Item]:
+        order = (self._lanes.small,) if small_only else self._lane_order()
+        batch = self._pack(order, full_only)
+        if batch and not small_only:
+            self._bulk_went_first = order[0] is self._lanes.bulk
+        return batch
+
+    def _pack(self, order: tuple[deque[_Item], ...], full_only: bool) -> list[_Item]:
         budget = self._batching.max_batch_tokens
         taken: list[tuple[deque[_Item], _Item]] = []
         used = 0
-        for lane in self._lane_order():
+        for lane in order:
             while lane:
                 item = lane[0]
                 if item.request.abandoned:

@@ -30,12 +30,18 @@ __all__ = [
     "CACHE_OPTIONS",
     "MODEL_OPTIONS",
     "SERVER_OPTIONS",
+    "SERVING_MAX_BATCH_TOKENS",
     "Option",
     "add_options",
     "cache_from",
     "default_workers",
     "model_config_from",
 ]
+
+# The serving budget with several workers: on 2 cores, 16 one-text clients fill ~4.7
+# inputs (~127 tokens) per decode, so a 128-token batch counts as full and the next one
+# waits in the worker's pipe; 256 left every worker idle between batches (bench/notes.md).
+SERVING_MAX_BATCH_TOKENS = 128
 
 
 @dataclass(frozen=True)
@@ -179,8 +185,10 @@ MODEL_OPTIONS = (
         "max-batch-tokens",
         "Token budget of one llama.cpp decode. On CPU bigger is not "
         "faster: attention cost grows with the whole batch, and 256 measured best "
-        f"(bench/batch_budget.md). Default {DEFAULT_MAX_BATCH_TOKENS}.",
-        default=DEFAULT_MAX_BATCH_TOKENS,
+        f"(bench/batch_budget.md). Default {DEFAULT_MAX_BATCH_TOKENS}; "
+        f"{SERVING_MAX_BATCH_TOKENS} for a server with several workers, where a full "
+        "batch of short requests is then queued in a busy worker's pipe and short queries "
+        "wait less behind bulk work (16 clients: 1.06x; bench/notes.md).",
         parse=_positive_int,
     ),
     Option(
@@ -405,8 +413,13 @@ def default_workers(n_gpu_layers: int) -> int:
     return 1 if n_gpu_layers else min(os.cpu_count() or 1, 2)
 
 
-def model_config_from(values: Mapping[str, Any], *, workers: int = 1) -> ModelConfig:
-    """The `ModelConfig` the options describe; the default model only when no path is given."""
+def model_config_from(
+    values: Mapping[str, Any], *, workers: int = 1, serving: bool = False
+) -> ModelConfig:
+    """The `ModelConfig` the options describe; the default model only when no path is given.
+
+    `serving`: for `embellama serve`, whose default batch budget depends on its workers.
+    """
     path = values["model_path"] or require_default_model()
     name = values["model_name"] or (DEFAULT_MODEL_NAME if values["model_path"] is None else None)
     threads = values["threads_per_worker"] or max(1, (os.cpu_count() or 1) // workers)
@@ -420,7 +433,11 @@ def model_config_from(values: Mapping[str, Any], *, workers: int = 1) -> ModelCo
         n_threads=threads,
         n_ctx=values["n_ctx"],
         n_gpu_layers=values["n_gpu_layers"],
-        batching=BatchingConfig(values["max_batch_tokens"], values["max_batch_sequences"]),
+        batching=BatchingConfig(
+            values["max_batch_tokens"]
+            or (SERVING_MAX_BATCH_TOKENS if serving and workers > 1 else DEFAULT_MAX_BATCH_TOKENS),
+            values["max_batch_sequences"],
+        ),
         query_prefix=values["query_prefix"],
         document_prefix=values["document_prefix"],
         instruction_template=_unescape(values["instruction_template"]),

@@ -128,7 +128,7 @@ def _models(
     if not entries:
         values = resolve(args, MODEL_OPTIONS)
         workers = server["workers"] or default_workers(values["n_gpu_layers"])
-        config = model_config_from(values, workers=workers)
+        config = model_config_from(values, workers=workers, serving=True)
         return [ModelPlan(config, _service_limits(server, workers))]
     return [
         _model_entry(entry, server, f"{name} [[models]] #{index + 1}")
@@ -145,7 +145,8 @@ def _model_entry(entry: object, server: dict[str, Any], where: str) -> ModelPlan
         None, (*MODEL_OPTIONS, _WORKERS), environ={}, file_values=entry, file_name=where
     )
     workers = values["workers"] or default_workers(values["n_gpu_layers"])
-    return ModelPlan(model_config_from(values, workers=workers), _service_limits(server, workers))
+    config = model_config_from(values, workers=workers, serving=True)
+    return ModelPlan(config, _service_limits(server, workers))
 
 
 def model_plan_from_fields(name: str, fields: object, server: dict[str, Any]) -> ModelPlan:
