@@ -64,7 +64,8 @@ STAGES = (
     ("pipeline glue", ("embellama/pipeline.py", "embellama/engine.py", "embellama/results.py")),
     (
         "HTTP: uvicorn, Starlette, middleware, routes",
-        ("uvicorn/", "starlette/", "embellama/server/"),
+        # Not uvicorn/server.py: it is the root of every event-loop stack.
+        ("uvicorn/protocols", "uvicorn/middleware", "starlette/", "embellama/server/"),
     ),
 )
 EVENT_LOOP = "event loop (asyncio, uvloop) and other"

@@ -255,8 +255,8 @@ SERVER_OPTIONS = (
         "Worker processes, each with its own llama.cpp context (weights are memory-mapped, "
         "so shared); a crash in one never takes the server down. Default: 2 on a CPU with "
         "2 or more cores, each with half the threads, and a batch that is all the work "
-        "there is borrows the idle worker's threads (at 16 clients on 2 cores 1.05x one "
-        "2-thread worker, alone as fast: bench/notes.md); 1 with --n-gpu-layers (each "
+        "there is borrows the idle worker's threads (at 16 clients on 2 cores 1.09-1.11x one "
+        "2-thread worker, alone as fast: bench/results.md); 1 with --n-gpu-layers (each "
         "worker would hold its own copy of the weights in GPU memory). A causal model's "
         "context (KV cache) is per worker: for long contexts set --workers 1 or --n-ctx.",
         parse=_positive_int,
