@@ -29,10 +29,16 @@ CONCURRENCY = (1, 16, 64)
 
 
 def lua_script(texts: list[str]) -> str:
-    bodies = ",\n".join(json.dumps(json.dumps({"input": [t], "model": "m"})) for t in texts)
+    """One short text per request, cycling through `texts`."""
+    return lua_for_bodies([json.dumps({"input": [t], "model": "m"}).encode() for t in texts])
+
+
+def lua_for_bodies(bodies: list[bytes]) -> str:
+    """A wrk script that POSTs `bodies` (JSON) in turn."""
+    quoted = ",\n".join(json.dumps(body.decode()) for body in bodies)
     return (
         'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        f"local bodies = {{\n{bodies}\n}}\nlocal n = 0\n"
+        f"local bodies = {{\n{quoted}\n}}\nlocal n = 0\n"
         "request = function()\n  n = n + 1\n"
         "  return wrk.format(nil, nil, nil, bodies[(n % #bodies) + 1])\nend\n"
     )
