@@ -265,9 +265,7 @@ def write(results: dict[str, Measured], configs: dict[str, list[str]]) -> str:
         f"Machine: {machine()}. all-MiniLM-L6-v2 F16, one short text (8-40 words) per",
         f"request, {CLIENTS} keep-alive clients (bench/fast_client.py), {REQUESTS} fresh",
         "texts per run. Configurations: "
-        + "; ".join(
-            f"**{k}** = `embellama serve {' '.join(v)}`".rstrip() for k, v in configs.items()
-        )
+        + "; ".join(f"**{k}** = `{' '.join(['embellama serve', *v])}`" for k, v in configs.items())
         + ".",
         "",
         "Reproduce: `python bench/overhead_profile.py "
