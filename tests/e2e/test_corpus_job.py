@@ -194,6 +194,26 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tiny_model: Path, tmp_pa
     )
 
 
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tiny_model: Path, tmp_path: Path) -> None:
+    source = _write(tmp_path / "in.jsonl", _rows(6000))
+    output = tmp_path / "out.parquet"
+    command = _embed_command(tiny_model, source, output, "--row-group-size", "200")
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    parts = output.with_name("out.parquet.parts")
+    deadline = time.monotonic() + 120
+    while not list(parts.glob("part-*.parquet")) and time.monotonic() < deadline:
+        assert process.poll() is None, "the job ended before it could be interrupted"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert f"interrupted; finished row groups are kept in {parts}" in stderr
+    assert "run the same command again to resume" in stderr
+    resumed = _run(command)
+    assert resumed.returncode == 0 and "finished row groups" in resumed.stderr
+
+
 def test_other_options_do_not_mix_with_unfinished_parts(tiny_model: Path, tmp_path: Path) -> None:
     source = _write(tmp_path / "in.jsonl", _rows(3000))
     output = tmp_path / "out.parquet"

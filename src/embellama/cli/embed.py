@@ -198,20 +198,29 @@ def _corpus_job(args: argparse.Namespace) -> int:
         args.workers = min(os.cpu_count() or 1, 4)
     model = model_config_from(resolve(args, MODEL_OPTIONS), workers=max(args.workers, 1))
     options = CorpusOptions(Truncation(args.truncate), args.dimensions, args.strict)
-    if args.ray:
-        from embellama.ray import embed_file
+    try:
+        if args.ray:
+            from embellama.ray import embed_file
 
-        report = embed_file(
-            source,
-            args.output,
-            model,
-            options,
-            args.ray_actors,
-            args.ray_address,
-            overwrite=args.overwrite,
+            report = embed_file(
+                source,
+                args.output,
+                model,
+                options,
+                args.ray_actors,
+                args.ray_address,
+                overwrite=args.overwrite,
+            )
+        else:
+            report = _local_job(args, source, model, options)
+    except KeyboardInterrupt:  # Ctrl-C: a stop the user asked for, not a crash
+        parts = args.output.with_name(args.output.name + ".parts")
+        kept = f"finished row groups are kept in {parts}; " if parts.is_dir() else ""
+        print(
+            f"embellama: interrupted; {kept}run the same command again to resume",
+            file=sys.stderr,
         )
-    else:
-        report = _local_job(args, source, model, options)
+        return 130
     if report.already_complete:
         print(f"embellama: {args.output} is already complete for this job", file=sys.stderr)
         return 0
