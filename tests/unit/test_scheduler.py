@@ -63,6 +63,13 @@ async def supervised(scheduler: Scheduler, runner: FakeRunner) -> None:
             continue
 
 
+async def stop(lanes: list[asyncio.Task[None]]) -> None:
+    """Cancel a test's lanes and wait for them, as a pool does when a worker goes."""
+    for lane in lanes:
+        lane.cancel()
+    await asyncio.gather(*lanes, return_exceptions=True)
+
+
 def run_with(
     runner: FakeRunner,
     body: Callable[[Scheduler], Awaitable[T]],
@@ -75,8 +82,7 @@ def run_with(
         try:
             return await body(scheduler)
         finally:
-            lane.cancel()
-            await asyncio.gather(lane, return_exceptions=True)
+            await stop([lane])
 
     return asyncio.run(scenario())
 
@@ -288,9 +294,7 @@ def test_a_second_lane_takes_only_full_batches_while_the_first_runs() -> None:
         assert [len(job.sequences) for job in runner.jobs] == [1, 4]  # now it is full
         runner.gate.set()
         await asyncio.gather(first, *small, *full)
-        for lane in lanes:
-            lane.cancel()
-        await asyncio.gather(*lanes, return_exceptions=True)
+        await stop(lanes)
 
     asyncio.run(scenario())
 
@@ -335,9 +339,7 @@ def test_a_batch_is_sole_only_when_nothing_else_is_queued_or_running() -> None:
         await asyncio.gather(alone, *later)
         # One request of two inputs, once everything else finished: sole again.
         await scheduler.run([seq(4), seq(5)], Pooling.MEAN)
-        for lane in lanes:
-            lane.cancel()
-        await asyncio.gather(*lanes, return_exceptions=True)
+        await stop(lanes)
 
     asyncio.run(scenario())
     assert [job.sole for job in runner.jobs] == [True, False, True]
@@ -358,8 +360,7 @@ def test_aged_bulk_and_small_work_take_turns() -> None:
         await asyncio.sleep(0)  # everything is queued before the lane starts
         lane = asyncio.create_task(scheduler.feed(runner))
         await asyncio.gather(bulk, *small)
-        lane.cancel()
-        await asyncio.gather(lane, return_exceptions=True)
+        await stop([lane])
 
     asyncio.run(scenario())
     leaders = ["bulk" if int(job.sequences[0][0]) >= 1000 else "small" for job in runner.jobs]
@@ -383,8 +384,6 @@ def test_a_second_lane_never_queues_bulk_work_in_a_busy_worker() -> None:
         assert [int(s[0]) for s in runner.jobs[1].sequences] == [1, 2, 3, 4]  # full, small
         runner.gate.set()
         await asyncio.gather(bulk, *small)
-        for lane in lanes:
-            lane.cancel()
-        await asyncio.gather(*lanes, return_exceptions=True)
+        await stop(lanes)
 
     asyncio.run(scenario())

@@ -106,7 +106,7 @@ class LlamaBackend:
         with _load_time_logging():
             self._model = self._load_model(params)
             self._contexts: list[llama_cpp.llama_context_p] = []
-            # The thread count each context was last set to (llama_set_n_threads).
+            # The thread count each context (by id) was last set to (llama_set_n_threads).
             self._context_threads: dict[int, int] = {}
             if not params.vocab_only:
                 self._create_contexts(params)
@@ -283,10 +283,9 @@ class LlamaBackend:
         return np.split(outputs, bounds)
 
     def _set_threads(self, ctx: llama_cpp.llama_context_p, threads: int) -> None:
-        key = ctypes.cast(ctx, ctypes.c_void_p).value or 0
-        if self._context_threads.get(key, self.params.n_threads) != threads:
+        if self._context_threads.get(id(ctx), self.params.n_threads) != threads:
             llama_cpp.llama_set_n_threads(ctx, threads, threads)
-            self._context_threads[key] = threads
+            self._context_threads[id(ctx)] = threads
 
     def _scores(self, ctx: llama_cpp.llama_context_p, seq: int) -> npt.NDArray[np.float32]:
         pointer = llama_cpp.llama_get_embeddings_seq(ctx, seq)
