@@ -1,7 +1,8 @@
 """Every command-line knob, defined once: flag, `EMBELLAMA_*` variable, type, help.
 
 An environment variable sets the default; a flag overrides it. A bad value in either
-fails at start with one line naming the flag or the variable.
+fails at start with one line naming the flag or the variable; a secret's value is never
+repeated in that line.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from embellama.config import (
 )
 from embellama.default_model import DEFAULT_MODEL_NAME, require_default_model
 from embellama.errors import ConfigError
+from embellama.server.security import key_problem
 
 __all__ = [
     "CACHE_OPTIONS",
@@ -54,6 +56,8 @@ class Option:
     multiple: bool = False
     # A flag without a value (`--allow-unverified-architecture`); true/false elsewhere.
     switch: bool = False
+    # A key: its value never appears in an error, and an empty entry is refused, not skipped.
+    secret: bool = False
 
     @property
     def dest(self) -> str:
@@ -92,6 +96,14 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
+
+
+def _key(text: str) -> str:
+    """An API or admin key; an empty one would let a request without a key in."""
+    problem = key_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"a key {problem}")
+    return text
 
 
 def _boolean(text: str) -> bool:
@@ -305,14 +317,20 @@ SERVER_OPTIONS = (
     Option(
         "api-key",
         "Require 'Authorization: Bearer <key>'; repeat for several keys (env: "
-        "comma-separated). None by default, fine on loopback.",
+        "comma-separated). None by default, fine on loopback. At least 16 visible ASCII "
+        "characters: an empty or short key (an unset variable) fails the start.",
+        parse=_key,
         multiple=True,
+        secret=True,
     ),
     Option(
         "admin-key",
         "Key for the /admin API (reload, load/unload models, drain, workers); "
-        "repeat for several. Without one the admin API is off.",
+        "repeat for several; at least 16 characters, like --api-key. Without one the "
+        "admin API is off.",
+        parse=_key,
         multiple=True,
+        secret=True,
     ),
     Option("api-key-file", "File with one API key per line, added to --api-key.", parse=Path),
     Option(
@@ -394,14 +412,17 @@ def resolve(
 
 
 def _parse(option: Option, raw: object, where: str) -> Any:
-    if option.multiple:
-        parts = raw if isinstance(raw, list) else [p for p in str(raw).split(",") if p]
+    if option.multiple and isinstance(raw, list):
+        parts = raw
+    elif option.multiple:  # "a,,b" or "" is a mistake for a key, a slip elsewhere
+        parts = [p for p in str(raw).split(",") if p or option.secret]
     else:
         parts = [raw]
     try:
         parsed = [option.parse(str(part)) for part in parts]
     except (ValueError, argparse.ArgumentTypeError) as exc:
-        raise ConfigError(f"invalid {where}={raw!r}: {exc}") from None
+        shown = "" if option.secret else f"={raw!r}"
+        raise ConfigError(f"invalid {where}{shown}: {exc}") from None
     if option.choices and any(p not in option.choices for p in parsed):
         raise ConfigError(f"invalid {where}={raw!r}; choose from {', '.join(option.choices)}")
     return parsed if option.multiple else parsed[0]
