@@ -58,6 +58,9 @@ class Option:
     switch: bool = False
     # A key: its value never appears in an error, and an empty entry is refused, not skipped.
     secret: bool = False
+    # Read once at start (the socket, the cache, logging): a reload reports a new value
+    # as needing a restart instead of showing it as in force.
+    restart: bool = False
 
     @property
     def dest(self) -> str:
@@ -234,22 +237,26 @@ CACHE_OPTIONS = (
         "of a decode; repeated queries and re-ingested documents are common. Default 256MB.",
         default="256MB",
         parse=_size,
+        restart=True,
     ),
     Option(
         "cache-url",
         "redis://host:port/db: a second cache tier shared by replicas (memory stays in "
         "front). If Redis is down or slow the server computes instead; clients see no error.",
+        restart=True,
     ),
     Option(
         "cache-ttl",
         "Seconds a vector lives in Redis. Default 604800 (7 days).",
         default=604800.0,
         parse=_positive_float,
+        restart=True,
     ),
     Option(
         "cache-namespace",
         "Prefix of this deployment's Redis keys, so several can share one Redis.",
         default="embellama",
+        restart=True,
     ),
 )
 
@@ -260,8 +267,8 @@ SERVER_OPTIONS = (
         "EMBELLAMA_* variables override it. Reloaded on SIGHUP and POST /admin/reload.",
         parse=Path,
     ),
-    Option("host", "Address to listen on; loopback by default.", default="127.0.0.1"),
-    Option("port", "TCP port.", default=8080, parse=_integer),
+    Option("host", "Address to listen on; loopback by default.", default="127.0.0.1", restart=True),
+    Option("port", "TCP port.", default=8080, parse=_integer, restart=True),
     Option(
         "workers",
         "Worker processes, each with its own llama.cpp context (weights are memory-mapped, "
@@ -357,12 +364,19 @@ SERVER_OPTIONS = (
         default=False,
         parse=_boolean,
     ),
-    Option("log-level", "debug, info, warning or error.", default="info", parse=_log_level),
+    Option(
+        "log-level",
+        "debug, info, warning or error.",
+        default="info",
+        parse=_log_level,
+        restart=True,
+    ),
     Option(
         "log-format",
         "text for people, json for log pipelines.",
         default="text",
         choices=["text", "json"],
+        restart=True,
     ),
 )
 
@@ -407,8 +421,16 @@ def resolve(
             value = _parse(option, environ[option.env], option.env)
         if value is None and option.file_key in file_values:
             value = _parse(option, file_values[option.file_key], f"{file_name}: {option.file_key}")
-        values[option.dest] = option.default if value is None else value
+        values[option.dest] = _default(option) if value is None else value
     return values
+
+
+def _default(option: Option) -> Any:
+    """A default written as text ("256MB") parsed like a given value, so a setting reads
+    the same whichever source gave it (a reload compares them)."""
+    if isinstance(option.default, str) and option.parse is not str:
+        return option.parse(option.default)
+    return option.default
 
 
 def _parse(option: Option, raw: object, where: str) -> Any:

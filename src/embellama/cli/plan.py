@@ -6,13 +6,13 @@ is complete on its own), else from the model flags. Read again on every reload.
 
     [server]                      # any server option, by its flag name with "_"
     port = 8080
-    api_key = ["sk-team-a"]
-    admin_key = ["sk-admin"]
+    api_key = ["sk-team-a-7f3e9c2b41d8"]   # keys: at least 16 visible characters
+    admin_key = ["sk-admin-0c5a8e61f2b9"]
+    rate_limit_tpm = 100000
 
-    [[keys]]                      # per-key limits (the key is also accepted)
-    key = "sk-team-b"
+    [[keys]]                      # per-key limits (the key is also accepted); a limit
+    key = "sk-team-b-93d1a7e4c6f0"  # left out is the [server] one (here tokens per minute)
     requests_per_second = 20
-    tokens_per_minute = 200000
 
     [[models]]                    # any model option, by its flag name without "model-"
     name = "minilm"
