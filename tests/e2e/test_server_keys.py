@@ -44,18 +44,46 @@ def _refused(args: list[str], env: dict[str, str]) -> str:
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
-        (["--api-key", ""], {}, "argument --api-key: a key is empty"),
-        (["--admin-key", "   "], {}, "argument --admin-key: a key is empty"),
-        (["--api-key", "sk-short-key"], {}, "argument --api-key: a key is shorter than 16"),
-        (["--admin-key", "sk-has a-space-000001"], {}, "argument --admin-key: a key contains"),
-        ([], {"EMBELLAMA_ADMIN_KEY": ""}, "invalid EMBELLAMA_ADMIN_KEY: a key is empty"),
-        ([], {"EMBELLAMA_API_KEY": " "}, "invalid EMBELLAMA_API_KEY: a key is empty"),
-        (
+        pytest.param(["--api-key", ""], {}, "argument --api-key: a key is empty", id="flag-empty"),
+        pytest.param(
+            ["--admin-key", "   "], {}, "argument --admin-key: a key is empty", id="flag-blank"
+        ),
+        pytest.param(
+            ["--api-key", "sk-short-key"],
+            {},
+            "argument --api-key: a key is shorter than 16",
+            id="flag-short",
+        ),
+        pytest.param(
+            ["--admin-key", "sk-has a-space-000001"],
+            {},
+            "argument --admin-key: a key contains a space",
+            id="flag-space",
+        ),
+        pytest.param(
+            [],
+            {"EMBELLAMA_ADMIN_KEY": ""},
+            "invalid EMBELLAMA_ADMIN_KEY: a key is empty",
+            id="env-empty",
+        ),
+        pytest.param(
+            [],
+            {"EMBELLAMA_API_KEY": " "},
+            "invalid EMBELLAMA_API_KEY: a key is empty",
+            id="env-blank",
+        ),
+        pytest.param(
             [],
             {"EMBELLAMA_API_KEY": f"{USER_KEY},sk-tiny"},
             "invalid EMBELLAMA_API_KEY: a key is shorter than 16",
+            id="env-short",
         ),
-        ([], {"EMBELLAMA_API_KEY": f"{USER_KEY},"}, "invalid EMBELLAMA_API_KEY: a key is empty"),
+        pytest.param(
+            [],
+            {"EMBELLAMA_API_KEY": f"{USER_KEY},"},
+            "invalid EMBELLAMA_API_KEY: a key is empty",
+            id="env-trailing-comma",
+        ),
     ],
 )
 def test_a_bad_key_from_a_flag_or_variable_fails_the_start(
@@ -69,9 +97,17 @@ def test_a_bad_key_from_a_flag_or_variable_fails_the_start(
 @pytest.mark.parametrize(
     ("toml", "expected"),
     [
-        ('[server]\napi_key = [""]\n', ": api_key: a key is empty"),
-        ('[server]\nadmin_key = "sk-tiny"\n', ": admin_key: a key is shorter than 16"),
-        ('[[keys]]\nkey = "  "\nrequests_per_second = 1\n', "[[keys]] #1: 'key' is empty"),
+        pytest.param('[server]\napi_key = [""]\n', ": api_key: a key is empty", id="empty"),
+        pytest.param(
+            '[server]\nadmin_key = "sk-tiny"\n',
+            ": admin_key: a key is shorter than 16",
+            id="short",
+        ),
+        pytest.param(
+            '[[keys]]\nkey = "  "\nrequests_per_second = 1\n',
+            "[[keys]] #1: 'key' is empty",
+            id="keys-blank",
+        ),
     ],
 )
 def test_a_bad_key_in_the_config_file_fails_the_start(
