@@ -89,8 +89,11 @@ def test_a_user_key_never_reaches_an_admin_handler(root_path: str, target: str, 
 
 
 @pytest.mark.parametrize("http", ["h11", "httptools"])
-def test_the_admin_key_still_reaches_the_admin_api_under_a_root_path(http: str) -> None:
-    with _running("/api", http) as port:
+@pytest.mark.parametrize("root_path", ["/api", "/", ""])
+def test_the_admin_key_still_reaches_the_admin_api_under_a_root_path(
+    root_path: str, http: str
+) -> None:
+    with _running(root_path, http) as port:
         status, body = _status(port, "/admin/config", ADMIN_KEY)
         assert status == 200 and b"models_dir" in body, body
         assert _status(port, "/admin/config", USER_KEY)[0] == 401
