@@ -123,6 +123,13 @@ class GGUFInfo:
 def read_gguf_info(path: str | Path) -> GGUFInfo:
     """Parse and check `path`; raise `ModelFileError` naming what is wrong."""
     path = Path(path)
+    try:
+        return _read(path)
+    except OSError as exc:  # a name too long, no permission, a directory in the way ...
+        raise ModelFileError(f"cannot read model file {path}: {exc.strerror}") from None
+
+
+def _read(path: Path) -> GGUFInfo:
     if not path.exists():
         raise ModelFileError(f"model file not found: {path}")
     if not path.is_file():
