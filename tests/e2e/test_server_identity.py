@@ -131,9 +131,8 @@ threads_per_worker = 1
 
 
 def _workers(server: ServerProcess) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = httpx.get(server.url + "/admin/workers", headers=ADMIN).json()[
-        "m"
-    ]
+    shown = httpx.get(server.url + "/admin/workers", headers=ADMIN).json()
+    rows: list[dict[str, Any]] = shown["m"]
     return rows
 
 
