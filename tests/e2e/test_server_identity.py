@@ -31,8 +31,8 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 @pytest.fixture(scope="module")
 def files(minilm_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Under one models directory: the model, the same bytes under another name in
-    another folder, and a retune with the same size and mtime."""
+    """Under one models directory: the model, and the same bytes under another name in
+    another folder."""
     root = tmp_path_factory.mktemp("identity-models")
     (root / "replica-b").mkdir()
     original = Path(shutil.copy2(minilm_gguf, root / "minilm.gguf"))
@@ -40,7 +40,6 @@ def files(minilm_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         "root": root,
         "original": original,
         "same": Path(shutil.copy2(minilm_gguf, root / "replica-b" / "renamed.gguf")),
-        "retuned": retuned_copy(original, root / "retuned.gguf"),
     }
 
 
@@ -90,12 +89,13 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 def test_replicas_share_redis_by_content_not_path(
-    files: dict[str, Path], server_logs: Path, redis_server: RedisServer
+    files: dict[str, Path], server_logs: Path, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     shared = ("--cache-url", redis_server.url, "--cache-namespace", "identity-test")
     text = "one file, two paths, one cache"
+    on_a = Path(shutil.copy2(files["original"], tmp_path / "a.gguf"))
     with (
-        serving(_args(files["original"], *shared), server_logs) as a,
+        serving(_args(on_a, *shared), server_logs) as a,
         serving(_args(files["same"], *shared), server_logs) as b,
     ):
         fingerprint = _shown(a)["fingerprint"]
@@ -108,7 +108,9 @@ def test_replicas_share_redis_by_content_not_path(
             time.sleep(0.05)
         assert _hits(on_b) == 1  # B never computed it: A's vector, found under B's path
         assert on_b.json()["data"] == first.json()["data"]
-    with serving(_args(files["retuned"], *shared), server_logs) as c:
+    # A's path now holds a retune with the same size and mtime (a copy kept its stat).
+    os.replace(retuned_copy(on_a, tmp_path / "incoming.gguf"), on_a)
+    with serving(_args(on_a, *shared), server_logs) as c:
         assert _shown(c)["fingerprint"] != fingerprint
         other = _embed(c, text)
         assert _hits(other) == 0  # same size and mtime, other weights: never A's entry

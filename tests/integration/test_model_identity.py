@@ -4,6 +4,7 @@ the vectors instead, and a load refuses a file that is not the one expected."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,6 +61,20 @@ def test_a_retune_with_the_same_size_and_mtime_never_hits(
     assert other.cache_hits == 0
     # The retune's own vector, not the original's: they differ well beyond rounding.
     assert float(np.max(np.abs(first.vectors - other.vectors))) > 1e-3
+
+
+def test_a_file_swapped_in_place_keeping_size_and_mtime_gets_a_new_tag(
+    copies: dict[str, Path], tmp_path: Path
+) -> None:
+    """The case a path + size + mtime identity cannot see: same path, same stat."""
+    served = Path(shutil.copy2(copies["original"], tmp_path / "served.gguf"))
+    with EmbeddingEngine.from_path(served, name="m") as engine:
+        before = _tag(engine, "m")
+    stat = served.stat()
+    os.replace(retuned_copy(served, tmp_path / "incoming.gguf"), served)
+    assert (served.stat().st_size, served.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    with EmbeddingEngine.from_path(served, name="m") as engine:
+        assert _tag(engine, "m") != before
 
 
 def test_cache_version_names_the_vectors_instead(
