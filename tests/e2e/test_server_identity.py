@@ -169,6 +169,10 @@ def test_a_restarted_worker_refuses_a_swapped_file_until_a_reload(
         )
         assert late.status_code in (503, 504), late.text  # nobody computes it meanwhile
         assert "worker 0 refused to start: " + refused["error"] in server.log()
+        for _ in range(20):  # it keeps refusing, never counted ready meanwhile
+            assert _workers(server)[0]["state"] == "refused"
+            assert httpx.get(server.url + "/ready").status_code == 503
+            time.sleep(0.05)
 
         reloaded = httpx.post(server.url + "/admin/reload", headers=ADMIN, timeout=60)
         assert reloaded.status_code == 200, reloaded.text

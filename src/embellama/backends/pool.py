@@ -84,7 +84,10 @@ class WorkerHandle:
 
     @property
     def alive(self) -> bool:
-        return self.ready.done() and not self.ready.cancelled() and not self.exited.done()
+        """Ready and not exited; a worker that refused (its ready holds the error) is not."""
+        ready = self.ready
+        started = ready.done() and not ready.cancelled() and ready.exception() is None
+        return started and not self.exited.done()
 
     async def run(self, sequences: DecodeJob) -> DecodeDone:
         if self.exited.done():
