@@ -44,6 +44,9 @@ def _tag(engine: EmbeddingEngine, name: str) -> bytes:
 
 def test_one_file_at_two_paths_shares_entries(engine: EmbeddingEngine) -> None:
     assert _tag(engine, "original") == _tag(engine, "same")
+    fingerprints = {name: engine.model_info(name).fingerprint for name in ("original", "same")}
+    assert fingerprints["original"] == fingerprints["same"] is not None
+    assert engine.model_info("retuned").fingerprint != fingerprints["original"]
     first = engine.embed_with_details([TEXT + " shared"], model="original")
     second = engine.embed_with_details([TEXT + " shared"], model="same")
     assert (first.cache_hits, second.cache_hits) == (0, 1)
