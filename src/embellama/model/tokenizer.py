@@ -32,7 +32,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _leased(method: Callable[Concatenate[Tokenizer, P], R]) -> Callable[Concatenate[Tokenizer, P], R]:
+def _leased(
+    method: Callable[Concatenate[Tokenizer, P], R],
+) -> Callable[Concatenate[Tokenizer, P], R]:
     """Hold the model's lease for the whole call: the vocabulary lives until it returns."""
 
     @functools.wraps(method)
@@ -269,7 +271,7 @@ class Tokenizer:
         """Ids and their pieces under one lease: both from the same vocabulary, even if a
         reload swaps the model between two separate calls."""
         ids = self.encode_text(text, add_special=add_special, parse_special=parse_special)
-        return ids, self.pieces(ids)
+        return ids, [self._backend.piece(int(token)) for token in ids]
 
     def _prepare_one(
         self, item: InputItem, index: int, truncation: Truncation, prefix: str, kept: int

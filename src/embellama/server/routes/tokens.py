@@ -32,18 +32,21 @@ async def _body(request: Request) -> tuple[ServerState, dict[str, Any]]:
 async def tokenize(request: Request) -> Response:
     state, body = await _body(request)
     parsed = parse_tokenize_request(body)
+    if parsed.with_pieces:  # ids and pieces from one model, even across a reload
+        pairs = await state.engine.tokenize_with_pieces(
+            parsed.content,
+            parsed.model,
+            add_special=parsed.add_special,
+            parse_special=parsed.parse_special,
+        )
+        return _json({"tokens": [{"id": i, "piece": _piece(p)} for i, p in pairs]})
     ids = await state.engine.tokenize(
         parsed.content,
         parsed.model,
         add_special=parsed.add_special,
         parse_special=parsed.parse_special,
     )
-    if not parsed.with_pieces:
-        return _json({"tokens": ids})
-    pieces = await state.engine.token_pieces(ids, parsed.model)
-    return _json(
-        {"tokens": [{"id": i, "piece": _piece(p)} for i, p in zip(ids, pieces, strict=True)]}
-    )
+    return _json({"tokens": ids})
 
 
 def _piece(data: bytes) -> str | list[int]:
