@@ -23,7 +23,7 @@ from embellama.config import EngineConfig, ModelConfig, ModelKind, Truncation
 from embellama.default_model import DEFAULT_MODEL_NAME, require_default_model
 from embellama.errors import EngineClosedError, InputError
 from embellama.inputs import EmbedInput, parse_inputs
-from embellama.loop_thread import LoopThread
+from embellama.loop_thread import LoopThread, close_at_exit
 from embellama.model.loaded import ModelInfo
 from embellama.model.tokenizer import Tokenizer
 from embellama.pipeline import EmbedOptions, RerankOptions, ServedModel, ServiceLimits
@@ -377,6 +377,7 @@ class EmbeddingEngine:
         # An engine never closed (no `with`, no close()) still shuts down quietly when it
         # is collected or the interpreter exits, instead of leaving pending tasks behind.
         self._finalizer = weakref.finalize(self, self._runner.close, self.engine.aclose)
+        close_at_exit(self._finalizer)
 
     @classmethod
     def from_path(

@@ -8,17 +8,50 @@ left blocked and no task is left pending for the interpreter to complain about.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from embellama.errors import EngineClosedError
 
-__all__ = ["LoopThread"]
+__all__ = ["LoopThread", "close_at_exit"]
 
 T = TypeVar("T")
 _CLOSED = "this EmbeddingEngine is closed"
+# Finalizers of engines that may still be open when the interpreter exits.
+_at_exit: set[weakref.finalize[Any, Any]] = set()
+_hook_lock = threading.Lock()
+_hooked = False
+
+
+def close_at_exit(finalizer: weakref.finalize[Any, Any]) -> None:
+    """Run `finalizer` at interpreter exit, before thread pools stop taking work.
+
+    Closing needs them (models are freed off the loop), and `atexit` runs after
+    `concurrent.futures` has shut them down; its own hook for finishing work is the one
+    that runs first, so it is used when present.
+    """
+    global _hooked
+    finalizer.atexit = False
+    with _hook_lock:
+        for dead in [f for f in _at_exit if not f.alive]:
+            _at_exit.discard(dead)
+        _at_exit.add(finalizer)
+        if not _hooked:
+            register = getattr(threading, "_register_atexit", atexit.register)
+            register(_close_open_engines)
+            _hooked = True
+
+
+def _close_open_engines() -> None:
+    with _hook_lock:
+        pending = list(_at_exit)
+        _at_exit.clear()
+    for finalizer in pending:
+        finalizer()
 
 
 class LoopThread:

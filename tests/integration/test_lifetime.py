@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,7 +69,7 @@ def test_every_native_call_after_close_is_a_typed_error(minilm_gguf: Path) -> No
     model = LoadedModel(ModelConfig(path=minilm_gguf), inference=False)
     tokenizer = model.tokenizer
     model.close()
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "encode_text": lambda: tokenizer.encode_text("hello"),
         "encode_with_pieces": lambda: tokenizer.encode_with_pieces("hello"),
         "detokenize": lambda: tokenizer.detokenize([101, 102]),
@@ -84,7 +85,7 @@ def test_every_native_call_after_close_is_a_typed_error(minilm_gguf: Path) -> No
 
 
 def test_aclose_fails_every_queued_and_running_embed(minilm_gguf: Path) -> None:
-    async def scenario() -> tuple[list[object], float]:
+    async def scenario() -> tuple[list[Any], float]:
         engine = await AsyncEmbeddingEngine.create()
         await engine.load_model(ModelConfig(path=minilm_gguf, name="m"))
         served = engine.embedder("m")
