@@ -19,9 +19,15 @@ import pytest
 
 from embellama import AsyncEmbeddingEngine, EmbeddingCache, EmbeddingEngine, ModelConfig
 from embellama.config import Truncation
-from embellama.errors import EngineClosedError, ModelUnloadingError, RequestTimeoutError
+from embellama.errors import (
+    EngineClosedError,
+    ModelUnloadingError,
+    NoWorkerError,
+    RequestTimeoutError,
+)
 from embellama.model.loaded import LoadedModel
 from embellama.pipeline import EmbedOptions, ServedModel, ServiceLimits
+from embellama.server.state import Deployment, ServerState
 
 BIG_TEXT = "hello world, tokenize me " * 200_000  # 5 MB: ~1 s of tokenizing
 
@@ -182,3 +188,26 @@ def test_request_timeout_bounds_a_single_flight_waiter(minilm_gguf: Path) -> Non
     assert isinstance(a_error, RequestTimeoutError) and isinstance(b_error, RequestTimeoutError)
     assert a < timeout * 1.2, a
     assert b < timeout * 1.2, f"the waiter took {b:.2f} s with request_timeout={timeout}"
+
+
+def test_a_drain_that_times_out_fails_what_is_still_waiting(minilm_gguf: Path) -> None:
+    async def scenario() -> tuple[bool, object, float]:
+        config = ModelConfig(path=minilm_gguf, name="m")
+        state = ServerState(Deployment(models=((config, ServiceLimits()),)))
+        await state.start()
+        served = state.embedder("m")
+        try:
+            with decodes_stalled(served):
+                stuck = asyncio.create_task(served.embed(["stuck"], EmbedOptions()))
+                await _until(lambda: served.scheduler.queued_requests == 1)
+                idle = await state.drain(timeout=0.2)
+                started = time.monotonic()
+                error = await asyncio.wait_for(asyncio.gather(stuck, return_exceptions=True), 5)
+                return idle, error[0], time.monotonic() - started
+        finally:
+            await state.stop()
+
+    idle, error, answered = asyncio.run(scenario())
+    assert idle is False
+    assert isinstance(error, NoWorkerError) and "drain timeout" in str(error)
+    assert answered < 1.0
