@@ -28,6 +28,7 @@ from embellama.errors import (
     ModelFileError,
     ModelLoadError,
     ModelNotFoundError,
+    ModelUnloadingError,
     WrongModelKindError,
 )
 from embellama.model.gguf import GGUFInfo, read_gguf_info
@@ -63,6 +64,7 @@ __all__ = [
     "ModelKind",
     "ModelLoadError",
     "ModelNotFoundError",
+    "ModelUnloadingError",
     "Normalization",
     "Pooling",
     "RerankHit",

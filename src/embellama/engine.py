@@ -5,14 +5,15 @@ engine lives on the event loop that created it, so all its callers share one sch
 per model: concurrent calls are batched together. The sync engine runs an async engine
 on a private loop thread, so calls from many threads are batched together too. The
 server uses the async engine with worker processes. Knows nothing about HTTP.
+
+Closing answers every caller: queued and running work fails with `EngineClosedError`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
+import weakref
 from collections.abc import Callable, Coroutine, Sequence
-from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -22,7 +23,9 @@ from embellama.config import EngineConfig, ModelConfig, ModelKind, Truncation
 from embellama.default_model import DEFAULT_MODEL_NAME, require_default_model
 from embellama.errors import EngineClosedError, InputError
 from embellama.inputs import EmbedInput, parse_inputs
+from embellama.loop_thread import LoopThread, close_at_exit
 from embellama.model.loaded import ModelInfo
+from embellama.model.tokenizer import Tokenizer
 from embellama.pipeline import EmbedOptions, RerankOptions, ServedModel, ServiceLimits
 from embellama.prompts import InputType
 from embellama.registry import ModelRegistry
@@ -49,6 +52,7 @@ class AsyncEmbeddingEngine:
         self.limits = limits or ServiceLimits()
         self.cache = cache
         self.registry: ModelRegistry[ServedModel] = ModelRegistry()
+        self._closed = False
 
     @classmethod
     async def create(
@@ -77,6 +81,7 @@ class AsyncEmbeddingEngine:
         replacing: Sequence[ServedModel] = (),
     ) -> ServedModel:
         """Load and start a model without registering it (a reload swaps it in later)."""
+        self._check_open()
         self.registry.check_free([config.resolved_name, *config.aliases], ignoring=replacing)
         served = await asyncio.to_thread(ServedModel, config, limits or self.limits, self.cache)
         try:
@@ -91,6 +96,7 @@ class AsyncEmbeddingEngine:
     ) -> ModelInfo:
         served = await self.start_model(config, limits)
         try:
+            self._check_open()  # closed while it loaded: it must not outlive the engine
             self.registry.add(served)  # a concurrent load may have taken the name
         except BaseException:
             await served.stop()
@@ -107,7 +113,7 @@ class AsyncEmbeddingEngine:
 
     async def model_info(self, name: str | None = None) -> ModelInfo:
         """Includes the file's sha256, hashed on a thread (it reads the whole file)."""
-        served = self.registry.resolve(name)
+        served = self._resolve(name)
         return await asyncio.to_thread(served.info, with_sha256=True)
 
     # -- embedding ------------------------------------------------------------------
@@ -167,11 +173,25 @@ class AsyncEmbeddingEngine:
 
     def embedder(self, name: str | None) -> ServedModel:
         """`name`, or with none given the first embedding model (not a reranker)."""
-        return self.registry.resolve(name, lambda served: served.kind is ModelKind.EMBEDDING)
+        return self._resolve(name, lambda served: served.kind is ModelKind.EMBEDDING)
 
     def reranker(self, name: str | None) -> ServedModel:
         """`name`, or with none given the first reranker."""
-        return self.registry.resolve(name, lambda served: served.kind is ModelKind.RERANK)
+        return self._resolve(name, lambda served: served.kind is ModelKind.RERANK)
+
+    def _resolve(
+        self, name: str | None, prefer: Callable[[ServedModel], bool] | None = None
+    ) -> ServedModel:
+        self._check_open()
+        return self.registry.resolve(name, prefer)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineClosedError("this engine is closed")
+
+    def _tokenizer(self, name: str | None) -> Tokenizer:
+        """Its calls hold the model's lease: an unload meanwhile cannot free the vocabulary."""
+        return self._resolve(name).model.tokenizer
 
     # -- rerank ---------------------------------------------------------------------
 
@@ -212,24 +232,40 @@ class AsyncEmbeddingEngine:
         """
         if not text:
             return []
-        tokenizer = self.registry.resolve(model).model.tokenizer
+        tokenizer = self._tokenizer(model)
         ids = await asyncio.to_thread(
             tokenizer.encode_text, text, add_special=add_special, parse_special=parse_special
         )
         return [int(token) for token in ids]
 
     async def detokenize(self, tokens: Sequence[int], model: str | None = None) -> str:
-        tokenizer = self.registry.resolve(model).model.tokenizer
-        return await asyncio.to_thread(tokenizer.detokenize, tokens)
+        return await asyncio.to_thread(self._tokenizer(model).detokenize, tokens)
 
     async def token_pieces(self, tokens: Sequence[int], model: str | None = None) -> list[bytes]:
         """The bytes each token stands for; one may end inside a UTF-8 character."""
-        tokenizer = self.registry.resolve(model).model.tokenizer
-        return await asyncio.to_thread(tokenizer.pieces, tokens)
+        return await asyncio.to_thread(self._tokenizer(model).pieces, tokens)
+
+    async def tokenize_with_pieces(
+        self,
+        text: str,
+        model: str | None = None,
+        *,
+        add_special: bool = True,
+        parse_special: bool = False,
+    ) -> list[tuple[int, bytes]]:
+        """`tokenize` and `token_pieces` from one model in one call: a reload between two
+        calls could otherwise render the ids with another vocabulary."""
+        if not text:
+            return []
+        tokenizer = self._tokenizer(model)
+        ids, pieces = await asyncio.to_thread(
+            tokenizer.encode_with_pieces, text, add_special=add_special, parse_special=parse_special
+        )
+        return [(int(token), piece) for token, piece in zip(ids, pieces, strict=True)]
 
     async def count_tokens(self, input: EmbedInput, model: str | None = None) -> list[int]:
         """Tokens each input would use, before truncation, special tokens included."""
-        tokenizer = self.registry.resolve(model).model.tokenizer
+        tokenizer = self._tokenizer(model)
 
         def count() -> list[int]:
             items = parse_inputs(input).items
@@ -246,13 +282,18 @@ class AsyncEmbeddingEngine:
         """Drop cached vectors: every model's, or one model's (name or alias)."""
         if self.cache is None:
             return {}
-        prefix = b"" if model is None else self.registry.resolve(model).cache_tag.tag
+        prefix = b"" if model is None else self._resolve(model).cache_tag.tag
         return await self.cache.clear(prefix)
 
     async def aclose(self) -> None:
+        """Fail every queued and running call with `EngineClosedError`, then free the
+        models (each once its last tokenizer call or decode ends). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         models = list(self.registry)
         self.registry.replace([])
-        await asyncio.gather(*(served.stop() for served in models))
+        await asyncio.gather(*(served.stop(_engine_closed) for served in models))
         if self.cache is not None:
             await self.cache.close()
 
@@ -290,6 +331,10 @@ def _options(
     )
 
 
+def _engine_closed() -> EngineClosedError:
+    return EngineClosedError("the engine was closed")
+
+
 async def drain_and_stop(served: ServedModel, grace: float = 5.0) -> None:
     """Let a model no longer in the registry finish what it accepted, then stop it."""
     timeout = served.limits.request_timeout
@@ -321,19 +366,18 @@ class EmbeddingEngine:
         """`cache`: see `AsyncEmbeddingEngine`; off by default, one argument to turn on.
         `limits`: `ServiceLimits(workers=N)` decodes in N worker processes instead of a
         thread of this process."""
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="embellama-engine", daemon=True
-        )
-        self._thread.start()
-        self._closed = False
+        self._runner = LoopThread("embellama-engine")
         try:
             self.engine = self._call(
                 AsyncEmbeddingEngine.create(config, cache=cache, limits=limits)
             )
         except BaseException:
-            self._stop_loop()
+            self._runner.close()
             raise
+        # An engine never closed (no `with`, no close()) still shuts down quietly when it
+        # is collected or the interpreter exits, instead of leaving pending tasks behind.
+        self._finalizer = weakref.finalize(self, self._runner.close, self.engine.aclose)
+        close_at_exit(self._finalizer)
 
     @classmethod
     def from_path(
@@ -353,15 +397,7 @@ class EmbeddingEngine:
         return self._call(self.engine.clear_cache(model))
 
     def _call(self, work: Coroutine[Any, Any, T]) -> T:
-        if self._loop.is_closed():
-            work.close()
-            raise EngineClosedError("this EmbeddingEngine is closed")
-        future: Future[T] = asyncio.run_coroutine_threadsafe(work, self._loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()  # Ctrl-C in the caller: drop the queued work too
-            raise
+        return self._runner.call(work)
 
     # -- registry -------------------------------------------------------------------
 
@@ -440,6 +476,20 @@ class EmbeddingEngine:
     def token_pieces(self, tokens: Sequence[int], model: str | None = None) -> list[bytes]:
         return self._call(self.engine.token_pieces(tokens, model))
 
+    def tokenize_with_pieces(
+        self,
+        text: str,
+        model: str | None = None,
+        *,
+        add_special: bool = True,
+        parse_special: bool = False,
+    ) -> list[tuple[int, bytes]]:
+        return self._call(
+            self.engine.tokenize_with_pieces(
+                text, model, add_special=add_special, parse_special=parse_special
+            )
+        )
+
     def count_tokens(self, input: EmbedInput, model: str | None = None) -> list[int]:
         """Tokens each input would use, before truncation, special tokens included."""
         return self._call(self.engine.count_tokens(input, model))
@@ -447,18 +497,8 @@ class EmbeddingEngine:
     # -- lifecycle ------------------------------------------------------------------
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._call(self.engine.aclose())
-        finally:
-            self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        """Safe from any thread: calls blocked in others fail with `EngineClosedError`."""
+        self._finalizer()
 
     def __enter__(self) -> EmbeddingEngine:
         return self

@@ -25,6 +25,7 @@ status codes in a single table.
         ├── RequestTimeoutError      the work did not finish within the request timeout
         ├── NoWorkerError            no live worker can run the work
         ├── EngineClosedError        a call on an engine after close()
+        ├── ModelUnloadingError      the model is being unloaded or replaced
         └── WorkerCrashedError       the worker process died with the work in flight
 """
 
@@ -47,6 +48,7 @@ __all__ = [
     "ModelFileError",
     "ModelLoadError",
     "ModelNotFoundError",
+    "ModelUnloadingError",
     "NoWorkerError",
     "OverloadedError",
     "PoisonInputError",
@@ -181,6 +183,18 @@ class NoWorkerError(ServiceError):
 
 class EngineClosedError(ServiceError):
     """The library engine was closed; its models and threads are gone."""
+
+
+class ModelUnloadingError(ServiceError):
+    """The model was retired (unload, reload, close) before this work could use it.
+
+    Its native memory is freed once the work already using it ends; new work is refused
+    instead of touching freed memory. Retrying is right: a reload's replacement answers.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"model {name!r} is being unloaded or replaced; retry the request")
 
 
 class WorkerCrashedError(ServiceError):

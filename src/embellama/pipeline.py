@@ -12,13 +12,14 @@ request shape. This module knows nothing about HTTP, nor how or where decodes ru
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -31,8 +32,11 @@ from embellama.config import ModelConfig, ModelKind, Pooling, Truncation
 from embellama.errors import (
     ConfigError,
     InputError,
+    ModelUnloadingError,
     NoWorkerError,
     PoisonInputError,
+    RequestTimeoutError,
+    ServiceError,
     WrongModelKindError,
 )
 from embellama.inputs import InputItem
@@ -48,6 +52,7 @@ from embellama.vectors import Matrix, check_dimensions, finish, resolve_normaliz
 __all__ = ["EmbedOptions", "FileStamp", "RerankOptions", "ServedModel", "ServiceLimits"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 _log = logging.getLogger("embellama.pipeline")
 
 # Tokenizing more than this many characters (or token ids) moves off the event loop:
@@ -139,6 +144,30 @@ class FileStamp:
         return cls(stat.st_size, stat.st_mtime_ns, gguf_fingerprint(info))
 
 
+def _within_request_timeout(
+    method: Callable[Concatenate[ServedModel, P], Awaitable[T]],
+) -> Callable[Concatenate[ServedModel, P], Coroutine[Any, Any, T]]:
+    """Bound the whole call by `request_timeout`: tokenizing, cache and single-flight
+    waits, every scheduler wait. Per wait, a request that waited on another's result and
+    then had to compute it itself took up to twice the timeout."""
+
+    @functools.wraps(method)
+    async def bounded(self: ServedModel, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        timeout = self.limits.request_timeout
+        if timeout is None:
+            return await method(self, *args, **kwargs)
+        scope = asyncio.timeout(timeout)
+        try:
+            async with scope:
+                return await method(self, *args, **kwargs)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            raise RequestTimeoutError(f"the request did not finish within {timeout:g} s") from None
+
+    return bounded
+
+
 class ServedModel:
     """One model: its tokenizer here, its decodes in a backend, its own scheduler.
 
@@ -227,12 +256,16 @@ class ServedModel:
         if self.backend.alive_count == 0:
             raise NoWorkerError(f"no worker for model {self.name!r} could start")
 
-    async def stop(self) -> None:
+    async def stop(self, error: Callable[[], ServiceError] | None = None) -> None:
+        """Fail what is still queued or running with `error()` (default: the model is
+        unloading), stop the backend, and free the model once no call holds a lease."""
+        self.scheduler.close(error or (lambda: ModelUnloadingError(self.name)))
         await self.backend.stop()
         await asyncio.to_thread(self.model.close)
 
     # -- the pipeline -----------------------------------------------------------------
 
+    @_within_request_timeout
     async def embed(self, items: list[InputItem], options: EmbedOptions) -> EmbeddingResult:
         self.require(ModelKind.EMBEDDING)
         if self.pooling is Pooling.NONE:
@@ -292,6 +325,7 @@ class ServedModel:
             prefix=prefix,
         )
 
+    @_within_request_timeout
     async def rerank(
         self, query: str, documents: list[str], options: RerankOptions
     ) -> RerankResult:
@@ -353,6 +387,7 @@ class ServedModel:
             return ""
         return self.prompts.prefix(options.input_type, options.instruction)
 
+    @_within_request_timeout
     async def embed_per_token(self, items: list[InputItem], truncate: Truncation) -> list[Matrix]:
         self.require(ModelKind.EMBEDDING)
         if truncate is Truncation.CHUNK:
@@ -363,6 +398,7 @@ class ServedModel:
         prepared = await self.tokenize(items, truncate)
         return (await self._schedule([item.ids for item in prepared], Pooling.NONE)).outputs
 
+    @_within_request_timeout
     async def embed_tokens(
         self, items: list[InputItem], options: EmbedOptions, max_tokens: int | None = None
     ) -> tuple[list[Matrix], tuple[int, ...]]:

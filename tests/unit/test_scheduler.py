@@ -16,6 +16,7 @@ from embellama.config import BatchingConfig, Pooling
 from embellama.errors import (
     InferenceError,
     InternalError,
+    ModelUnloadingError,
     OverloadedError,
     PoisonInputError,
     RequestTimeoutError,
@@ -387,3 +388,24 @@ def test_a_second_lane_never_queues_bulk_work_in_a_busy_worker() -> None:
         await stop(lanes)
 
     asyncio.run(scenario())
+
+
+def test_closing_fails_queued_and_running_requests_and_refuses_new_ones() -> None:
+    """A stopping model answers everyone at once: the one decoding, the ones queued
+    behind it, and whoever arrives afterwards, with the typed error, never a wait."""
+    runner = FakeRunner()
+    runner.gate.clear()  # the first batch stays "running"
+
+    async def body(scheduler: Scheduler) -> tuple[list[Any], BaseException]:
+        tasks = [asyncio.create_task(scheduler.run([seq(i, 8)], Pooling.MEAN)) for i in range(6)]
+        await asyncio.sleep(0.01)
+        assert runner.jobs and scheduler.queued_requests == 6
+        scheduler.close(lambda: ModelUnloadingError("m"))
+        done = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 2)
+        with pytest.raises(ModelUnloadingError) as late:
+            await scheduler.run([seq(9)], Pooling.MEAN)
+        return done, late.value
+
+    done, late = run_with(runner, body)
+    assert all(isinstance(result, ModelUnloadingError) for result in done), done
+    assert "'m' is being unloaded" in str(late)

@@ -4,7 +4,8 @@ Requests put their token sequences in a queue; each backend lane takes a batch b
 token budget (small requests first, so interactive queries overtake bulk work, but a
 bulk request that has waited `bulk_max_wait` goes next), runs it, and hands each
 vector back to its request. Items of requests that timed out or went away are dropped
-before they are computed. A batch that fails is retried one item at a time, so one bad
+before they are computed. Closing fails every request it holds and refuses new ones,
+so no caller waits on a model that is stopping. A batch that fails is retried one item at a time, so one bad
 item cannot fail the other requests; an item that kills a worker twice is remembered
 and refused from then on. Must not know what runs the batch (see `backends.base`).
 """
@@ -32,6 +33,7 @@ from embellama.errors import (
     OverloadedError,
     PoisonInputError,
     RequestTimeoutError,
+    ServiceError,
     WorkerCrashedError,
 )
 from embellama.model.backend import TokenIds
@@ -158,6 +160,8 @@ class Scheduler:
         self._bulk_went_first = False
         # Called with the token count of each input of every batch handed to a backend.
         self.batch_observer: Callable[[list[int]], None] | None = None
+        self._requests: set[_Request] = set()  # queued or running: what `close` fails
+        self._closed: Callable[[], ServiceError] | None = None
 
     @property
     def queued_requests(self) -> int:
@@ -190,8 +194,22 @@ class Scheduler:
                 f"the queue is full ({what} waiting); retry shortly", retry_after=1.0
             )
 
+    def close(self, error: Callable[[], ServiceError]) -> None:
+        """Fail every queued and running request with `error()` and refuse new ones.
+
+        A stopping backend cancels its lanes; without this, what they held would wait
+        for a timeout that the library does not even set.
+        """
+        self._closed = error
+        for request in list(self._requests):
+            request.fail(error())
+        self._lanes.small.clear()
+        self._lanes.bulk.clear()
+
     async def run(self, sequences: Sequence[TokenIds], pooling: Pooling) -> Scheduled:
         """Queue `sequences` and wait for their outputs, in the order given."""
+        if self._closed is not None:
+            raise self._closed()
         self.poison.check(sequences)
         tokens = sum(map(len, sequences))
         self._admit(tokens)
@@ -207,10 +225,12 @@ class Scheduler:
         lane.extend(_Item(request, i, sequences[i], pooling) for i in order)
         self._queued_requests += 1
         self._queued_tokens += tokens
+        self._requests.add(request)
         self._wakeup.set()
         try:
             await self._wait(request)
         finally:
+            self._requests.discard(request)
             self._queued_requests -= 1
             self._queued_tokens -= tokens
         started = request.first_started or request.enqueued

@@ -1,7 +1,8 @@
 """A model that is loaded and ready: backend, tokenizer, resolved settings, one lock.
 
 Runs one packed batch of token ids through llama.cpp per call and returns per-token
-outputs in input order. Packing is the scheduler's job; pooling the caller's.
+outputs in input order. Packing is the scheduler's job; pooling the caller's. Owns the
+native handles: they are freed only when no decode or tokenizer call holds a lease.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embellama.config import ModelConfig, ModelKind, Normalization, Pooling
-from embellama.errors import ConfigError, ModelFileError, ModelNotFoundError
+from embellama.errors import ConfigError, ModelFileError
 from embellama.model.architectures import check_architecture, model_kind
 from embellama.model.backend import (
     FLASH_ATTENTION_TILE,
@@ -22,6 +23,7 @@ from embellama.model.backend import (
 )
 from embellama.model.fingerprint import gguf_fingerprint
 from embellama.model.gguf import GGUFInfo, file_sha256, read_gguf_info
+from embellama.model.lease import Leases
 from embellama.model.tokenizer import Tokenizer
 from embellama.vectors import Matrix
 
@@ -134,7 +136,8 @@ class LoadedModel:
             )
         )
         self._check_loaded_file()
-        self.tokenizer = Tokenizer(self._backend, self.limit, config.add_eos)
+        self.leases = Leases(self.name)
+        self.tokenizer = Tokenizer(self._backend, self.limit, config.add_eos, self.leases)
         # A vocabulary-only load reports no output size; the header has it.
         self.dimensions = self._backend.n_embd or self.header.n_embd
         self._lock = threading.Lock()
@@ -210,14 +213,15 @@ class LoadedModel:
 
         The lock serializes decodes on the one native context; the caller packed the
         batch to fit it (an input of up to the context length always fits alone).
+        Raises `ModelUnloadingError` once the model is closing.
         """
-        with self._lock:
-            if self._closed:
-                raise ModelNotFoundError(self.name, [])
+        with self.leases.hold(), self._lock:
             return self._backend.decode(sequences, threads=threads)
 
     def close(self) -> None:
-        """Wait for the decode in progress, then free native memory."""
+        """Refuse new calls, wait for those holding a lease (decodes, tokenizer calls on
+        any thread), then free native memory."""
+        self.leases.retire()
         with self._lock:
             if not self._closed:
                 self._closed = True

@@ -1,13 +1,16 @@
 """Turn parsed inputs into checked token ids that fit the model's context.
 
 Everything that would make llama.cpp abort (bad UTF-8, ids outside the vocabulary)
-or fail (too long) is caught here, with the input's index in the message.
+or fail (too long) is caught here, with the input's index in the message. Every public
+call holds a lease on the model, so an unload cannot free the vocabulary under it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -21,8 +24,25 @@ from embellama.errors import (
 )
 from embellama.inputs import InputItem
 from embellama.model.backend import LlamaBackend, TokenIds
+from embellama.model.lease import Leases
 
 __all__ = ["Chunking", "TokenizedInput", "Tokenizer"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _leased(
+    method: Callable[Concatenate[Tokenizer, P], R],
+) -> Callable[Concatenate[Tokenizer, P], R]:
+    """Hold the model's lease for the whole call: the vocabulary lives until it returns."""
+
+    @functools.wraps(method)
+    def call(self: Tokenizer, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self.leases.hold():
+            return method(self, *args, **kwargs)
+
+    return call
 
 
 @dataclass(frozen=True)
@@ -48,7 +68,13 @@ class TokenizedInput:
 class Tokenizer:
     """Validating front of a backend's vocabulary, with a per-input token limit."""
 
-    def __init__(self, backend: LlamaBackend, limit: int, add_eos: bool | None = None) -> None:
+    def __init__(
+        self,
+        backend: LlamaBackend,
+        limit: int,
+        add_eos: bool | None = None,
+        leases: Leases | None = None,
+    ) -> None:
         """`add_eos` overrides the vocabulary's own add-EOS flag for texts (None: keep it).
 
         Last-token embedders (Qwen3-Embedding) are trained with an EOS at the end of every
@@ -56,6 +82,7 @@ class Tokenizer:
         `add_eos=True`. Token-id inputs are the caller's own ids and never get one.
         """
         self._backend = backend
+        self.leases = leases or Leases("tokenizer")
         self.limit = limit
         self.vocab_size = backend.n_vocab
         self._leading = int(backend.adds_leading_special)
@@ -65,6 +92,7 @@ class Tokenizer:
         self._trailing = int(native if add_eos is None else add_eos)
         self._prefix_lengths: dict[str, int] = {}
 
+    @_leased
     def prepare(
         self,
         items: Sequence[InputItem],
@@ -87,6 +115,7 @@ class Tokenizer:
             for index, item in enumerate(prepared)
         ]
 
+    @_leased
     def prepare_pairs(
         self,
         query: str,
@@ -191,6 +220,7 @@ class Tokenizer:
         windows = tuple(np.concatenate([head, body[s : s + room], tail]) for s in starts)
         return TokenizedInput(ids, truncated=True, windows=windows)
 
+    @_leased
     def encode_text(
         self, text: str, index: int = 0, *, add_special: bool = True, parse_special: bool = False
     ) -> TokenIds:
@@ -226,11 +256,22 @@ class Tokenizer:
             )
         return ids.astype(np.int32)
 
+    @_leased
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self._backend.detokenize(list(self.check_ids(tokens)))
 
+    @_leased
     def pieces(self, tokens: Sequence[int]) -> list[bytes]:
         return [self._backend.piece(int(token)) for token in self.check_ids(tokens)]
+
+    @_leased
+    def encode_with_pieces(
+        self, text: str, *, add_special: bool = True, parse_special: bool = False
+    ) -> tuple[TokenIds, list[bytes]]:
+        """Ids and their pieces under one lease: both from the same vocabulary, even if a
+        reload swaps the model between two separate calls."""
+        ids = self.encode_text(text, add_special=add_special, parse_special=parse_special)
+        return ids, [self._backend.piece(int(token)) for token in ids]
 
     def _prepare_one(
         self, item: InputItem, index: int, truncation: Truncation, prefix: str, kept: int

@@ -22,7 +22,7 @@ from typing import Any
 from embellama.cache import EmbeddingCache
 from embellama.config import ModelConfig
 from embellama.engine import AsyncEmbeddingEngine, drain_and_stop
-from embellama.errors import ConfigError
+from embellama.errors import ConfigError, NoWorkerError
 from embellama.pipeline import FileStamp, ServedModel, ServiceLimits
 from embellama.registry import ModelSpec, plan_reload
 from embellama.server.metrics import Metrics, ServiceView
@@ -31,6 +31,10 @@ from embellama.server.security import AccessControl
 __all__ = ["Deployment", "ServerLimits", "ServerState"]
 
 _log = logging.getLogger("embellama.server")
+
+
+def _drained() -> NoWorkerError:
+    return NoWorkerError("the server drained; this work did not finish within the drain timeout")
 
 
 @dataclass(frozen=True)
@@ -191,11 +195,14 @@ class ServerState:
             await drain_and_stop(service)
 
     async def drain(self, timeout: float = 300.0) -> bool:
-        """Stop accepting embeddings; return once every queue is empty (True) or on timeout."""
+        """Stop accepting embeddings; return once every queue is empty (True) or on
+        timeout, when what is still queued or running fails instead of waiting on."""
         self.draining = True
         deadline = time.monotonic() + timeout
         while any(s.scheduler.queued_requests for s in self.services):
             if time.monotonic() > deadline:
+                for service in self.services:
+                    service.scheduler.close(_drained)
                 return False
             await asyncio.sleep(0.02)
         return True

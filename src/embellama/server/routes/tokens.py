@@ -33,19 +33,14 @@ async def _body(request: Request) -> tuple[ServerState, dict[str, Any]]:
 async def tokenize(request: Request) -> Response:
     state, body = await _body(request)
     parsed = parse_tokenize_request(body)
-    work = state.engine.tokenize(
-        parsed.content,
-        parsed.model,
-        add_special=parsed.add_special,
-        parse_special=parsed.parse_special,
-    )
-    ids = await charged(request, state, [parsed.content], work, len)  # tokens per minute
-    if not parsed.with_pieces:
-        return _json({"tokens": ids})
-    pieces = await state.engine.token_pieces(ids, parsed.model)
-    return _json(
-        {"tokens": [{"id": i, "piece": _piece(p)} for i, p in zip(ids, pieces, strict=True)]}
-    )
+    options = {"add_special": parsed.add_special, "parse_special": parsed.parse_special}
+    if parsed.with_pieces:  # ids and pieces from one model, even across a reload
+        work = state.engine.tokenize_with_pieces(parsed.content, parsed.model, **options)
+        pairs = await charged(request, state, [parsed.content], work, len)  # tokens per minute
+        return _json({"tokens": [{"id": i, "piece": _piece(p)} for i, p in pairs]})
+    work_ids = state.engine.tokenize(parsed.content, parsed.model, **options)
+    ids = await charged(request, state, [parsed.content], work_ids, len)
+    return _json({"tokens": ids})
 
 
 def _piece(data: bytes) -> str | list[int]:
