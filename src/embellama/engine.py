@@ -17,11 +17,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+import numpy as np
+import numpy.typing as npt
+
 from embellama.cache import EmbeddingCache
 from embellama.config import EngineConfig, ModelConfig, ModelKind, Truncation
 from embellama.default_model import DEFAULT_MODEL_NAME, require_default_model
 from embellama.errors import EngineClosedError, InputError
 from embellama.inputs import EmbedInput, parse_inputs
+from embellama.model.backend import TokenIds
 from embellama.model.loaded import ModelInfo
 from embellama.pipeline import EmbedOptions, RerankOptions, ServedModel, ServiceLimits
 from embellama.prompts import InputType
@@ -210,19 +214,42 @@ class AsyncEmbeddingEngine:
         `parse_special=True` reads special-token syntax ("[SEP]") in the text as those
         tokens, as llama-server's /tokenize does; embedding never does.
         """
-        if not text:
-            return []
-        tokenizer = self.registry.resolve(model).model.tokenizer
-        ids = await asyncio.to_thread(
-            tokenizer.encode_text, text, add_special=add_special, parse_special=parse_special
+        ids = await self.token_ids(
+            text, model, add_special=add_special, parse_special=parse_special
         )
-        return [int(token) for token in ids]
+        return [int(token) for token in ids.tolist()]
 
-    async def detokenize(self, tokens: Sequence[int], model: str | None = None) -> str:
+    async def token_ids(
+        self,
+        text: str,
+        model: str | None = None,
+        *,
+        add_special: bool = True,
+        parse_special: bool = False,
+        max_tokens: int | None = None,
+    ) -> TokenIds:
+        """`tokenize` as an int32 array; over `max_tokens` raises TokenLimitError before
+        memory for the whole text's tokens is taken (the server's per-request cap)."""
+        tokenizer = self.registry.resolve(model).model.tokenizer
+        if not text:
+            return np.zeros(0, np.int32)
+        return await asyncio.to_thread(
+            tokenizer.encode_text,
+            text,
+            add_special=add_special,
+            parse_special=parse_special,
+            max_tokens=max_tokens,
+        )
+
+    async def detokenize(
+        self, tokens: Sequence[int] | npt.NDArray[np.integer], model: str | None = None
+    ) -> str:
         tokenizer = self.registry.resolve(model).model.tokenizer
         return await asyncio.to_thread(tokenizer.detokenize, tokens)
 
-    async def token_pieces(self, tokens: Sequence[int], model: str | None = None) -> list[bytes]:
+    async def token_pieces(
+        self, tokens: Sequence[int] | npt.NDArray[np.integer], model: str | None = None
+    ) -> list[bytes]:
         """The bytes each token stands for; one may end inside a UTF-8 character."""
         tokenizer = self.registry.resolve(model).model.tokenizer
         return await asyncio.to_thread(tokenizer.pieces, tokens)

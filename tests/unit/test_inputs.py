@@ -14,10 +14,10 @@ def test_forms() -> None:
     assert parse_inputs("hi").single
     assert parse_inputs(["a", "b"]).items == ["a", "b"]
     assert not parse_inputs(["a"]).single
-    assert parse_inputs([1, 2, 3]).items == [[1, 2, 3]]
+    assert [i.tolist() for i in parse_inputs([1, 2, 3]).items] == [[1, 2, 3]]
     assert parse_inputs([1, 2, 3]).single
-    assert parse_inputs([[1], [2, 3]]).items == [[1], [2, 3]]
-    assert parse_inputs(np.array([[1, 2]])).items == [[1, 2]]
+    assert [i.tolist() for i in parse_inputs([[1], [2, 3]]).items] == [[1], [2, 3]]
+    assert [i.tolist() for i in parse_inputs(np.array([[1, 2]])).items] == [[1, 2]]
 
 
 @pytest.mark.parametrize(

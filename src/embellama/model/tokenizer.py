@@ -6,10 +6,12 @@ or fail (too long) is caught here, with the input's index in the message.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from embellama.config import Truncation
 from embellama.errors import (
@@ -22,7 +24,10 @@ from embellama.errors import (
 from embellama.inputs import InputItem
 from embellama.model.backend import LlamaBackend, TokenIds
 
-__all__ = ["Chunking", "TokenizedInput", "Tokenizer"]
+__all__ = ["PREFIX_MEMO_SIZE", "Chunking", "TokenizedInput", "Tokenizer"]
+
+# Distinct prefixes whose token count is remembered (least recently used dropped first).
+PREFIX_MEMO_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,9 @@ class Tokenizer:
         self._append_eos = add_eos is True and not native
         self._drop_trailing = add_eos is False and native
         self._trailing = int(native if add_eos is None else add_eos)
-        self._prefix_lengths: dict[str, int] = {}
+        # Bounded: every request may send its own instruction, so an unbounded memo of
+        # prefixes would grow with the traffic; a model's few fixed prefixes stay in it.
+        self._prefix_lengths = functools.lru_cache(maxsize=PREFIX_MEMO_SIZE)(self._count_prefix)
 
     def prepare(
         self,
@@ -154,12 +161,11 @@ class Tokenizer:
             ) from exc
 
     def _prefix_length(self, prefix: str) -> int:
-        """Tokens of a prefix alone; a model has a handful, so each is tokenized once."""
-        if not prefix:
-            return 0
-        if prefix not in self._prefix_lengths:
-            self._prefix_lengths[prefix] = len(self.encode_text(prefix, add_special=False))
-        return self._prefix_lengths[prefix]
+        """Tokens of a prefix alone; a model has a handful, each tokenized once."""
+        return self._prefix_lengths(prefix) if prefix else 0
+
+    def _count_prefix(self, prefix: str) -> int:
+        return len(self.encode_text(prefix, add_special=False))
 
     def _chunk(
         self, item: TokenizedInput, index: int, chunking: Chunking, kept: int
@@ -192,8 +198,16 @@ class Tokenizer:
         return TokenizedInput(ids, truncated=True, windows=windows)
 
     def encode_text(
-        self, text: str, index: int = 0, *, add_special: bool = True, parse_special: bool = False
+        self,
+        text: str,
+        index: int = 0,
+        *,
+        add_special: bool = True,
+        parse_special: bool = False,
+        max_tokens: int | None = None,
     ) -> TokenIds:
+        """`max_tokens`: refuse a text with more tokens before any buffer for them exists,
+        so the memory one call can take is bounded by the cap, not by the text."""
         if not text:
             raise EmptyInputError(f"input {index} is an empty string", index=index)
         try:
@@ -203,7 +217,9 @@ class Tokenizer:
                 f"input {index} is not valid Unicode text (character {exc.start}: {exc.reason})",
                 index=index,
             ) from exc
-        ids = self._backend.tokenize(data, add_special=add_special, parse_special=parse_special)
+        ids = self._backend.tokenize(
+            data, add_special=add_special, parse_special=parse_special, max_tokens=max_tokens
+        )
         if add_special and self._append_eos:
             ids = np.append(ids, np.int32(self._backend.eos_token)).astype(np.int32)
         elif add_special and self._drop_trailing and len(ids) > 1:
@@ -212,7 +228,9 @@ class Tokenizer:
             raise EmptyInputError(f"input {index} produced no tokens", index=index)
         return ids
 
-    def check_ids(self, tokens: Sequence[int], index: int = 0) -> TokenIds:
+    def check_ids(
+        self, tokens: Sequence[int] | npt.NDArray[np.integer], index: int = 0
+    ) -> TokenIds:
         if len(tokens) == 0:
             raise EmptyInputError(f"input {index} is an empty list of token ids", index=index)
         ids = np.asarray(tokens, dtype=np.int64)
@@ -226,10 +244,10 @@ class Tokenizer:
             )
         return ids.astype(np.int32)
 
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return self._backend.detokenize(list(self.check_ids(tokens)))
+    def detokenize(self, tokens: Sequence[int] | npt.NDArray[np.integer]) -> str:
+        return self._backend.detokenize(self.check_ids(tokens))
 
-    def pieces(self, tokens: Sequence[int]) -> list[bytes]:
+    def pieces(self, tokens: Sequence[int] | npt.NDArray[np.integer]) -> list[bytes]:
         return [self._backend.piece(int(token)) for token in self.check_ids(tokens)]
 
     def _prepare_one(
