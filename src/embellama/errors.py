@@ -143,11 +143,14 @@ class TokenLimitError(InputError):
     """A text has more tokens than one tokenize call may return; found before a buffer
     for all of them is allocated, so the cap bounds the call's memory."""
 
-    def __init__(self, *, n_tokens: int, limit: int, param: str | None = "content") -> None:
+    def __init__(
+        self, *, n_tokens: int, limit: int, param: str | None = "content", at_least: bool = False
+    ) -> None:
         self.n_tokens = n_tokens
         self.limit = limit
+        count = f"at least {n_tokens}" if at_least else str(n_tokens)
         super().__init__(
-            f"the text has {n_tokens} tokens, more than the limit of {limit} per request",
+            f"the text has {count} tokens, more than the limit of {limit} per request",
             param=param,
         )
 

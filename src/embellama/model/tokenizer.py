@@ -20,12 +20,15 @@ from embellama.errors import (
     InputTooLongError,
     InvalidTextError,
     InvalidTokenError,
+    TokenLimitError,
 )
 from embellama.inputs import InputItem
 from embellama.model.backend import LlamaBackend, TokenIds
 
 __all__ = ["PREFIX_MEMO_SIZE", "Chunking", "TokenizedInput", "Tokenizer"]
 
+# Tokens a window edge may add to a count (a word split in two).
+_WINDOW_MARGIN = 16
 # Distinct prefixes whose token count is remembered (least recently used dropped first).
 PREFIX_MEMO_SIZE = 64
 
@@ -217,6 +220,8 @@ class Tokenizer:
                 f"input {index} is not valid Unicode text (character {exc.start}: {exc.reason})",
                 index=index,
             ) from exc
+        if max_tokens is not None and len(data) > max_tokens:
+            self._refuse_if_over(data, max_tokens, parse_special)
         ids = self._backend.tokenize(
             data, add_special=add_special, parse_special=parse_special, max_tokens=max_tokens
         )
@@ -227,6 +232,24 @@ class Tokenizer:
         if len(ids) == 0:
             raise EmptyInputError(f"input {index} produced no tokens", index=index)
         return ids
+
+    def _refuse_if_over(self, data: bytes, max_tokens: int, parse_special: bool) -> None:
+        """Count a long text's tokens window by window and refuse it early when over the
+        cap: llama.cpp's tokenizer holds ~80 bytes per token while it runs, so tokenizing
+        16 MiB of "!" at once took over a GB before the count was known. A window edge
+        can split a word (a few tokens more or less), hence the margin per window."""
+        window = max(max_tokens, 1 << 16)
+        total = start = 0
+        while start < len(data):
+            end = min(start + window, len(data))
+            while end < len(data) and data[end] & 0xC0 == 0x80:  # not inside a character
+                end -= 1
+            counted = self._backend.tokenize(
+                data[start:end], add_special=False, parse_special=parse_special
+            )
+            total, start = total + len(counted), end
+            if total > max_tokens + _WINDOW_MARGIN * (start // window + 1):
+                raise TokenLimitError(n_tokens=total, limit=max_tokens, at_least=True)
 
     def check_ids(
         self, tokens: Sequence[int] | npt.NDArray[np.integer], index: int = 0
