@@ -18,14 +18,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+import numpy as np
+import numpy.typing as npt
+
 from embellama.cache import EmbeddingCache
 from embellama.config import EngineConfig, ModelConfig, ModelKind, Truncation
 from embellama.default_model import DEFAULT_MODEL_NAME, require_default_model
 from embellama.errors import EngineClosedError, InputError
 from embellama.inputs import EmbedInput, parse_inputs
 from embellama.loop_thread import LoopThread, close_at_exit
+from embellama.model.backend import TokenIds
 from embellama.model.loaded import ModelInfo
-from embellama.model.tokenizer import Tokenizer
+from embellama.model.tokenizer import Tokenizer, TokenPieces
 from embellama.pipeline import EmbedOptions, RerankOptions, ServedModel, ServiceLimits
 from embellama.prompts import InputType
 from embellama.registry import ModelRegistry
@@ -230,18 +234,41 @@ class AsyncEmbeddingEngine:
         `parse_special=True` reads special-token syntax ("[SEP]") in the text as those
         tokens, as llama-server's /tokenize does; embedding never does.
         """
-        if not text:
-            return []
-        tokenizer = self._tokenizer(model)
-        ids = await asyncio.to_thread(
-            tokenizer.encode_text, text, add_special=add_special, parse_special=parse_special
+        ids = await self.token_ids(
+            text, model, add_special=add_special, parse_special=parse_special
         )
-        return [int(token) for token in ids]
+        return [int(token) for token in ids.tolist()]
 
-    async def detokenize(self, tokens: Sequence[int], model: str | None = None) -> str:
+    async def token_ids(
+        self,
+        text: str,
+        model: str | None = None,
+        *,
+        add_special: bool = True,
+        parse_special: bool = False,
+        max_tokens: int | None = None,
+    ) -> TokenIds:
+        """`tokenize` as an int32 array; over `max_tokens` raises TokenLimitError before
+        memory for the whole text's tokens is taken (the server's per-request cap)."""
+        tokenizer = self._tokenizer(model)
+        if not text:
+            return np.zeros(0, np.int32)
+        return await asyncio.to_thread(
+            tokenizer.encode_text,
+            text,
+            add_special=add_special,
+            parse_special=parse_special,
+            max_tokens=max_tokens,
+        )
+
+    async def detokenize(
+        self, tokens: Sequence[int] | npt.NDArray[np.integer], model: str | None = None
+    ) -> str:
         return await asyncio.to_thread(self._tokenizer(model).detokenize, tokens)
 
-    async def token_pieces(self, tokens: Sequence[int], model: str | None = None) -> list[bytes]:
+    async def token_pieces(
+        self, tokens: Sequence[int] | npt.NDArray[np.integer], model: str | None = None
+    ) -> list[bytes]:
         """The bytes each token stands for; one may end inside a UTF-8 character."""
         return await asyncio.to_thread(self._tokenizer(model).pieces, tokens)
 
@@ -255,13 +282,30 @@ class AsyncEmbeddingEngine:
     ) -> list[tuple[int, bytes]]:
         """`tokenize` and `token_pieces` from one model in one call: a reload between two
         calls could otherwise render the ids with another vocabulary."""
-        if not text:
-            return []
-        tokenizer = self._tokenizer(model)
-        ids, pieces = await asyncio.to_thread(
-            tokenizer.encode_with_pieces, text, add_special=add_special, parse_special=parse_special
+        table = await self.token_piece_table(
+            text, model, add_special=add_special, parse_special=parse_special
         )
-        return [(int(token), piece) for token, piece in zip(ids, pieces, strict=True)]
+        return list(zip(table.ids.tolist(), table.pieces_in_order(), strict=True))
+
+    async def token_piece_table(
+        self,
+        text: str,
+        model: str | None = None,
+        *,
+        add_special: bool = True,
+        parse_special: bool = False,
+        max_tokens: int | None = None,
+    ) -> TokenPieces:
+        """Ids and the piece of each distinct id, under one lease (one vocabulary); a
+        response is built from it without one Python object per token."""
+        tokenizer = self._tokenizer(model)
+        return await asyncio.to_thread(
+            tokenizer.encode_with_pieces,
+            text,
+            add_special=add_special,
+            parse_special=parse_special,
+            max_tokens=max_tokens,
+        )
 
     async def count_tokens(self, input: EmbedInput, model: str | None = None) -> list[int]:
         """Tokens each input would use, before truncation, special tokens included."""

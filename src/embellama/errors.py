@@ -15,6 +15,7 @@ status codes in a single table.
     │   ├── InvalidTextError         text that is not valid Unicode (lone surrogates)
     │   ├── InvalidTokenError        token id outside the model's vocabulary
     │   ├── InputTooLongError        more tokens than the context holds, truncate off
+    │   ├── TokenLimitError          more tokens than one tokenize call may return
     │   ├── InvalidDimensionsError   `dimensions` outside 1..model dims
     │   ├── WrongModelKindError      embed on a reranker, or rerank on an embedder
     │   └── PoisonInputError         this input crashed a worker twice; not retried
@@ -54,6 +55,7 @@ __all__ = [
     "PoisonInputError",
     "RequestTimeoutError",
     "ServiceError",
+    "TokenLimitError",
     "WorkerCrashedError",
     "WrongModelKindError",
 ]
@@ -135,6 +137,22 @@ class InputTooLongError(InputError):
             or f"input {index} has {n_tokens} tokens, more than the model's limit of {limit}; "
             "shorten it or pass truncate='end' or 'start'",
             index=index,
+            param=param,
+        )
+
+
+class TokenLimitError(InputError):
+    """A text has more tokens than one tokenize call may return; found before a buffer
+    for all of them is allocated, so the cap bounds the call's memory."""
+
+    def __init__(
+        self, *, n_tokens: int, limit: int, param: str | None = "content", at_least: bool = False
+    ) -> None:
+        self.n_tokens = n_tokens
+        self.limit = limit
+        count = f"at least {n_tokens}" if at_least else str(n_tokens)
+        super().__init__(
+            f"the text has {count} tokens, more than the limit of {limit} per request",
             param=param,
         )
 

@@ -101,6 +101,18 @@ class EmbedOptions:
     # truncate="chunk": tokens each window shares with the one before.
     chunk_overlap: int = 0
 
+    def __post_init__(self) -> None:
+        # An option that would silently do nothing is refused: the caller meant something.
+        if self.instruction is not None and self.input_type is None:
+            raise InputError(
+                "'instruction' fills the query prefix and needs input_type='query'",
+                param="instruction",
+            )
+        if self.chunk_overlap and self.truncate is not Truncation.CHUNK:
+            raise InputError(
+                "'chunk_overlap' applies only with truncate='chunk'", param="chunk_overlap"
+            )
+
 
 @dataclass(frozen=True)
 class RerankOptions:
@@ -431,7 +443,9 @@ class ServedModel:
         prefix: str = "",
         chunking: Chunking | None = None,
     ) -> list[TokenizedInput]:
-        size = sum(len(item) for item in items)
+        # Everything that is tokenized counts: the prefix goes in front of every text.
+        texts = sum(isinstance(item, str) for item in items)
+        size = sum(len(item) for item in items) + len(prefix) * texts
         return await self._off_loop_if_large(
             size, self.model.tokenizer.prepare, items, truncate, prefix, chunking
         )

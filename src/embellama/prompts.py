@@ -150,8 +150,8 @@ def resolve_prompts(
     family = match_family(metadata)
     if query_prefix is None and document_prefix is None and instruction_template is None:
         return family.prompts if family else None
-    if instruction_template is not None and "{instruction}" not in instruction_template:
-        raise ConfigError("instruction_template must contain '{instruction}'")
+    if instruction_template is not None:
+        _check_template(instruction_template)
     base = family.prompts if family else Prompts()
     return Prompts(
         query_prefix=base.query_prefix if query_prefix is None else query_prefix,
@@ -160,3 +160,17 @@ def resolve_prompts(
         default_instruction=base.default_instruction,
         source="configuration" if family is None else f"configuration over {base.source}",
     )
+
+
+def _check_template(template: str) -> None:
+    """Fail at load, naming the setting: a template that cannot be filled would fail
+    every query that uses it instead (`{task}`, a lone `{`, `{0}`)."""
+    if "{instruction}" not in template:
+        raise ConfigError("instruction_template must contain '{instruction}'")
+    try:
+        template.format(instruction="")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(
+            f"instruction_template {template!r} cannot be filled: {exc!r}; it may contain "
+            "only '{instruction}' as a field (write a literal brace as '{{' or '}}')"
+        ) from None

@@ -9,15 +9,19 @@ from embellama import EmptyInputError, InputError
 from embellama.inputs import parse_inputs
 
 
+def _ids(item: object) -> object:
+    return item.tolist() if isinstance(item, np.ndarray) else item
+
+
 def test_forms() -> None:
     assert parse_inputs("hi").items == ["hi"]
     assert parse_inputs("hi").single
     assert parse_inputs(["a", "b"]).items == ["a", "b"]
     assert not parse_inputs(["a"]).single
-    assert parse_inputs([1, 2, 3]).items == [[1, 2, 3]]
+    assert [_ids(i) for i in parse_inputs([1, 2, 3]).items] == [[1, 2, 3]]
     assert parse_inputs([1, 2, 3]).single
-    assert parse_inputs([[1], [2, 3]]).items == [[1], [2, 3]]
-    assert parse_inputs(np.array([[1, 2]])).items == [[1, 2]]
+    assert [_ids(i) for i in parse_inputs([[1], [2, 3]]).items] == [[1], [2, 3]]
+    assert [_ids(i) for i in parse_inputs(np.array([[1, 2]])).items] == [[1, 2]]
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from embellama import InputError, Truncation
+from embellama.server.encoding import _piece
 from embellama.server.errors import ApiError, to_api_error
-from embellama.server.routes.tokens import _piece
 from embellama.server.schemas import (
     parse_detokenize_request,
     parse_embeddings_request,
@@ -63,7 +63,8 @@ def test_mixed_input_list_is_a_400_on_input() -> None:
 def test_tokenize_defaults_are_llama_servers() -> None:
     parsed = parse_tokenize_request({"content": "x"})
     assert (parsed.add_special, parsed.parse_special, parsed.with_pieces) == (False, True, False)
-    assert parse_detokenize_request({"tokens": [1, 2], "model": "m"}).tokens == [1, 2]
+    detok = parse_detokenize_request({"tokens": [1, 2], "model": "m"}, max_tokens=2)
+    assert detok.tokens.tolist() == [1, 2]
 
 
 def test_a_piece_that_is_not_whole_utf8_is_a_byte_list() -> None:

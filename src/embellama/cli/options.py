@@ -329,6 +329,21 @@ SERVER_OPTIONS = (
         parse=_positive_int,
     ),
     Option(
+        "max-tokenize-tokens",
+        "Most token ids one /tokenize answer or /detokenize request may hold; more is a "
+        "413. Bounds their memory: with pieces a token costs ~60 bytes of server heap "
+        "(README: Limits). Default 262,144.",
+        default=1 << 18,
+        parse=_positive_int,
+    ),
+    Option(
+        "max-instruction-length",
+        "Most characters in a request's `instruction` (400 beyond): it is tokenized in "
+        "front of every input of the request. Default 2048.",
+        default=2048,
+        parse=_positive_int,
+    ),
+    Option(
         "api-key",
         "Require 'Authorization: Bearer <key>'; repeat for several keys (env: "
         "comma-separated). None by default, fine on loopback. At least 16 visible ASCII "

@@ -84,7 +84,12 @@ def load_plan(args: argparse.Namespace, config_path: Path | None) -> ServePlan:
     return ServePlan(
         server=server,
         models=tuple(models),
-        limits=ServerLimits(server["max_inputs_per_request"], server["max_body_bytes"]),
+        limits=ServerLimits(
+            max_inputs_per_request=server["max_inputs_per_request"],
+            max_body_bytes=server["max_body_bytes"],
+            max_tokenize_tokens=server["max_tokenize_tokens"],
+            max_instruction_length=server["max_instruction_length"],
+        ),
         keys=tuple(keys),
         admin_keys=tuple(server["admin_key"] or ()),
         rate_limits=RateLimits(server["rate_limit_rps"], server["rate_limit_tpm"]),

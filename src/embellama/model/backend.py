@@ -19,7 +19,7 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from embellama.errors import InferenceError, ModelLoadError
+from embellama.errors import InferenceError, ModelLoadError, TokenLimitError
 
 __all__ = ["BackendParams", "LlamaBackend", "TokenIds"]
 
@@ -212,11 +212,19 @@ class LlamaBackend:
         )
 
     def tokenize(
-        self, text: bytes, *, add_special: bool = True, parse_special: bool = False
+        self,
+        text: bytes,
+        *,
+        add_special: bool = True,
+        parse_special: bool = False,
+        max_tokens: int | None = None,
     ) -> TokenIds:
         """Tokenize UTF-8 bytes. By default special-token syntax in user text ("[SEP]")
-        stays plain text, so a user cannot forge the model's control tokens."""
-        capacity = len(text) + 16
+        stays plain text, so a user cannot forge the model's control tokens.
+
+        `max_tokens`: the buffer never grows past it; more tokens raise TokenLimitError.
+        """
+        capacity = len(text) + 16 if max_tokens is None else min(len(text) + 16, max_tokens)
         while True:
             buffer = (llama_cpp.llama_token * capacity)()
             count = llama_cpp.llama_tokenize(
@@ -226,6 +234,8 @@ class LlamaBackend:
                 # A view, not `buffer[:count]`: that builds a Python int per token while
                 # holding the GIL (tens of ms for a multi-MB text, stalling the loop).
                 return np.ctypeslib.as_array(buffer)[:count].astype(np.int32)
+            if max_tokens is not None and -count > max_tokens:
+                raise TokenLimitError(n_tokens=-count, limit=max_tokens)
             capacity = -count
 
     def piece(self, token: int) -> bytes:
@@ -238,16 +248,18 @@ class LlamaBackend:
                 return buffer.raw[:count]
             capacity = -count
 
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        ids = (llama_cpp.llama_token * len(tokens))(*tokens)
-        capacity = 8 * len(tokens) + 16
+    def detokenize(self, tokens: Sequence[int] | TokenIds) -> str:
+        # One copy into int32 and a pointer to it: no Python int per token.
+        array = np.ascontiguousarray(tokens, dtype=np.int32)
+        ids = array.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token))
+        capacity = 8 * len(array) + 16
         while True:
             buffer = ctypes.create_string_buffer(capacity)
             count = llama_cpp.llama_detokenize(
-                self._vocab, ids, len(tokens), buffer, capacity, True, False
+                self._vocab, ids, len(array), buffer, capacity, True, False
             )
             if count >= 0:
-                return buffer.raw[:count].decode("utf-8", errors="replace")
+                return ctypes.string_at(buffer, count).decode("utf-8", errors="replace")
             capacity = -count
 
     # -- inference ----------------------------------------------------------------

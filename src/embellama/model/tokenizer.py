@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Concatenate, ParamSpec, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from embellama.config import Truncation
 from embellama.errors import (
@@ -21,12 +22,18 @@ from embellama.errors import (
     InputTooLongError,
     InvalidTextError,
     InvalidTokenError,
+    TokenLimitError,
 )
 from embellama.inputs import InputItem
 from embellama.model.backend import LlamaBackend, TokenIds
 from embellama.model.lease import Leases
 
-__all__ = ["Chunking", "TokenizedInput", "Tokenizer"]
+__all__ = ["PREFIX_MEMO_SIZE", "Chunking", "TokenPieces", "TokenizedInput", "Tokenizer"]
+
+# Tokens a window edge may add to a count (a word split in two).
+_WINDOW_MARGIN = 16
+# Distinct prefixes whose token count is remembered (least recently used dropped first).
+PREFIX_MEMO_SIZE = 64
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -65,6 +72,20 @@ class TokenizedInput:
     from_text: bool = True
 
 
+@dataclass(frozen=True)
+class TokenPieces:
+    """A text's ids, its distinct ids (sorted), where each id sits among them, and the
+    bytes each distinct id stands for: a response without one object per token."""
+
+    ids: TokenIds
+    distinct: TokenIds
+    positions: npt.NDArray[np.intp]
+    pieces: list[bytes]
+
+    def pieces_in_order(self) -> list[bytes]:
+        return [self.pieces[position] for position in self.positions.tolist()]
+
+
 class Tokenizer:
     """Validating front of a backend's vocabulary, with a per-input token limit."""
 
@@ -90,7 +111,9 @@ class Tokenizer:
         self._append_eos = add_eos is True and not native
         self._drop_trailing = add_eos is False and native
         self._trailing = int(native if add_eos is None else add_eos)
-        self._prefix_lengths: dict[str, int] = {}
+        # Bounded: every request may send its own instruction, so an unbounded memo of
+        # prefixes would grow with the traffic; a model's few fixed prefixes stay in it.
+        self._prefix_lengths = functools.lru_cache(maxsize=PREFIX_MEMO_SIZE)(self._count_prefix)
 
     @_leased
     def prepare(
@@ -183,12 +206,11 @@ class Tokenizer:
             ) from exc
 
     def _prefix_length(self, prefix: str) -> int:
-        """Tokens of a prefix alone; a model has a handful, so each is tokenized once."""
-        if not prefix:
-            return 0
-        if prefix not in self._prefix_lengths:
-            self._prefix_lengths[prefix] = len(self.encode_text(prefix, add_special=False))
-        return self._prefix_lengths[prefix]
+        """Tokens of a prefix alone; a model has a handful, each tokenized once."""
+        return self._prefix_lengths(prefix) if prefix else 0
+
+    def _count_prefix(self, prefix: str) -> int:
+        return len(self.encode_text(prefix, add_special=False))
 
     def _chunk(
         self, item: TokenizedInput, index: int, chunking: Chunking, kept: int
@@ -222,8 +244,16 @@ class Tokenizer:
 
     @_leased
     def encode_text(
-        self, text: str, index: int = 0, *, add_special: bool = True, parse_special: bool = False
+        self,
+        text: str,
+        index: int = 0,
+        *,
+        add_special: bool = True,
+        parse_special: bool = False,
+        max_tokens: int | None = None,
     ) -> TokenIds:
+        """`max_tokens`: refuse a text with more tokens before any buffer for them exists,
+        so the memory one call can take is bounded by the cap, not by the text."""
         if not text:
             raise EmptyInputError(f"input {index} is an empty string", index=index)
         try:
@@ -233,7 +263,11 @@ class Tokenizer:
                 f"input {index} is not valid Unicode text (character {exc.start}: {exc.reason})",
                 index=index,
             ) from exc
-        ids = self._backend.tokenize(data, add_special=add_special, parse_special=parse_special)
+        if max_tokens is not None and len(data) > max_tokens:
+            self._refuse_if_over(data, max_tokens, parse_special)
+        ids = self._backend.tokenize(
+            data, add_special=add_special, parse_special=parse_special, max_tokens=max_tokens
+        )
         if add_special and self._append_eos:
             ids = np.append(ids, np.int32(self._backend.eos_token)).astype(np.int32)
         elif add_special and self._drop_trailing and len(ids) > 1:
@@ -242,7 +276,27 @@ class Tokenizer:
             raise EmptyInputError(f"input {index} produced no tokens", index=index)
         return ids
 
-    def check_ids(self, tokens: Sequence[int], index: int = 0) -> TokenIds:
+    def _refuse_if_over(self, data: bytes, max_tokens: int, parse_special: bool) -> None:
+        """Count a long text's tokens window by window and refuse it early when over the
+        cap: llama.cpp's tokenizer holds ~80 bytes per token while it runs, so tokenizing
+        16 MiB of "!" at once took over a GB before the count was known. A window edge
+        can split a word (a few tokens more or less), hence the margin per window."""
+        window = max(max_tokens, 1 << 16)
+        total = start = 0
+        while start < len(data):
+            end = min(start + window, len(data))
+            while end < len(data) and data[end] & 0xC0 == 0x80:  # not inside a character
+                end -= 1
+            counted = self._backend.tokenize(
+                data[start:end], add_special=False, parse_special=parse_special
+            )
+            total, start = total + len(counted), end
+            if total > max_tokens + _WINDOW_MARGIN * (start // window + 1):
+                raise TokenLimitError(n_tokens=total, limit=max_tokens, at_least=True)
+
+    def check_ids(
+        self, tokens: Sequence[int] | npt.NDArray[np.integer], index: int = 0
+    ) -> TokenIds:
         if len(tokens) == 0:
             raise EmptyInputError(f"input {index} is an empty list of token ids", index=index)
         ids = np.asarray(tokens, dtype=np.int64)
@@ -257,21 +311,34 @@ class Tokenizer:
         return ids.astype(np.int32)
 
     @_leased
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return self._backend.detokenize(list(self.check_ids(tokens)))
+    def detokenize(self, tokens: Sequence[int] | npt.NDArray[np.integer]) -> str:
+        return self._backend.detokenize(self.check_ids(tokens))
 
     @_leased
-    def pieces(self, tokens: Sequence[int]) -> list[bytes]:
+    def pieces(self, tokens: Sequence[int] | npt.NDArray[np.integer]) -> list[bytes]:
         return [self._backend.piece(int(token)) for token in self.check_ids(tokens)]
 
     @_leased
     def encode_with_pieces(
-        self, text: str, *, add_special: bool = True, parse_special: bool = False
-    ) -> tuple[TokenIds, list[bytes]]:
-        """Ids and their pieces under one lease: both from the same vocabulary, even if a
-        reload swaps the model between two separate calls."""
-        ids = self.encode_text(text, add_special=add_special, parse_special=parse_special)
-        return ids, [self._backend.piece(int(token)) for token in ids]
+        self,
+        text: str,
+        *,
+        add_special: bool = True,
+        parse_special: bool = False,
+        max_tokens: int | None = None,
+    ) -> TokenPieces:
+        """Ids and the pieces of the distinct ones under one lease: both from the same
+        vocabulary, even if a reload swaps the model between two separate calls."""
+        ids = (
+            self.encode_text(
+                text, add_special=add_special, parse_special=parse_special, max_tokens=max_tokens
+            )
+            if text
+            else np.zeros(0, np.int32)
+        )
+        distinct, positions = np.unique(ids, return_inverse=True)
+        pieces = [self._backend.piece(int(token)) for token in distinct]
+        return TokenPieces(ids, distinct.astype(np.int32), positions, pieces)
 
     def _prepare_one(
         self, item: InputItem, index: int, truncation: Truncation, prefix: str, kept: int

@@ -1,12 +1,21 @@
-"""Read a request body with a size cap, so an oversized upload is refused, not buffered."""
+"""Read a request body with a size cap, so an oversized upload is refused, not buffered;
+decode and parse a large one off the event loop."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 
 from embellama.server.errors import ApiError
+from embellama.server.jsonbody import SLICE_BYTES
+from embellama.server.schemas import parse_json_object
 
-__all__ = ["read_body"]
+__all__ = ["read_body", "read_request"]
+
+T = TypeVar("T")
 
 
 def _too_large(limit: int) -> ApiError:
@@ -29,3 +38,17 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_request(request: Request, limit: int, parse: Callable[[dict[str, Any]], T]) -> T:
+    """The body, decoded as a JSON object and parsed by `parse`; a large body on a thread,
+    where decoding and checking take the GIL in short steps (a 12 MB body of token ids
+    took ~1.3 s of the loop's time)."""
+    body = await read_body(request, limit)
+
+    def decode() -> T:
+        return parse(parse_json_object(body))
+
+    if len(body) <= SLICE_BYTES:
+        return decode()
+    return await asyncio.to_thread(decode)

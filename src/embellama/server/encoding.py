@@ -10,12 +10,19 @@ import base64
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
+from embellama.model.backend import TokenIds
 from embellama.results import EmbeddingResult
 from embellama.vectors import Matrix
 
-__all__ = ["encode_embeddings", "encode_token_embeddings"]
+__all__ = [
+    "encode_embeddings",
+    "encode_token_embeddings",
+    "encode_token_ids",
+    "encode_token_pieces",
+]
 
 
 def encode_embeddings(result: EmbeddingResult, encoding_format: str) -> bytes:
@@ -61,3 +68,30 @@ def encode_token_embeddings(
         "usage": {"prompt_tokens": total, "total_tokens": total},
     }
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def encode_token_ids(ids: TokenIds) -> bytes:
+    """`/tokenize`: `{"tokens": [ids]}` straight from the int32 array."""
+    return orjson.dumps({"tokens": ids}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def encode_token_pieces(
+    distinct: TokenIds, pieces: list[bytes], positions: npt.NDArray[np.intp]
+) -> bytes:
+    """`/tokenize` with pieces: `{"tokens": [{"id", "piece"}]}`, built from one JSON
+    fragment per distinct token (a vocabulary's worth at most), repeated by reference;
+    the answer costs its own bytes plus a pointer per token, not a dict per token."""
+    fragments = np.empty(len(distinct), dtype=object)
+    fragments[:] = [
+        orjson.dumps({"id": int(token), "piece": _piece(piece)})
+        for token, piece in zip(distinct, pieces, strict=True)
+    ]
+    return b"".join((b'{"tokens":[', b",".join(fragments[positions]), b"]}"))
+
+
+def _piece(data: bytes) -> str | list[int]:
+    """A string when the piece is whole UTF-8, else its byte values (as llama-server)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return list(data)

@@ -42,6 +42,7 @@ class ApiError(Exception):
 _TABLE: list[tuple[type[errors.EmbellamaError], int, str, str | None]] = [
     (errors.ModelNotFoundError, 404, "invalid_request_error", "model_not_found"),
     (errors.InputTooLongError, 400, "invalid_request_error", "context_length_exceeded"),
+    (errors.TokenLimitError, 413, "invalid_request_error", "too_many_tokens"),
     (errors.InvalidDimensionsError, 400, "invalid_request_error", "invalid_dimensions"),
     (errors.InvalidTokenError, 400, "invalid_request_error", "invalid_token_id"),
     (errors.PoisonInputError, 400, "invalid_request_error", "input_crashed_worker"),
@@ -98,6 +99,10 @@ def rejection_reason(error: ApiError) -> str:
     return "validation"
 
 
+def _request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", "unknown"))
+
+
 def _count(request: Request, error: ApiError) -> None:
     state = getattr(request.app.state, "embellama", None)
     if state is not None:
@@ -123,6 +128,10 @@ async def handle_domain_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, errors.EmbellamaError)
         api = to_api_error(exc)
         if api.status >= 500:
-            _log.warning("request failed: %s", exc)
+            _log.warning("request failed (request id %s): %s", _request_id(request), exc)
+        if isinstance(exc, errors.InternalError):
+            # Its text is an internal exception's repr: paths, values, library internals.
+            # The log has it; the client gets the id to quote.
+            api.message = f"internal server error (request id {_request_id(request)})"
     _count(request, api)
     return error_response(api)

@@ -13,9 +13,10 @@ import orjson
 
 from embellama.config import Truncation
 from embellama.errors import InputError
-from embellama.inputs import InputItem, parse_inputs
+from embellama.inputs import InputItem, TokenArray, parse_inputs, token_array
 from embellama.prompts import InputType
 from embellama.server.errors import ApiError
+from embellama.server.jsonbody import NotAnObjectError, loads_in_slices
 
 __all__ = [
     "DetokenizeRequest",
@@ -47,9 +48,11 @@ class EmbeddingsRequest:
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
     try:
-        value = orjson.loads(body)
+        value = loads_in_slices(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
+    except NotAnObjectError:
+        value = None
     if not isinstance(value, dict):
         raise ApiError(400, "the request body must be a JSON object")
     return value
@@ -59,7 +62,9 @@ def _bad(param: str, message: str) -> ApiError:
     return ApiError(400, message, param=param, code="invalid_value")
 
 
-def parse_embeddings_request(body: dict[str, Any], *, max_inputs: int) -> EmbeddingsRequest:
+def parse_embeddings_request(
+    body: dict[str, Any], *, max_inputs: int, max_instruction_length: int | None = None
+) -> EmbeddingsRequest:
     if "input" not in body:
         raise ApiError(
             400, "'input' is a required property", param="input", code="missing_required_parameter"
@@ -95,7 +100,7 @@ def parse_embeddings_request(body: dict[str, Any], *, max_inputs: int) -> Embedd
         normalize=_optional_bool(body, "normalize"),
         use_cache=_optional_bool(body, "cache") is not False,
         input_type=_input_type(body.get("input_type")),
-        instruction=_optional_string(body, "instruction"),
+        instruction=_instruction(body, max_instruction_length),
         chunk_overlap=_chunk_overlap(body.get("chunk_overlap")),
         per_token=_per_token(body.get("pooling")),
     )
@@ -125,6 +130,17 @@ def _input_type(value: object) -> InputType | None:
         return InputType.parse(value) if isinstance(value, str) else InputType.parse(str(value))
     except InputError as exc:
         raise _bad("input_type", str(exc)) from None
+
+
+def _instruction(body: dict[str, Any], limit: int | None) -> str | None:
+    """Bounded: the instruction is tokenized again in front of every input."""
+    value = _optional_string(body, "instruction")
+    if value is not None and limit is not None and len(value) > limit:
+        raise _bad(
+            "instruction",
+            f"'instruction' has {len(value)} characters; this server accepts at most {limit}",
+        )
+    return value
 
 
 def _optional_string(body: dict[str, Any], key: str) -> str | None:
@@ -164,7 +180,7 @@ class TokenizeRequest:
 
 @dataclass(frozen=True)
 class DetokenizeRequest:
-    tokens: list[int]
+    tokens: TokenArray
     model: str | None
 
 
@@ -193,13 +209,19 @@ def parse_tokenize_request(body: dict[str, Any]) -> TokenizeRequest:
     )
 
 
-def parse_detokenize_request(body: dict[str, Any]) -> DetokenizeRequest:
+def parse_detokenize_request(body: dict[str, Any], *, max_tokens: int) -> DetokenizeRequest:
     tokens = body.get("tokens")
-    if not isinstance(tokens, list) or not all(
-        isinstance(t, int) and not isinstance(t, bool) for t in tokens
-    ):
+    ids = token_array(tokens) if isinstance(tokens, list) else None
+    if ids is None:
         raise _bad("tokens", "'tokens' must be a list of token ids (integers)")
-    return DetokenizeRequest(tokens=tokens, model=_optional_model(body))
+    if len(ids) > max_tokens:
+        raise ApiError(
+            413,
+            f"'tokens' has {len(ids)} ids; this server accepts at most {max_tokens} per request",
+            param="tokens",
+            code="too_many_tokens",
+        )
+    return DetokenizeRequest(tokens=ids, model=_optional_model(body))
 
 
 @dataclass(frozen=True)

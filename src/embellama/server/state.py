@@ -41,6 +41,11 @@ def _drained() -> NoWorkerError:
 class ServerLimits:
     max_inputs_per_request: int = 2048
     max_body_bytes: int = 16 * 1024 * 1024
+    # Token ids one /tokenize answer or /detokenize request may hold: the body limit alone
+    # let a 1 MiB text of "!" become a million ids and a 318 MiB heap with pieces.
+    max_tokenize_tokens: int = 1 << 18
+    # Characters of a request's `instruction`: it is tokenized in front of every input.
+    max_instruction_length: int = 2048
 
 
 @dataclass(frozen=True)

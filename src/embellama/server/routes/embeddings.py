@@ -13,10 +13,10 @@ from embellama.errors import NoWorkerError
 from embellama.inputs import InputItem
 from embellama.pipeline import EmbedOptions, ServedModel
 from embellama.results import EmbeddingResult
-from embellama.server.body import read_body
+from embellama.server.body import read_request
 from embellama.server.disconnect import unless_disconnected
 from embellama.server.encoding import encode_embeddings, encode_token_embeddings
-from embellama.server.schemas import parse_embeddings_request, parse_json_object
+from embellama.server.schemas import parse_embeddings_request
 from embellama.server.security import most_tokens
 from embellama.server.state import ServerState
 
@@ -29,9 +29,16 @@ async def create_embeddings(request: Request) -> Response:
     state: ServerState = request.app.state.embellama
     if state.draining:
         raise NoWorkerError("the server is draining and accepts no new work")
-    raw = await read_body(request, state.limits.max_body_bytes)
-    body = parse_json_object(raw)
-    parsed = parse_embeddings_request(body, max_inputs=state.limits.max_inputs_per_request)
+    limits = state.limits
+    parsed = await read_request(
+        request,
+        limits.max_body_bytes,
+        lambda body: parse_embeddings_request(
+            body,
+            max_inputs=limits.max_inputs_per_request,
+            max_instruction_length=limits.max_instruction_length,
+        ),
+    )
     service = state.embedder(parsed.model)
     use_cache = parsed.use_cache and not _no_cache(request)
     options = EmbedOptions(

@@ -71,6 +71,9 @@ async def info(request: Request) -> Response:
         {
             "max_inputs_per_request": state.limits.max_inputs_per_request,
             "max_body_bytes": state.limits.max_body_bytes,
+            # /tokenize answers and /detokenize requests: most token ids (413 beyond).
+            "max_tokenize_tokens": state.limits.max_tokenize_tokens,
+            "max_instruction_length": state.limits.max_instruction_length,
             "encoding_formats": ["float", "base64"],
             "truncation_modes": [t.value for t in Truncation],
             # Rerank: documents per request, and tokens per query-document pair (each

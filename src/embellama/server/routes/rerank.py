@@ -16,9 +16,9 @@ from starlette.responses import Response
 from embellama.errors import NoWorkerError
 from embellama.pipeline import RerankOptions
 from embellama.results import RerankHit, RerankResult
-from embellama.server.body import read_body
+from embellama.server.body import read_request
 from embellama.server.routes.embeddings import charged
-from embellama.server.schemas import parse_json_object, parse_rerank_request
+from embellama.server.schemas import parse_rerank_request
 from embellama.server.state import ServerState
 
 __all__ = ["rerank"]
@@ -28,8 +28,12 @@ async def rerank(request: Request) -> Response:
     state: ServerState = request.app.state.embellama
     if state.draining:
         raise NoWorkerError("the server is draining and accepts no new work")
-    body = parse_json_object(await read_body(request, state.limits.max_body_bytes))
-    parsed = parse_rerank_request(body, max_documents=state.limits.max_inputs_per_request)
+    most = state.limits.max_inputs_per_request
+    parsed = await read_request(
+        request,
+        state.limits.max_body_bytes,
+        lambda body: parse_rerank_request(body, max_documents=most),
+    )
     service = state.reranker(parsed.model)
     options = RerankOptions(parsed.top_n, parsed.truncate, parsed.max_tokens_per_doc)
     texts = [parsed.query, *parsed.documents]
