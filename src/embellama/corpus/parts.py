@@ -47,7 +47,7 @@ class PartStore:
                 self.complete = True
                 return
             changed = _changed(finished, job) if finished is not None else ""
-            raise ConfigError(f"{output} exists{changed}; pass --overwrite to replace it")
+            raise ConfigError(f"{output} exists; pass --overwrite to replace it{changed}")
         manifest = self.directory / _MANIFEST
         if manifest.exists():
             previous = json.loads(manifest.read_text())

@@ -252,15 +252,14 @@ def _typed_column(
     name: str, values: list[Any], kind: pa.DataType, problems: dict[int, str]
 ) -> pa.Array:
     """`values` as a `kind` array; a value that does not fit is null, its row a problem."""
-    try:
-        return pa.array(values, kind)
-    except _ARROW_TYPE_ERRORS:
-        pass  # find the rows that do not fit: rare, so one at a time
+    if not _truncates(values, kind):
+        try:
+            return pa.array(values, kind)
+        except _ARROW_TYPE_ERRORS:
+            pass  # find the rows that do not fit: rare, so one at a time
     fitting: list[Any] = []
     for position, value in enumerate(values):
-        try:
-            pa.array([value], kind)
-        except _ARROW_TYPE_ERRORS:
+        if not _fits(value, kind):
             problems.setdefault(
                 position,
                 f"column {name!r} holds the {type(value).__name__} {_preview(value)} here; "
@@ -269,6 +268,23 @@ def _typed_column(
             value = None
         fitting.append(value)
     return pa.array(fitting, kind)
+
+
+def _truncates(values: list[Any], kind: pa.DataType) -> bool:
+    """pyarrow puts 2.5 in an integer column as 2, silently: a drift it does not see."""
+    return pa.types.is_integer(kind) and any(
+        isinstance(v, float) and not v.is_integer() for v in values
+    )
+
+
+def _fits(value: object, kind: pa.DataType) -> bool:
+    if _truncates([value], kind):
+        return False
+    try:
+        pa.array([value], kind)
+    except _ARROW_TYPE_ERRORS:
+        return False
+    return True
 
 
 class _CsvLines:
