@@ -25,12 +25,14 @@ status codes in a single table.
         ├── RequestTimeoutError      the work did not finish within the request timeout
         ├── NoWorkerError            no live worker can run the work
         ├── EngineClosedError        a call on an engine after close()
+        ├── CacheUnavailableError    the shared cache (Redis) failed an operation it must do
         └── WorkerCrashedError       the worker process died with the work in flight
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CacheUnavailableError",
     "ConfigError",
     "DefaultModelNotPreparedError",
     "EmbellamaError",
@@ -181,6 +183,11 @@ class NoWorkerError(ServiceError):
 
 class EngineClosedError(ServiceError):
     """The library engine was closed; its models and threads are gone."""
+
+
+class CacheUnavailableError(ServiceError):
+    """Redis failed an operation whose caller must know (a clear). A lookup never
+    raises this: there a failing Redis is a miss."""
 
 
 class WorkerCrashedError(ServiceError):

@@ -54,6 +54,7 @@ _TABLE: list[tuple[type[errors.EmbellamaError], int, str, str | None]] = [
     (errors.RequestTimeoutError, 504, "timeout_error", "request_timeout"),
     (errors.NoWorkerError, 503, "service_unavailable", "no_worker"),
     (errors.WorkerCrashedError, 503, "service_unavailable", "worker_crashed"),
+    (errors.CacheUnavailableError, 503, "service_unavailable", "cache_unavailable"),
     (errors.EmbellamaError, 500, "server_error", "internal_error"),
 ]
 
