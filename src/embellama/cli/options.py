@@ -244,14 +244,14 @@ CACHE_OPTIONS = (
     Option(
         "cache-read-timeout",
         "Seconds a Redis lookup may take before it counts as a miss, for a small one; "
-        "each MiB of vectors it fetches adds 20 ms (a 2,048 x 1,024-dim MGET is 8 MiB). "
+        "each MiB of vectors it fetches adds 50 ms (a 2,048 x 1,024-dim MGET is 8 MiB). "
         "Short, because a miss only costs a decode. Default 0.02.",
         default=0.02,
         parse=_positive_float,
     ),
     Option(
         "cache-write-timeout",
-        "Seconds a Redis write-behind may take, plus 20 ms per MiB; it never delays a "
+        "Seconds a Redis write-behind may take, plus 50 ms per MiB; it never delays a "
         "response. Default 0.1.",
         default=0.1,
         parse=_positive_float,
