@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import redis
@@ -19,7 +20,8 @@ import redis
 from embellama.cache.redis import RedisTier
 from embellama.errors import ConfigError
 from tests.e2e.redis_server import RedisServer, start_redis
-from tests.e2e.server import free_port
+from tests.e2e.server import free_port, serving
+from tests.fixtures.tiny_encoders import build_tiny_encoder
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +187,28 @@ def test_clear_matches_the_namespace_literally(
     assert asyncio.run(clear("team[?]")) == 0  # brackets are themselves too
     assert asyncio.run(clear("team?")) == 1
     assert client.keys("*") == [b"teamB:x"]
+
+
+@pytest.mark.slow
+def test_a_clear_that_redis_fails_is_a_typed_503(tmp_path: Path, server_logs: Path) -> None:
+    """Told "cleared", an operator would trust vectors still in Redis: the clear says it
+    failed, in the API's error shape, and the server goes on serving (Redis down is a miss)."""
+    model = build_tiny_encoder(tmp_path, "bert").gguf
+    (tmp_path / "redis").mkdir()
+    cache = start_redis(tmp_path / "redis")
+    admin = {"Authorization": "Bearer clear-admin-key-0001"}
+    args = ["--model-path", str(model), "--model-name", "m", "--cache-url", cache.url]
+    args += ["--admin-key", admin["Authorization"][7:], "--workers", "1"]
+    try:
+        with serving([*args, "--threads-per-worker", "1"], server_logs) as server:
+            assert httpx.post(server.url + "/admin/cache/clear", headers=admin).status_code == 200
+            cache.stop()
+            failed = httpx.post(server.url + "/admin/cache/clear", headers=admin, timeout=30)
+            assert failed.status_code == 503, failed.text
+            error = failed.json()["error"]
+            assert (error["type"], error["code"]) == ("service_unavailable", "cache_unavailable")
+            assert "Redis" in error["message"] and "memory was cleared" in error["message"]
+            body = {"model": "m", "input": ["still served"]}
+            assert httpx.post(server.url + "/v1/embeddings", json=body).status_code == 200
+    finally:
+        cache.stop()
