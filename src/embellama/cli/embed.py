@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -67,13 +67,13 @@ def register(commands: Any) -> None:
     )
     corpus.add_argument(
         "--row-group-size",
-        type=_at_least_one,
+        type=_at_least(1),
         default=1024,
         help="Rows per output row group, and per checkpoint of a resumable run.",
     )
     corpus.add_argument(
         "--workers",
-        type=int,
+        type=_at_least(0),
         default=None,
         help="Worker processes to decode in, 0 for a thread of this process. Default: one "
         "per core (at most 4), each with 1 thread: on 2 cores 2 workers x 1 thread beat "
@@ -88,7 +88,10 @@ def register(commands: Any) -> None:
     corpus.add_argument("--ray", action="store_true", help="Run the job on Ray Data.")
     corpus.add_argument("--ray-address", help="A Ray cluster to join (default: start a local one).")
     corpus.add_argument(
-        "--ray-actors", type=_at_least_one, default=1, help="Ray actors, each with its own model copy."
+        "--ray-actors",
+        type=_at_least(1),
+        default=1,
+        help="Ray actors, each with its own model copy.",
     )
     parser.add_argument(
         "--dimensions",
@@ -108,14 +111,19 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `minimum`, else a one-line error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def run(args: argparse.Namespace) -> int:
