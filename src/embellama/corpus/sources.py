@@ -118,7 +118,10 @@ class CorpusSource:
             except StopIteration:
                 return
             except pa.ArrowInvalid as exc:  # a value unlike the column's first block
-                raise InputError(f"{self.path}: {exc}") from None
+                raise InputError(
+                    f"{self.path}: {exc} (a CSV column's type is read from the file's first "
+                    "MiB; convert the file to JSONL or Parquet to have such rows set aside)"
+                ) from None
             yield pa.Table.from_batches([batch])
 
     def _csv_reader(
