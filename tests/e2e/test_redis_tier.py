@@ -207,7 +207,7 @@ def test_a_clear_that_redis_fails_is_a_typed_503(tmp_path: Path, server_logs: Pa
             assert failed.status_code == 503, failed.text
             error = failed.json()["error"]
             assert (error["type"], error["code"]) == ("service_unavailable", "cache_unavailable")
-            assert "Redis" in error["message"] and "memory was cleared" in error["message"]
+            assert "Redis" in error["message"] and "retry the clear" in error["message"]
             body = {"model": "m", "input": ["still served"]}
             assert httpx.post(server.url + "/v1/embeddings", json=body).status_code == 200
     finally:

@@ -54,7 +54,7 @@ class RedisTier:
     ) -> None:
         import redis.asyncio as aioredis
 
-        if ttl is not None and not ttl >= 1:  # Redis expires in whole ms, from 1 s here
+        if ttl is not None and not ttl >= 1:  # under 1 s, EX was 0 and every SET failed
             raise ConfigError(f"cache TTL must be at least 1 second, got {ttl}")
         if not (read_timeout > 0 and write_timeout > 0):
             raise ConfigError("Redis read and write timeouts must be > 0")
@@ -134,16 +134,14 @@ class RedisTier:
         Unlike a lookup this one must not fail quietly: a caller told "cleared" would
         trust vectors that are still there. Redis failing it is `CacheUnavailableError`.
         """
-        removed = 0
         try:
-            removed = await self._clear(prefix)
+            return await self._clear(prefix)
         except Exception as exc:
             self._failed(exc)
             raise CacheUnavailableError(
                 f"the Redis cache at {self.url} failed while clearing ({type(exc).__name__}); "
-                "memory was cleared, Redis may still hold vectors: retry"
+                "it may still hold vectors of this namespace: retry the clear"
             ) from exc
-        return removed
 
     async def _clear(self, prefix: bytes) -> int:
         removed = 0
