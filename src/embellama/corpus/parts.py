@@ -50,7 +50,7 @@ class PartStore:
             raise ConfigError(f"{output} exists; pass --overwrite to replace it{changed}")
         manifest = self.directory / _MANIFEST
         if manifest.exists():
-            previous = json.loads(manifest.read_text())
+            previous = _read_manifest(manifest)
             if previous != job:
                 raise ConfigError(
                     f"{self.directory} holds parts of a different job{_changed(previous, job)}; "
@@ -113,6 +113,19 @@ class PartStore:
 def errors_path(output: Path) -> Path:
     """Where a job writing `output` lists its bad rows: `vectors.errors.jsonl`."""
     return output.with_name(output.stem + ".errors.jsonl")
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        job = json.loads(path.read_bytes())
+    except (ValueError, OSError) as exc:
+        raise ConfigError(
+            f"{path} is not a readable job manifest ({exc}); remove its directory or pass "
+            "--overwrite to start over"
+        ) from None
+    if not isinstance(job, dict):
+        raise ConfigError(f"{path} is not a job manifest; pass --overwrite to start over")
+    return job
 
 
 def _changed(recorded: dict[str, Any], wanted: dict[str, Any]) -> str:
