@@ -27,12 +27,14 @@ status codes in a single table.
         ├── NoWorkerError            no live worker can run the work
         ├── EngineClosedError        a call on an engine after close()
         ├── ModelUnloadingError      the model is being unloaded or replaced
+        ├── CacheUnavailableError    the shared cache (Redis) failed an operation it must do
         └── WorkerCrashedError       the worker process died with the work in flight
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CacheUnavailableError",
     "ConfigError",
     "DefaultModelNotPreparedError",
     "EmbellamaError",
@@ -213,6 +215,11 @@ class ModelUnloadingError(ServiceError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"model {name!r} is being unloaded or replaced; retry the request")
+
+
+class CacheUnavailableError(ServiceError):
+    """Redis failed an operation whose caller must know (a clear). A lookup never
+    raises this: there a failing Redis is a miss."""
 
 
 class WorkerCrashedError(ServiceError):

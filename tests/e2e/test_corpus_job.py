@@ -258,3 +258,147 @@ def test_memory_stays_flat_on_200k_rows(tiny_model: Path, tmp_path: Path) -> Non
         peaks[count] = _peak_rss_mb(command, tmp_path / f"run-{count}.log")
         assert pq.ParquetFile(output).metadata.num_rows == count
     assert peaks[200_000] - peaks[20_000] < 40, peaks
+
+
+def _unfinished(command: list[str], output: Path) -> None:
+    """Run `command` until its first row group is on disk, then kill it."""
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    parts = output.with_name(output.name + ".parts")
+    deadline = time.monotonic() + 120
+    while not list(parts.glob("part-*.parquet")) and time.monotonic() < deadline:
+        assert process.poll() is None, "the job ended before it could be interrupted"
+        time.sleep(0.02)
+    process.kill()
+    process.wait()
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (("--add-eos", "true"), "add_eos: None -> True"),
+        (("--n-ctx", "128"), "n_ctx: None -> 128"),
+        (("--normalization", "none"), "normalization: 'l2' -> 'none'"),
+    ],
+)
+def test_a_resume_with_another_vector_option_is_refused_naming_it(
+    tiny_model: Path, tmp_path: Path, flags: tuple[str, ...], named: str
+) -> None:
+    """Unfinished parts and a finished file both remember every option that changes a
+    vector: another value is refused, with the difference named, never mixed in."""
+    source = _write(tmp_path / "in.jsonl", _rows(3000))
+    output = tmp_path / "out.parquet"
+    command = _embed_command(tiny_model, source, output, "--row-group-size", "100")
+    _unfinished(command, output)
+    mixed = _run([*command, *flags])
+    assert mixed.returncode == 2 and "holds parts of a different job" in mixed.stderr
+    assert named in mixed.stderr, mixed.stderr
+    assert _run(command).returncode == 0
+    finished = _run([*command, *flags])
+    assert finished.returncode == 2 and "already complete" not in finished.stderr
+    assert "exists" in finished.stderr and named in finished.stderr, finished.stderr
+
+
+def test_a_model_file_replaced_in_place_is_another_job(tiny_model: Path, tmp_path: Path) -> None:
+    """Same path, same size, other weights: the fingerprint of the file tells them apart."""
+    model = tmp_path / "model.gguf"
+    model.write_bytes(tiny_model.read_bytes())
+    source = _write(tmp_path / "in.jsonl", _rows(100))
+    output = tmp_path / "out.parquet"
+    command = _embed_command(model, source, output)
+    assert _run(command).returncode == 0
+    data = bytearray(model.read_bytes())
+    data[-64:] = bytes(64)  # the last tensor's last values
+    model.write_bytes(bytes(data))
+    again = _run(command)
+    assert again.returncode == 2 and "model_fingerprint" in again.stderr, again.stderr
+
+
+def test_row_group_size_zero_is_one_line_error(tiny_model: Path, tmp_path: Path) -> None:
+    source = _write(tmp_path / "in.jsonl", _rows(10))
+    command = _embed_command(tiny_model, source, tmp_path / "out.parquet", "--row-group-size", "0")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "embellama embed: error: argument --row-group-size: must be >= 1, got 0 (see --help)"
+    ]
+
+
+def _quoted_csv(path: Path, count: int) -> list[dict[str, object]]:
+    """Over 1 MB (the CSV reader's block) of texts holding newlines, with two broken
+    records (a field too many, two too few) among them."""
+    rows = [
+        {"doc_id": f"doc-{i}", "text": f"first line {i}\nsecond line " + "word " * 30, "n": i}
+        for i in range(count)
+    ]
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["doc_id", "text", "n"])
+        for i, row in enumerate(rows):
+            writer.writerow(row.values())
+            if i == count // 2:
+                handle.write("broken-1,text,1,extra field\n")
+        handle.write("broken-2\n")
+    return rows
+
+
+def test_csv_with_quoted_newlines_and_broken_records(tiny_model: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    rows = _quoted_csv(source, 6000)
+    assert source.stat().st_size > 1_100_000
+    from embellama.corpus import open_source
+
+    assert open_source(source).total_rows() == len(rows)  # records, not lines
+    output = tmp_path / "out.parquet"
+    command = _embed_command(
+        tiny_model, source, output, "--keep-columns", "n", "--row-group-size", "1000"
+    )
+    done = _run(command)
+    assert done.returncode == 0, done.stderr
+    assert f"{len(rows)} rows embedded" in done.stderr and "2 bad rows" in done.stderr
+    table = pq.read_table(output)
+    assert table.column("id").to_pylist() == [r["doc_id"] for r in rows]
+    assert table.column("n").to_pylist() == [r["n"] for r in rows]
+    lines = source.read_text().splitlines()
+    errors = [json.loads(line) for line in errors_text(output).splitlines()]
+    assert [lines[e["line"] - 1] for e in errors] == ["broken-1,text,1,extra field", "broken-2"]
+    assert all("malformed CSV record" in e["reason"] for e in errors)
+    with EmbeddingEngine.from_path(tiny_model) as engine:
+        expected = engine.embed([str(rows[0]["text"]), str(rows[-1]["text"])])
+    vectors = table.column("embedding")
+    assert_batch_invariant(
+        np.asarray([vectors[0].as_py(), vectors[-1].as_py()], np.float32), expected
+    )
+
+
+def errors_text(output: Path) -> str:
+    return output.with_name(output.stem + ".errors.jsonl").read_text()
+
+
+def test_jsonl_type_drift_and_bad_lines_are_bad_rows(tiny_model: Path, tmp_path: Path) -> None:
+    """Ids and kept columns take their type from the first rows; a later row of another
+    type, or a line that is not JSON, is a bad row with its line, and a resume agrees."""
+    rows = _rows(450)
+    for i in range(450):
+        rows[i]["doc_id"] = i
+    rows[150]["doc_id"] = "a-string-id"  # a later chunk's id is a string
+    rows[260]["n"] = "seven"  # a kept column turns to text
+    rows[20]["n"] = 2.5  # ... or to a float, in the first chunk
+    source = tmp_path / "in.jsonl"
+    lines = [json.dumps(r) for r in rows]
+    lines[300] = '{"doc_id": 300, "text": "cut off'
+    source.write_text("\n".join(lines) + "\n\n")
+    output = tmp_path / "out.parquet"
+    command = _embed_command(
+        tiny_model, source, output, "--keep-columns", "n", "--row-group-size", "100"
+    )
+    done = _run(command)
+    assert done.returncode == 0 and "4 bad rows" in done.stderr, done.stderr
+    errors = [json.loads(line) for line in errors_text(output).splitlines()]
+    assert [(e["row"], e["line"]) for e in errors] == [(20, 21), (150, 151), (260, 261), (300, 301)]
+    assert "'a-string-id'" in errors[1]["reason"] and "int64" in errors[1]["reason"]
+    assert "not valid JSON" in errors[3]["reason"]
+    table = pq.read_table(output)
+    assert table.schema.field("id").type == pa.int64()
+    assert table.num_rows == 446 and 150 not in table.column("id").to_pylist()
+    again = _run(command)
+    assert again.returncode == 0 and "already complete" in again.stderr

@@ -66,10 +66,18 @@ class EmbeddingCache:
         redis_url: str | None = None,
         namespace: str = "embellama",
         ttl: float | None = 7 * 24 * 3600,
-        redis_timeout: float = 0.02,
+        redis_read_timeout: float = 0.02,
+        redis_write_timeout: float = 0.1,
     ) -> EmbeddingCache:
+        """`redis_*_timeout`: seconds for a small call; larger ones get more per MiB."""
         redis = (
-            RedisTier(redis_url, namespace=namespace, ttl=ttl, timeout=redis_timeout)
+            RedisTier(
+                redis_url,
+                namespace=namespace,
+                ttl=ttl,
+                read_timeout=redis_read_timeout,
+                write_timeout=redis_write_timeout,
+            )
             if redis_url
             else None
         )

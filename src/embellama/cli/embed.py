@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -67,13 +67,13 @@ def register(commands: Any) -> None:
     )
     corpus.add_argument(
         "--row-group-size",
-        type=int,
+        type=_at_least(1),
         default=1024,
         help="Rows per output row group, and per checkpoint of a resumable run.",
     )
     corpus.add_argument(
         "--workers",
-        type=int,
+        type=_at_least(0),
         default=None,
         help="Worker processes to decode in, 0 for a thread of this process. Default: one "
         "per core (at most 4), each with 1 thread: on 2 cores 2 workers x 1 thread beat "
@@ -88,7 +88,10 @@ def register(commands: Any) -> None:
     corpus.add_argument("--ray", action="store_true", help="Run the job on Ray Data.")
     corpus.add_argument("--ray-address", help="A Ray cluster to join (default: start a local one).")
     corpus.add_argument(
-        "--ray-actors", type=int, default=1, help="Ray actors, each with its own model copy."
+        "--ray-actors",
+        type=_at_least(1),
+        default=1,
+        help="Ray actors, each with its own model copy.",
     )
     parser.add_argument(
         "--dimensions",
@@ -106,6 +109,21 @@ def register(commands: Any) -> None:
     add_options(parser, MODEL_OPTIONS, "model")
     add_options(parser, CACHE_OPTIONS, "cache (off unless --cache-size or --cache-url is given)")
     parser.set_defaults(handler=run)
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `minimum`, else a one-line error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def run(args: argparse.Namespace) -> int:
@@ -241,23 +259,18 @@ def _corpus_job(args: argparse.Namespace) -> int:
 def _local_job(
     args: argparse.Namespace, source: CorpusSource, model: ModelConfig, options: CorpusOptions
 ) -> CorpusReport:
-    from embellama.corpus import PartStore, embed_corpus
+    from embellama.corpus import PartStore, embed_corpus, job_manifest
 
-    job = {
-        "input": str(args.input.resolve()),
-        "input_size": args.input.stat().st_size,
-        "input_mtime_ns": args.input.stat().st_mtime_ns,
-        "model": str(model.path.resolve()),
-        "model_size": model.path.stat().st_size,
-        "text_column": source.text_column,
-        "id_column": source.id_column,
-        "keep_columns": list(source.keep_columns),
-        "row_group_size": source.chunk_rows,
-        "truncate": options.truncate.value,
-        "dimensions": options.dimensions,
-        "pooling": model.pooling.value if model.pooling else None,
-        "normalization": model.normalization.value,
-    }
+    job = job_manifest(
+        args.input,
+        model,
+        text_column=source.text_column,
+        id_column=source.id_column,
+        keep_columns=list(source.keep_columns),
+        row_group_size=source.chunk_rows,
+        truncate=options.truncate.value,
+        dimensions=options.dimensions,
+    )
     store = PartStore(args.output, job, overwrite=args.overwrite)
     cache_values = resolve(args, CACHE_OPTIONS)
     if args.cache_size is None and not cache_values["cache_url"]:

@@ -109,6 +109,13 @@ def _key(text: str) -> str:
     return text
 
 
+def _ttl_seconds(text: str) -> float:
+    value = _positive_float(text)
+    if value < 1:  # below a second Redis's EX would be 0, and every SET would fail
+        raise argparse.ArgumentTypeError(f"must be at least 1 second, got {value}")
+    return value
+
+
 def _boolean(text: str) -> bool:
     lowered = text.lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -254,8 +261,23 @@ CACHE_OPTIONS = (
     ),
     Option(
         "cache-ttl",
-        "Seconds a vector lives in Redis. Default 604800 (7 days).",
+        "Seconds a vector lives in Redis, at least 1. Default 604800 (7 days).",
         default=604800.0,
+        parse=_ttl_seconds,
+    ),
+    Option(
+        "cache-read-timeout",
+        "Seconds a Redis lookup may take before it counts as a miss, for a small one; "
+        "each MiB of vectors it fetches adds 50 ms (a 2,048 x 1,024-dim MGET is 8 MiB). "
+        "Short, because a miss only costs a decode. Default 0.02.",
+        default=0.02,
+        parse=_positive_float,
+    ),
+    Option(
+        "cache-write-timeout",
+        "Seconds a Redis write-behind may take, plus 50 ms per MiB; it never delays a "
+        "response. Default 0.1.",
+        default=0.1,
         parse=_positive_float,
         restart=True,
     ),
@@ -527,4 +549,6 @@ def cache_from(values: Mapping[str, Any]) -> EmbeddingCache | None:
         redis_url=values["cache_url"],
         namespace=values["cache_namespace"],
         ttl=values["cache_ttl"],
+        redis_read_timeout=values["cache_read_timeout"],
+        redis_write_timeout=values["cache_write_timeout"],
     )

@@ -8,6 +8,7 @@ from embellama.corpus.job import (
     embed_corpus,
     embed_rows,
 )
+from embellama.corpus.manifest import job_manifest, model_file_fingerprint
 from embellama.corpus.parts import PartStore, errors_path
 from embellama.corpus.sources import Chunk, CorpusSource, open_source
 
@@ -22,5 +23,7 @@ __all__ = [
     "embed_corpus",
     "embed_rows",
     "errors_path",
+    "job_manifest",
+    "model_file_fingerprint",
     "open_source",
 ]

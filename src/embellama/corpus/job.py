@@ -158,8 +158,12 @@ def embed_rows(
 
 
 def _embed_chunk(engine: EmbeddingEngine, chunk: Chunk, options: CorpusOptions) -> _Embedded:
-    rows = embed_rows(engine, chunk.texts, options.truncate, options.dimensions)
-    errors = [_error(chunk, p, rows.problems[p], options) for p in sorted(rows.problems)]
+    # Rows the reader refused are not embedded; the reader's reason is the one reported.
+    texts = [None if p in chunk.problems else t for p, t in enumerate(chunk.texts)]
+    rows = embed_rows(engine, texts, options.truncate, options.dimensions)
+    problems = {**rows.problems, **chunk.problems}
+    errors = [_error(chunk, p, problems[p], options) for p in sorted(problems)]
+    errors += [_rejected(record, options) for record in chunk.rejected]
     return _Embedded(chunk, rows.keep, rows.result, errors)
 
 
@@ -175,9 +179,20 @@ def _text_problem(text: object) -> str | None:
 
 def _error(chunk: Chunk, position: int, reason: str, options: CorpusOptions) -> dict[str, Any]:
     row = chunk.start_row + position
+    identity = chunk.ids[position].as_py()
+    line = chunk.lines[position] if chunk.lines is not None else None
     if options.strict:
-        raise InputError(f"row {row} (id {chunk.ids[position]!r}): {reason}")
-    return {"row": row, "id": _jsonable(chunk.ids[position]), "reason": reason}
+        where = f" (line {line})" if line is not None else ""
+        raise InputError(f"row {row} (id {identity!r}): {reason}{where}")
+    error = {"row": row, "id": _jsonable(identity), "reason": reason}
+    return error if line is None else {**error, "line": line}
+
+
+def _rejected(record: dict[str, Any], options: CorpusOptions) -> dict[str, Any]:
+    """An input record that is no row (a CSV record with too many fields)."""
+    if options.strict:
+        raise InputError(f"line {record['line']}: {record['reason']}")
+    return {"row": None, "id": None, **record}
 
 
 def _jsonable(value: object) -> object:
@@ -196,14 +211,14 @@ def _store(
     )
     tokens = list(result.token_counts) if result is not None else []
     columns: dict[str, pa.Array] = {
-        "id": pa.array([chunk.ids[p] for p in keep], schema.field("id").type),
+        "id": chunk.ids.take(pa.array(keep, pa.int64())).cast(schema.field("id").type),
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dimensions),
         "tokens": pa.array(tokens, pa.int32()),
     }
     if chunk.kept is not None:
         kept = chunk.kept.take(pa.array(keep, pa.int64()))
         for name in kept.column_names:
-            columns[name] = kept.column(name).combine_chunks()
+            columns[name] = kept.column(name).combine_chunks().cast(schema.field(name).type)
     store.write(chunk.number, pa.table(columns, schema=schema), embedded.errors)
     progress.rows += len(chunk.texts)
     progress.tokens += sum(tokens)
@@ -217,7 +232,7 @@ def _schema(source: CorpusSource, dimensions: int) -> pa.Schema:
     kept: list[pa.Field] = []
     if first is not None:
         if source.id_column is not None:
-            id_type = pa.array(first.ids).type
+            id_type = first.ids.type
             if pa.types.is_null(id_type):  # no id in the first rows: strings are likeliest
                 id_type = pa.string()
         if first.kept is not None:

@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from embellama.corpus.manifest import differences
 from embellama.errors import ConfigError
 
 __all__ = ["PartStore", "errors_path"]
@@ -41,17 +42,19 @@ class PartStore:
             shutil.rmtree(self.directory, ignore_errors=True)
         elif output.exists() and not self.directory.exists():
             # The same job finished before (perhaps killed just after): nothing to do.
-            if _job_of(output) == job:
+            finished = _job_of(output)
+            if finished == job:
                 self.complete = True
                 return
-            raise ConfigError(f"{output} exists; pass --overwrite to replace it")
+            changed = _changed(finished, job) if finished is not None else ""
+            raise ConfigError(f"{output} exists; pass --overwrite to replace it{changed}")
         manifest = self.directory / _MANIFEST
         if manifest.exists():
-            previous = json.loads(manifest.read_text())
+            previous = _read_manifest(manifest)
             if previous != job:
                 raise ConfigError(
-                    f"{self.directory} holds parts of a different job (input, model or "
-                    "options changed); remove it or pass --overwrite to start over"
+                    f"{self.directory} holds parts of a different job{_changed(previous, job)}; "
+                    "remove it or pass --overwrite to start over"
                 )
         else:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -110,6 +113,24 @@ class PartStore:
 def errors_path(output: Path) -> Path:
     """Where a job writing `output` lists its bad rows: `vectors.errors.jsonl`."""
     return output.with_name(output.stem + ".errors.jsonl")
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        job = json.loads(path.read_bytes())
+    except (ValueError, OSError) as exc:
+        raise ConfigError(
+            f"{path} is not a readable job manifest ({exc}); remove its directory or pass "
+            "--overwrite to start over"
+        ) from None
+    if not isinstance(job, dict):
+        raise ConfigError(f"{path} is not a job manifest; pass --overwrite to start over")
+    return job
+
+
+def _changed(recorded: dict[str, Any], wanted: dict[str, Any]) -> str:
+    """` (recorded -> this run: key: a -> b; ...)`: why this run is another job."""
+    return f" (recorded -> this run: {'; '.join(differences(recorded, wanted))})"
 
 
 def _job_of(output: Path) -> dict[str, Any] | None:

@@ -20,13 +20,16 @@ from ray import serve
 from ray.serve import Application
 from starlette.types import ASGIApp
 
-__all__ = ["app", "build"]
+from embellama.errors import ConfigError
+
+__all__ = ["app", "build", "replica_app", "replica_flags"]
 
 # What `build` takes for the deployment itself; everything else becomes a serve flag.
 _DEPLOYMENT_KEYS = ("num_replicas", "threads_per_replica", "min_replicas", "max_replicas")
 
 
-def _asgi_app(flags: list[str]) -> ASGIApp:
+def replica_app(flags: list[str]) -> ASGIApp:
+    """The ASGI app one replica runs, from `embellama serve` flags."""
     from embellama.cli.serve import build_state, configure_logging, parse_serve_args
     from embellama.server.app import create_app
 
@@ -35,12 +38,28 @@ def _asgi_app(flags: list[str]) -> ASGIApp:
     return create_app(state)
 
 
+def replica_flags(threads: int, options: dict[str, Any]) -> list[str]:
+    """`embellama serve` flags for a replica that reserves `threads` CPUs: its workers
+    times their threads fit in them (serve's default of 2 workers would put 2 x
+    `threads` llama.cpp threads on `threads` CPUs). `workers=N` splits them N ways."""
+    workers = int(options.pop("workers", 1))
+    if not 1 <= workers <= threads:
+        raise ConfigError(
+            f"workers={workers} must be between 1 and threads_per_replica={threads}: "
+            "each worker needs a CPU of the replica's own"
+        )
+    flags = ["--workers", str(workers), "--threads-per-worker", str(threads // workers)]
+    for key, value in options.items():
+        flags += [f"--{key.replace('_', '-')}", str(value)]
+    return flags
+
+
 def build(args: dict[str, Any]) -> Application:
     """A Ray Serve application; `args` as `serve run ... key=value` passes them.
 
     `num_replicas` (default 1) or `min_replicas`/`max_replicas` (autoscaling on ongoing
     requests); `threads_per_replica` (default 1): llama.cpp threads, and the CPUs each
-    replica reserves from Ray.
+    replica reserves from Ray; `workers` (default 1): processes they are split among.
     """
     options = dict(args)
     threads = int(options.pop("threads_per_replica", 1))
@@ -53,12 +72,10 @@ def build(args: dict[str, Any]) -> Application:
                 "target_ongoing_requests": 16,
             }
         }
-    flags = ["--threads-per-worker", str(threads)]
-    for key, value in options.items():
-        flags += [f"--{key.replace('_', '-')}", str(value)]
+    flags = replica_flags(threads, options)
 
     @serve.deployment(ray_actor_options={"num_cpus": threads}, **scaling)
-    @serve.ingress(lambda: _asgi_app(flags))
+    @serve.ingress(lambda: replica_app(flags))
     class Embellama:
         """One replica: the whole server, in-process decoding."""
 

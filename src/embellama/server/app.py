@@ -73,6 +73,15 @@ def _reload_on_signal(state: ServerState) -> None:
 _pending: set[asyncio.Future[None]] = set()
 
 
+def _reload_on_sighup(state: ServerState) -> None:
+    """SIGHUP reloads the config file, where this loop can take signals: only the main
+    thread's can, and a Ray Serve replica runs its app on another thread."""
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_on_signal, state)
+    except (RuntimeError, ValueError, NotImplementedError) as exc:
+        _log.info("no reload on SIGHUP here (%s); POST /admin/reload still reloads", exc)
+
+
 def create_app(state: ServerState) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -84,9 +93,7 @@ def create_app(state: ServerState) -> Starlette:
             gc.collect()
             gc.freeze()
             if state.source is not None:
-                asyncio.get_running_loop().add_signal_handler(
-                    signal.SIGHUP, _reload_on_signal, state
-                )
+                _reload_on_sighup(state)
             yield
         finally:
             await state.stop()

@@ -57,6 +57,7 @@ _TABLE: list[tuple[type[errors.EmbellamaError], int, str, str | None]] = [
     (errors.WorkerCrashedError, 503, "service_unavailable", "worker_crashed"),
     (errors.ModelUnloadingError, 503, "service_unavailable", "model_unloading"),
     (errors.EngineClosedError, 503, "service_unavailable", "engine_closed"),
+    (errors.CacheUnavailableError, 503, "service_unavailable", "cache_unavailable"),
     (errors.EmbellamaError, 500, "server_error", "internal_error"),
 ]
 

@@ -1,0 +1,92 @@
+"""What a corpus job's rows depend on, written down so a resume can check it is the same job.
+
+Every input that changes a row is recorded: the input file, the model file's identity,
+every option that changes a vector (pooling, normalization, context, EOS, prefixes,
+truncation, dimensions) and the columns read. A resume whose description differs in any
+of them would mix two jobs' vectors in one file, so it is refused with the difference
+named (`differences`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from embellama.config import ModelConfig
+
+__all__ = ["differences", "job_manifest", "model_file_fingerprint"]
+
+_MIB = 1 << 20
+
+
+def model_file_fingerprint(path: Path) -> str:
+    """A content identity of the GGUF: sha256 of its size, first and last MiB.
+
+    Cheap (2 MiB read, whatever the file's size) and it changes when the file is
+    replaced by another model, even one of the same size and name. Stands in for the
+    shared GGUF content fingerprint until that exists; callers only see this function.
+    """
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        size = handle.seek(0, 2)
+        digest.update(size.to_bytes(8, "little"))
+        handle.seek(0)
+        digest.update(handle.read(_MIB))
+        handle.seek(max(size - _MIB, 0))
+        digest.update(handle.read(_MIB))
+    return "sha256-ends:" + digest.hexdigest()
+
+
+def job_manifest(
+    input_path: Path,
+    model: ModelConfig,
+    *,
+    text_column: str,
+    id_column: str | None,
+    keep_columns: list[str],
+    row_group_size: int,
+    truncate: str,
+    dimensions: int | None,
+) -> dict[str, Any]:
+    """A JSON-able description of everything a corpus job's rows depend on."""
+    stat = input_path.stat()
+    return {
+        "input": str(input_path.resolve()),
+        "input_size": stat.st_size,
+        "input_mtime_ns": stat.st_mtime_ns,
+        "model": str(model.path.resolve()),
+        "model_fingerprint": model_file_fingerprint(model.path),
+        "text_column": text_column,
+        "id_column": id_column,
+        "keep_columns": keep_columns,
+        "row_group_size": row_group_size,
+        "truncate": truncate,
+        "dimensions": dimensions,
+        **_vector_options(model),
+    }
+
+
+def _vector_options(model: ModelConfig) -> dict[str, Any]:
+    """The model settings that change a vector (None: as the GGUF says)."""
+    return {
+        "pooling": model.pooling.value if model.pooling else None,
+        "normalization": model.normalization.value,
+        "norm_p": model.norm_p,
+        "n_ctx": model.n_ctx,
+        "add_eos": model.add_eos,
+        "query_prefix": model.query_prefix,
+        "document_prefix": model.document_prefix,
+        "instruction_template": model.instruction_template,
+    }
+
+
+def differences(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """`key: recorded -> wanted` for each entry that differs, in key order."""
+    keys = sorted(set(recorded) | set(wanted))
+    missing = "(not recorded)"
+    return [
+        f"{key}: {recorded.get(key, missing)!r} -> {wanted.get(key, missing)!r}"
+        for key in keys
+        if recorded.get(key, missing) != wanted.get(key, missing)
+    ]
