@@ -9,33 +9,20 @@ named (`differences`).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from embellama.config import ModelConfig
+from embellama.model.fingerprint import gguf_fingerprint
+from embellama.model.gguf import read_gguf_info
 
 __all__ = ["differences", "job_manifest", "model_file_fingerprint"]
 
-_MIB = 1 << 20
-
-
 def model_file_fingerprint(path: Path) -> str:
-    """A content identity of the GGUF: sha256 of its size, first and last MiB.
-
-    Cheap (2 MiB read, whatever the file's size) and it changes when the file is
-    replaced by another model, even one of the same size and name. Stands in for the
-    shared GGUF content fingerprint until that exists; callers only see this function.
-    """
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        size = handle.seek(0, 2)
-        digest.update(size.to_bytes(8, "little"))
-        handle.seek(0)
-        digest.update(handle.read(_MIB))
-        handle.seek(max(size - _MIB, 0))
-        digest.update(handle.read(_MIB))
-    return "sha256-ends:" + digest.hexdigest()
+    """The GGUF's content fingerprint (model/fingerprint.py), as the cache keys use it:
+    it changes when the file is replaced by another model, even one of the same size
+    and name, and is the same for the same file at another path."""
+    return gguf_fingerprint(read_gguf_info(path))
 
 
 def job_manifest(
