@@ -37,6 +37,19 @@ def test_kubernetes_manifest_matches_the_server() -> None:
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 
+def test_deploy_assets_cite_tests_that_exist() -> None:
+    """A comment that names the test guarding an asset must name a real one."""
+    cited = []
+    for asset in (p for p in DEPLOY.rglob("*") if p.is_file()):
+        for match in re.finditer(r"tests/[\w/]+\.py(?:::\w+)?", asset.read_text()):
+            path, _, name = match.group().partition("::")
+            test_file = DEPLOY.parent / path
+            assert test_file.is_file(), f"{asset.name} cites {path}, which does not exist"
+            assert not name or f"def {name}(" in test_file.read_text(), match.group()
+            cited.append(match.group())
+    assert cited  # the manifest names its test
+
+
 def _queried_metrics() -> set[str]:
     dashboard = json.loads((DEPLOY / "monitoring" / "grafana-dashboard.json").read_text())
     names = set()

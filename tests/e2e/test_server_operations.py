@@ -76,17 +76,20 @@ def test_api_keys(secured: ServerProcess) -> None:
     for public in ("/health", "/ready", "/metrics"):
         assert httpx.get(secured.url + public).status_code == 200, public
     assert httpx.get(secured.url + "/v1/models").status_code == 401
-    with pytest.raises(AuthenticationError):
-        OpenAI(base_url=secured.url + "/v1", api_key="wrong", max_retries=0).embeddings.create(
-            model="minilm", input="x"
-        )
-    ok = OpenAI(base_url=secured.url + "/v1", api_key=KEYS[1], max_retries=0)
-    assert len(ok.embeddings.create(model="minilm", input="x").data[0].embedding) == 384
+    with (
+        OpenAI(base_url=secured.url + "/v1", api_key="wrong", max_retries=0) as wrong,
+        pytest.raises(AuthenticationError),
+    ):
+        wrong.embeddings.create(model="minilm", input="x")
+    with OpenAI(base_url=secured.url + "/v1", api_key=KEYS[1], max_retries=0) as ok:
+        assert len(ok.embeddings.create(model="minilm", input="x").data[0].embedding) == 384
 
 
 def test_keys_never_leak(secured: ServerProcess) -> None:
-    info = httpx.get(secured.url + "/info", headers=_auth(KEYS[0])).json()
-    assert info["auth"]["api_keys"] == ["…6789", "…3210"]
+    for key, suffix in zip(KEYS, ("…6789", "…3210"), strict=True):
+        info = httpx.get(secured.url + "/info", headers=_auth(key)).json()
+        assert info["auth"]["api_keys"] == [suffix]  # the caller's own, no other tenant's
+        assert info["auth"]["requests_per_second"] == 5
     time.sleep(0.2)
     log = secured.log()
     assert all(key not in log for key in KEYS)

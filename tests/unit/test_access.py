@@ -1,5 +1,6 @@
-"""Rate-limit state: reserve-then-settle budgets, bounded client memory, reload adoption,
-and admin decided on the routed path."""
+"""Keys and rate-limit state: keys refused when empty or short and matched by digest,
+reserve-then-settle budgets that count prefixes, per-key limits merged over the global
+ones, bounded client memory, reload adoption, and admin decided on the routed path."""
 
 from __future__ import annotations
 
@@ -7,13 +8,92 @@ from typing import Any
 
 import pytest
 
+from embellama.errors import ConfigError
 from embellama.server import security
 from embellama.server.errors import ApiError
-from embellama.server.security import AccessControl, RateLimits, routed_path
+from embellama.server.security import AccessControl, RateLimits, most_tokens, routed_path
+
+KEY = "sk-unit-key-00000000001"
+OTHER = "sk-unit-key-00000000002"
 
 
-def scope(path: str, root_path: str = "", client: str = "10.0.0.1") -> dict[str, Any]:
-    return {"type": "http", "path": path, "root_path": root_path, "client": (client, 1)}
+def scope(
+    path: str, root_path: str = "", client: str = "10.0.0.1", authorization: bytes | None = None
+) -> dict[str, Any]:
+    headers = [] if authorization is None else [(b"authorization", authorization)]
+    return {
+        "type": "http",
+        "path": path,
+        "root_path": root_path,
+        "client": (client, 1),
+        "headers": headers,
+    }
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "   ", "\t", "sk-short", "sk-with space-00000", "sk-ключ-0000000000"]
+)
+def test_an_empty_blank_short_or_unsendable_key_is_refused(bad: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        AccessControl(keys=[KEY, bad])
+    assert bad.strip() == "" or bad not in str(refused.value)  # never quoted
+    with pytest.raises(ConfigError):
+        AccessControl(admin_keys=[bad])
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, b"", b"Bearer", b"Bearer ", b"Basic " + KEY.encode(), KEY.encode(), b"Bearer sk"],
+)
+def test_a_missing_or_malformed_authorization_never_matches(authorization: bytes | None) -> None:
+    control = AccessControl(keys=[KEY], admin_keys=[OTHER])
+    assert control.identify(scope("/v1/embeddings", authorization=authorization)) is None
+    assert not control.is_admin(scope("/admin/config", authorization=authorization))
+
+
+def test_only_the_whole_key_matches_and_each_key_is_told_apart() -> None:
+    control = AccessControl(keys=[KEY, OTHER])
+    for token, index in [(KEY, 0), (OTHER, 1), (f"  {KEY}  ", 0)]:
+        identity = control.identify(scope("/", authorization=b"Bearer " + token.encode()))
+        assert identity is not None and identity.startswith(f"key#{index}:")
+    for near in (KEY[:-1], KEY + "0", KEY.upper(), KEY[:-1] + "2" * 2):
+        assert control.identify(scope("/", authorization=f"Bearer {near}".encode())) is None
+
+
+def test_info_describes_the_callers_own_key_only() -> None:
+    control = AccessControl(keys=[KEY, OTHER], limits=RateLimits(requests_per_second=3))
+    identity = control.identify(scope("/info", authorization=f"Bearer {OTHER}".encode()))
+    assert control.describe(identity) == {
+        "api_keys": ["…0002"],
+        "keys_required": True,
+        "requests_per_second": 3,
+        "tokens_per_minute": None,
+    }
+    assert AccessControl().describe("addr:10.0.0.1")["api_keys"] == []
+
+
+def test_a_keys_own_limits_override_the_global_ones_field_by_field() -> None:
+    control = AccessControl(
+        keys=[KEY, OTHER],
+        limits=RateLimits(requests_per_second=5, tokens_per_minute=1000),
+        key_limits={KEY: RateLimits(requests_per_second=50)},
+    )
+    own = control.describe(control.identify(scope("/", authorization=f"Bearer {KEY}".encode())))
+    assert (own["requests_per_second"], own["tokens_per_minute"]) == (50, 1000)
+    identity = control.identify(scope("/", authorization=f"Bearer {KEY}".encode()))
+    assert identity is not None
+    control.admit(identity)
+    control.reserve_tokens(identity, 1000)
+    with pytest.raises(ApiError):  # the global 1000 tokens a minute still bind this key
+        control.reserve_tokens(identity, 1)
+
+
+def test_the_reservation_counts_the_prefix_in_front_of_every_text() -> None:
+    instruction = "Instruct: find passages answering the question\nQuery:"
+    assert most_tokens(["x", "y"]) == 2 * 3
+    assert most_tokens(["x", "y"], instruction) == 2 * (3 + len(instruction))
+    assert most_tokens([[101, 7592, 102]], instruction) == 5  # ids never get a prefix
+    assert most_tokens(["é"], "Ω") == 2 + 2 + 2  # bytes, not characters
 
 
 def test_concurrent_requests_cannot_overdraw_tokens_per_minute() -> None:
@@ -71,6 +151,11 @@ def test_reload_keeps_buckets_whose_limits_did_not_change() -> None:
         ("/api/admin/reload", "/api", "/admin/reload"),
         ("/api", "/api", "/"),
         ("/admin", "/api", "/admin"),
+        # uvicorn glues `GET admin/config` to a root "/" and `GET in/config` to "/adm":
+        # Starlette routes these whole, so they must be judged whole.
+        ("/admin/config", "/", "/admin/config"),
+        ("/admin/config", "/adm", "/admin/config"),
+        ("/apiadmin/config", "/api", "/apiadmin/config"),
     ],
 )
 def test_routed_path(path: str, root: str, routed: str) -> None:

@@ -9,6 +9,7 @@ import logging
 
 import httpx
 import pytest
+from starlette.routing import Mount
 
 from embellama.server.app import create_app
 from embellama.server.security import AccessControl
@@ -41,6 +42,24 @@ def test_admin_needs_the_admin_key_under_any_root_path(root: str) -> None:
     assert shown.status_code == 200, shown.text
     assert shown.json()["server"] == {"port": 1}
     assert _get(state, root + "/health", {}, root).status_code == 200
+
+
+def test_the_admin_routes_guard_themselves_without_the_middleware() -> None:
+    """The admin mount checks the key on its own: a path the middleware misjudged would
+    still meet this guard, on the route that actually matched."""
+    state = _state()
+    mount = next(r for r in create_app(state).routes if isinstance(r, Mount))
+    assert mount.path == "/admin"
+
+    async def call(headers: dict[str, str]) -> httpx.Response:
+        transport = httpx.ASGITransport(app=mount.app)  # the mount alone, no middleware
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/config", headers=headers)
+
+    for headers in ({}, USER, {"Authorization": "Bearer"}):
+        refused = asyncio.run(call(headers))
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["error"]["code"] == "invalid_api_key"
 
 
 def test_unexpected_error_is_a_500_with_request_id_logged_once(

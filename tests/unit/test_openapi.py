@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from openapi_spec_validator import validate
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from embellama.server.app import create_app
 from embellama.server.openapi import openapi_document
@@ -18,12 +18,23 @@ def test_the_document_is_valid_openapi_31() -> None:
     validate(document)
 
 
+def _routes(routes: list[BaseRoute], prefix: str = "") -> list[tuple[str, Route]]:
+    """Every route with its full path; a mount (the admin API's) adds its prefix."""
+    found: list[tuple[str, Route]] = []
+    for route in routes:
+        if isinstance(route, Mount):
+            found += _routes(route.routes, prefix + route.path)
+        else:
+            assert isinstance(route, Route)
+            found.append((prefix + route.path, route))
+    return found
+
+
 def test_spec_routes_are_exactly_the_apps() -> None:
     app = create_app(ServerState(deployment=Deployment(models=())))
     served = set()
-    for route in app.routes:
-        assert isinstance(route, Route)
-        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)  # "{model_id:path}" -> "{model_id}"
+    for full_path, route in _routes(app.routes):
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", full_path)  # "{model_id:path}" -> "{model_id}"
         served |= {(path, method.lower()) for method in route.methods or () if method != "HEAD"}
     documented = {
         (path, method)

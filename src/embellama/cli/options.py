@@ -1,7 +1,8 @@
 """Every command-line knob, defined once: flag, `EMBELLAMA_*` variable, type, help.
 
 An environment variable sets the default; a flag overrides it. A bad value in either
-fails at start with one line naming the flag or the variable.
+fails at start with one line naming the flag or the variable; a secret's value is never
+repeated in that line.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from embellama.config import (
 )
 from embellama.default_model import DEFAULT_MODEL_NAME, require_default_model
 from embellama.errors import ConfigError
+from embellama.server.security import key_problem
 
 __all__ = [
     "CACHE_OPTIONS",
@@ -54,6 +56,11 @@ class Option:
     multiple: bool = False
     # A flag without a value (`--allow-unverified-architecture`); true/false elsewhere.
     switch: bool = False
+    # A key: its value never appears in an error, and an empty entry is refused, not skipped.
+    secret: bool = False
+    # Read once at start (the socket, the cache, logging): a reload reports a new value
+    # as needing a restart instead of showing it as in force.
+    restart: bool = False
 
     @property
     def dest(self) -> str:
@@ -92,6 +99,14 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
+
+
+def _key(text: str) -> str:
+    """An API or admin key; an empty one would let a request without a key in."""
+    problem = key_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"a key {problem}")
+    return text
 
 
 def _boolean(text: str) -> bool:
@@ -229,22 +244,26 @@ CACHE_OPTIONS = (
         "of a decode; repeated queries and re-ingested documents are common. Default 256MB.",
         default="256MB",
         parse=_size,
+        restart=True,
     ),
     Option(
         "cache-url",
         "redis://host:port/db: a second cache tier shared by replicas (memory stays in "
         "front). If Redis is down or slow the server computes instead; clients see no error.",
+        restart=True,
     ),
     Option(
         "cache-ttl",
         "Seconds a vector lives in Redis. Default 604800 (7 days).",
         default=604800.0,
         parse=_positive_float,
+        restart=True,
     ),
     Option(
         "cache-namespace",
         "Prefix of this deployment's Redis keys, so several can share one Redis.",
         default="embellama",
+        restart=True,
     ),
 )
 
@@ -255,8 +274,8 @@ SERVER_OPTIONS = (
         "EMBELLAMA_* variables override it. Reloaded on SIGHUP and POST /admin/reload.",
         parse=Path,
     ),
-    Option("host", "Address to listen on; loopback by default.", default="127.0.0.1"),
-    Option("port", "TCP port.", default=8080, parse=_integer),
+    Option("host", "Address to listen on; loopback by default.", default="127.0.0.1", restart=True),
+    Option("port", "TCP port.", default=8080, parse=_integer, restart=True),
     Option(
         "workers",
         "Worker processes, each with its own llama.cpp context (weights are memory-mapped, "
@@ -321,14 +340,20 @@ SERVER_OPTIONS = (
     Option(
         "api-key",
         "Require 'Authorization: Bearer <key>'; repeat for several keys (env: "
-        "comma-separated). None by default, fine on loopback.",
+        "comma-separated). None by default, fine on loopback. At least 16 visible ASCII "
+        "characters: an empty or short key (an unset variable) fails the start.",
+        parse=_key,
         multiple=True,
+        secret=True,
     ),
     Option(
         "admin-key",
         "Key for the /admin API (reload, load/unload models, drain, workers); "
-        "repeat for several. Without one the admin API is off.",
+        "repeat for several; at least 16 characters, like --api-key. Without one the "
+        "admin API is off.",
+        parse=_key,
         multiple=True,
+        secret=True,
     ),
     Option("api-key-file", "File with one API key per line, added to --api-key.", parse=Path),
     Option(
@@ -355,12 +380,19 @@ SERVER_OPTIONS = (
         default=False,
         parse=_boolean,
     ),
-    Option("log-level", "debug, info, warning or error.", default="info", parse=_log_level),
+    Option(
+        "log-level",
+        "debug, info, warning or error.",
+        default="info",
+        parse=_log_level,
+        restart=True,
+    ),
     Option(
         "log-format",
         "text for people, json for log pipelines.",
         default="text",
         choices=["text", "json"],
+        restart=True,
     ),
 )
 
@@ -405,19 +437,30 @@ def resolve(
             value = _parse(option, environ[option.env], option.env)
         if value is None and option.file_key in file_values:
             value = _parse(option, file_values[option.file_key], f"{file_name}: {option.file_key}")
-        values[option.dest] = option.default if value is None else value
+        values[option.dest] = _default(option) if value is None else value
     return values
 
 
+def _default(option: Option) -> Any:
+    """A default written as text ("256MB") parsed like a given value, so a setting reads
+    the same whichever source gave it (a reload compares them)."""
+    if isinstance(option.default, str) and option.parse is not str:
+        return option.parse(option.default)
+    return option.default
+
+
 def _parse(option: Option, raw: object, where: str) -> Any:
-    if option.multiple:
-        parts = raw if isinstance(raw, list) else [p for p in str(raw).split(",") if p]
+    if option.multiple and isinstance(raw, list):
+        parts = raw
+    elif option.multiple:  # "a,,b" or "" is a mistake for a key, a slip elsewhere
+        parts = [p for p in str(raw).split(",") if p or option.secret]
     else:
         parts = [raw]
     try:
         parsed = [option.parse(str(part)) for part in parts]
     except (ValueError, argparse.ArgumentTypeError) as exc:
-        raise ConfigError(f"invalid {where}={raw!r}: {exc}") from None
+        shown = "" if option.secret else f"={raw!r}"
+        raise ConfigError(f"invalid {where}{shown}: {exc}") from None
     if option.choices and any(p not in option.choices for p in parsed):
         raise ConfigError(f"invalid {where}={raw!r}; choose from {', '.join(option.choices)}")
     return parsed if option.multiple else parsed[0]

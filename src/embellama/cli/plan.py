@@ -6,13 +6,13 @@ is complete on its own), else from the model flags. Read again on every reload.
 
     [server]                      # any server option, by its flag name with "_"
     port = 8080
-    api_key = ["sk-team-a"]
-    admin_key = ["sk-admin"]
+    api_key = ["sk-team-a-7f3e9c2b41d8"]   # keys: at least 16 visible characters
+    admin_key = ["sk-admin-0c5a8e61f2b9"]
+    rate_limit_tpm = 100000
 
-    [[keys]]                      # per-key limits (the key is also accepted)
-    key = "sk-team-b"
+    [[keys]]                      # per-key limits (the key is also accepted); a limit
+    key = "sk-team-b-93d1a7e4c6f0"  # left out is the [server] one (here tokens per minute)
     requests_per_second = 20
-    tokens_per_minute = 200000
 
     [[models]]                    # any model option, by its flag name without "model-"
     name = "minilm"
@@ -41,7 +41,7 @@ from embellama.cli.options import (
 from embellama.config import ModelConfig
 from embellama.errors import ConfigError
 from embellama.pipeline import ServiceLimits
-from embellama.server.security import RateLimits, mask_key
+from embellama.server.security import RateLimits, key_problem, mask_key
 from embellama.server.state import ServerLimits
 
 __all__ = ["ModelPlan", "ServePlan", "load_plan", "masked_settings", "model_plan_from_fields"]
@@ -207,11 +207,7 @@ def _keys(
 ) -> tuple[list[str], dict[str, RateLimits]]:
     keys = list(server["api_key"] or [])
     if server["api_key_file"] is not None:
-        try:
-            lines = Path(server["api_key_file"]).read_text().splitlines()
-        except OSError as exc:
-            raise ConfigError(f"cannot read --api-key-file: {exc.strerror}") from None
-        keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        keys += _key_file(Path(server["api_key_file"]))
     if not isinstance(entries, list):
         raise ConfigError(f"{name}: 'keys' must be an array of tables ([[keys]])")
     limits: dict[str, RateLimits] = {}
@@ -219,8 +215,11 @@ def _keys(
         where = f"{name} [[keys]] #{index + 1}"
         _check_keys(entry, {"key", "requests_per_second", "tokens_per_minute"}, where)
         key = entry.get("key")
-        if not isinstance(key, str) or not key:
-            raise ConfigError(f"{where}: 'key' must be a non-empty string")
+        if not isinstance(key, str):
+            raise ConfigError(f"{where}: 'key' must be a string")
+        problem = key_problem(key)
+        if problem is not None:
+            raise ConfigError(f"{where}: 'key' {problem}")
         rps, tpm = entry.get("requests_per_second"), entry.get("tokens_per_minute")
         for label, value in (("requests_per_second", rps), ("tokens_per_minute", tpm)):
             if value is not None and (
@@ -231,6 +230,27 @@ def _keys(
         if key not in keys:
             keys.append(key)
     return keys, limits
+
+
+def _key_file(path: Path) -> list[str]:
+    """One key per line; blank lines and `#` comments skipped. A file without any key is
+    refused: an empty secret mount must not start a server that asks for none."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read --api-key-file: {exc.strerror}") from None
+    keys = []
+    for number, line in enumerate(lines, 1):
+        key = line.strip()
+        if not key or key.startswith("#"):
+            continue
+        problem = key_problem(key)
+        if problem is not None:
+            raise ConfigError(f"--api-key-file {path}, line {number}: a key {problem}")
+        keys.append(key)
+    if not keys:
+        raise ConfigError(f"--api-key-file {path} holds no key")
+    return keys
 
 
 def config_path_from(args: argparse.Namespace) -> Path | None:

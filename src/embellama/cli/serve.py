@@ -140,6 +140,7 @@ def build_state(args: argparse.Namespace) -> tuple[ServerState, dict[str, Any]]:
             models_dir=plan.server["models_dir"] or embellama_home() / "models",
             model_from_fields=model_from_fields,
             cache=lambda: cache_from(plan.server),
+            restart_only=frozenset(o.dest for o in SERVER_OPTIONS if o.restart),
         )
 
     plan = load_plan(args, config_path)

@@ -15,9 +15,10 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from embellama.errors import EmbellamaError
 from embellama.server.errors import (
@@ -34,7 +35,7 @@ from embellama.server.routes.health import health, info, metrics, ready
 from embellama.server.routes.models import get_model, list_models
 from embellama.server.routes.rerank import rerank
 from embellama.server.routes.tokens import detokenize, tokenize
-from embellama.server.security import SecurityMiddleware
+from embellama.server.security import AccessControl, AdminGuard, SecurityMiddleware
 from embellama.server.state import ServerState
 
 __all__ = ["create_app"]
@@ -90,6 +91,13 @@ def create_app(state: ServerState) -> Starlette:
         finally:
             await state.stop()
 
+    def reject(error: ApiError) -> Response:
+        state.metrics.rejected.labels(rejection_reason(error)).inc()
+        return error_response(error)
+
+    def access() -> AccessControl:
+        return state.access  # looked up per request: a reload may replace it
+
     routes = [
         Route("/v1/embeddings", create_embeddings, methods=["POST"]),
         Route("/embeddings", create_embeddings, methods=["POST"]),
@@ -108,13 +116,21 @@ def create_app(state: ServerState) -> Starlette:
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
         Route("/docs/static/{name}", docs_asset, methods=["GET"]),
-        Route("/admin/config", admin.config, methods=["GET"]),
-        Route("/admin/cache/clear", admin.clear_cache, methods=["POST"]),
-        Route("/admin/reload", admin.reload, methods=["POST"]),
-        Route("/admin/workers", admin.workers, methods=["GET"]),
-        Route("/admin/models/{name}/load", admin.load_model, methods=["POST"]),
-        Route("/admin/models/{name}/unload", admin.unload_model, methods=["POST"]),
-        Route("/admin/drain", admin.drain, methods=["POST"]),
+        # The admin API checks its key itself, besides the middleware: whatever path
+        # trick reaches these routes, the guard runs on the route that matched.
+        Mount(
+            "/admin",
+            routes=[
+                Route("/config", admin.config, methods=["GET"]),
+                Route("/cache/clear", admin.clear_cache, methods=["POST"]),
+                Route("/reload", admin.reload, methods=["POST"]),
+                Route("/workers", admin.workers, methods=["GET"]),
+                Route("/models/{name}/load", admin.load_model, methods=["POST"]),
+                Route("/models/{name}/unload", admin.unload_model, methods=["POST"]),
+                Route("/drain", admin.drain, methods=["POST"]),
+            ],
+            middleware=[Middleware(AdminGuard, control=access, reject=reject)],
+        ),
     ]
     app = Starlette(
         routes=routes,
@@ -126,12 +142,7 @@ def create_app(state: ServerState) -> Starlette:
         },
     )
     app.state.embellama = state
-
-    def reject(error: ApiError) -> Response:
-        state.metrics.rejected.labels(rejection_reason(error)).inc()
-        return error_response(error)
-
     # Added last = outermost: every response, 401s included, gets a request id and a log line.
-    app.add_middleware(SecurityMiddleware, control=lambda: state.access, reject=reject)
+    app.add_middleware(SecurityMiddleware, control=access, reject=reject)
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics)
     return app

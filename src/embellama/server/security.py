@@ -1,35 +1,47 @@
-"""API keys and per-client rate limits, as one ASGI middleware in front of the routes.
+"""API keys and per-client rate limits, as one ASGI middleware in front of the routes,
+and a guard of its own on the admin routes.
 
-Keys are compared in constant time against every configured key (no early exit), so
-response timing says nothing about how much of a guess was right. Logs and /info see
-only a key's masked form. Rate limits are token buckets per key (per client address
-when no keys are configured): requests per second, checked before the request runs,
-and tokens per minute, reserved from the body's size before the work is queued and
-settled to the real count after, so concurrent requests cannot overdraw a budget.
-Client state exists only where a limit is on, and the least recently seen clients are
-evicted beyond `MAX_TRACKED_CLIENTS`. Paths are judged as routed (`root_path` removed).
+A key must be at least `MIN_KEY_LENGTH` visible ASCII characters: an empty one (a
+`--admin-key "$UNSET"`) would match a request without `Authorization`. Keys are kept and
+compared as SHA-256 digests, in constant time, against every configured key (no early
+exit), so neither timing nor length says anything about a guess. Logs and /info see
+only a key's masked form, and /info only the caller's own. Rate limits are token
+buckets per key (per client address when no keys are configured): requests per second,
+checked before the request runs, and tokens per minute, reserved from the most the
+request can cost (its texts, plus the prefix or instruction put in front of each) before
+the work is queued and settled to the real count after, so concurrent requests cannot
+overdraw a budget. A key's own limits override the global ones field by field. Client
+state exists only where a limit is on, and the least recently seen clients are evicted
+beyond `MAX_TRACKED_CLIENTS`. Paths are judged as routed (`root_path` removed only on a
+`/` boundary, as Starlette's router does).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from embellama.errors import ConfigError
 from embellama.server.errors import ApiError
 
 __all__ = [
+    "MIN_KEY_LENGTH",
     "AccessControl",
+    "AdminGuard",
     "RateLimits",
     "SecurityMiddleware",
     "TokenBucket",
     "TokenReservation",
+    "key_problem",
     "mask_key",
+    "most_tokens",
     "routed_path",
 ]
 
@@ -40,15 +52,37 @@ PUBLIC_PREFIXES = ("/docs/static/",)
 # Per-client buckets kept at most; a client evicted comes back with full buckets, which
 # errs on the side of serving it. 10k clients are a few MB.
 MAX_TRACKED_CLIENTS = 10_000
+# 16 characters of a random alphabet are ~95 bits; shorter keys are typos or placeholders.
+MIN_KEY_LENGTH = 16
+
+
+def key_problem(key: str) -> str | None:
+    """Why `key` cannot be an API or admin key, or None. Never quotes the key."""
+    if not key.strip():
+        return "is empty"
+    if not all("!" <= char <= "~" for char in key):
+        # A header cannot carry it reliably, and `Bearer  key ` is stripped to `key`.
+        return "contains a space or a character outside visible ASCII"
+    if len(key) < MIN_KEY_LENGTH:
+        return f"is shorter than {MIN_KEY_LENGTH} characters"
+    return None
 
 
 def routed_path(scope: Scope) -> str:
-    """The path the router matches: without the `root_path` a proxy or mount added."""
+    """The path the router matches: without the `root_path` a proxy or mount added.
+
+    Only on a `/` boundary, as Starlette's router strips it: with root "/" or "/adm",
+    uvicorn turns `GET admin/config` or `GET in/config` into "/admin/config", which the
+    router matches whole; cutting the root there would hide the admin path.
+    """
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
-    if root and path.startswith(root):
-        return path[len(root) :] or "/"
-    return path
+    if not root or not path.startswith(root):
+        return path
+    rest = path[len(root) :]
+    if not rest:
+        return "/"
+    return rest if rest.startswith("/") else path
 
 
 def mask_key(key: str) -> str:
@@ -98,6 +132,16 @@ class RateLimits:
     def enabled(self) -> bool:
         return self.requests_per_second is not None or self.tokens_per_minute is not None
 
+    def over(self, base: RateLimits) -> RateLimits:
+        """These limits where set, `base`'s elsewhere: a key that sets only a request
+        rate keeps the global tokens per minute."""
+        return RateLimits(
+            base.requests_per_second
+            if self.requests_per_second is None
+            else self.requests_per_second,
+            base.tokens_per_minute if self.tokens_per_minute is None else self.tokens_per_minute,
+        )
+
 
 class _Client:
     """One client's buckets; `None` where that limit is off."""
@@ -134,13 +178,19 @@ class AccessControl:
         admin_keys: Iterable[str] = (),
         public_metrics: bool = True,
     ) -> None:
-        self._keys = [key.encode() for key in keys]
-        self._admin_keys = [key.encode() for key in admin_keys]
-        self.masked_keys = [mask_key(key.decode()) for key in self._keys]
+        keys, admin_keys = list(keys), list(admin_keys)
+        for key in (*keys, *admin_keys):
+            problem = key_problem(key)
+            if problem is not None:  # the config edge names the source; this is the floor
+                raise ConfigError(f"a key {problem}")
+        self._keys = [_digest(key.encode()) for key in keys]
+        self._admin_keys = [_digest(key.encode()) for key in admin_keys]
+        self.masked_keys = [mask_key(key) for key in keys]
         self.limits = limits or RateLimits()
+        own = key_limits or {}
         self._key_limits = {
-            index: (key_limits or {}).get(key.decode(), self.limits)
-            for index, key in enumerate(self._keys)
+            index: own[key].over(self.limits) if key in own else self.limits
+            for index, key in enumerate(keys)
         }
         self.public_paths = PUBLIC_PATHS | ({"/metrics"} if public_metrics else set())
         self._clients: OrderedDict[str, _Client] = OrderedDict()
@@ -166,6 +216,18 @@ class AccessControl:
 
     def is_admin(self, scope: Scope) -> bool:
         return _match(_bearer(scope), self._admin_keys) is not None
+
+    def describe(self, identity: str | None) -> dict[str, object]:
+        """What /info says about access to this caller: its own masked key, never the
+        other tenants', and the limits that apply to it."""
+        limits = self._limits_for(identity) if identity else self.limits
+        own = [identity.split(":", 1)[1]] if identity and identity.startswith("key#") else []
+        return {
+            "api_keys": own,
+            "keys_required": self.keys_required,
+            "requests_per_second": limits.requests_per_second,
+            "tokens_per_minute": limits.tokens_per_minute,
+        }
 
     def _client(self, identity: str) -> _Client | None:
         client = self._clients.get(identity)
@@ -243,11 +305,33 @@ def _rate_limited(name: str, bucket: TokenBucket, amount: float, now: float) -> 
     )
 
 
-def _match(token: bytes, keys: list[bytes]) -> int | None:
-    """Compare against every key, always, each in constant time."""
+def most_tokens(texts: Iterable[str | Sized], prefix: str = "") -> int:
+    """An upper bound on what `texts` can cost: a token covers at least one byte of text
+    (or is one given id), plus up to two special tokens per input; `prefix` (a query
+    prefix or a filled instruction template) goes in front of every text, not ids."""
+    extra = len(prefix.encode("utf-8", "surrogatepass"))
+    return sum(
+        len(text.encode("utf-8", "surrogatepass")) + extra + 2
+        if isinstance(text, str)
+        else len(text) + 2
+        for text in texts
+    )
+
+
+def _digest(key: bytes) -> bytes:
+    """Fixed length whatever the key: `compare_digest` on raw keys leaks their length."""
+    return hashlib.sha256(key).digest()
+
+
+def _match(token: bytes, digests: list[bytes]) -> int | None:
+    """Compare against every key, always, each in constant time. No token never matches
+    (keys are never empty, and this does not rely on it)."""
+    if not token:
+        return None
+    probe = _digest(token)
     matched: int | None = None
-    for index, key in enumerate(keys):
-        if hmac.compare_digest(token, key):
+    for index, digest in enumerate(digests):
+        if hmac.compare_digest(probe, digest):
             matched = index
     return matched
 
@@ -292,6 +376,27 @@ class SecurityMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_limits)
+
+
+class AdminGuard:
+    """The admin routes' own check, whatever path reached them: the middleware decides
+    on the path as it reads it, this on the route that actually matched."""
+
+    def __init__(
+        self, app: ASGIApp, control: Callable[[], AccessControl], reject: Rejecter
+    ) -> None:
+        self.app = app
+        self.control = control
+        self.reject = reject
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                _check_admin(self.control(), scope)
+            except ApiError as error:
+                await self.reject(error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _check_admin(control: AccessControl, scope: Scope) -> None:

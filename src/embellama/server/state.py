@@ -4,11 +4,14 @@ The engine (its registry holds the served models), limits, access control, metri
 Reload, load, unload and drain go through here: new models are started before they
 are swapped in, and a replaced model keeps answering what it accepted until its queue
 is empty. Models loaded through the admin API survive reloads unless the file names them.
+Settings read once at start (socket, cache, logging) keep their running value through a
+reload; the new value is reported as needing a restart, never shown as in force.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -51,6 +54,8 @@ class Deployment:
     model_from_fields: Callable[[str, object], tuple[ModelConfig, ServiceLimits]] | None = None
     # Builds the embedding cache; used once, at start (a reload keeps the running cache).
     cache: Callable[[], EmbeddingCache | None] | None = None
+    # Names in `settings` that only a restart changes (host, port, cache, logging).
+    restart_only: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -66,6 +71,8 @@ class ServerState:
     metrics: Metrics = field(init=False)
     # Models loaded by `POST /admin/models/{name}/load`, by name: kept across reloads.
     admin_loaded: dict[str, tuple[ModelConfig, ServiceLimits]] = field(init=False)
+    # Settings the last reload read but could not apply: name -> in force / configured.
+    restart_required: dict[str, dict[str, Any]] = field(init=False)
     _change_lock: asyncio.Lock = field(init=False)
     _retiring: set[asyncio.Task[None]] = field(init=False)
 
@@ -75,6 +82,7 @@ class ServerState:
         self.limits, self.access = self.deployment.limits, self.deployment.access
         self.metrics = Metrics(self._views, lambda: self.engine.cache)
         self.admin_loaded = {}
+        self.restart_required = {}
         self._change_lock = asyncio.Lock()
         self._retiring = set()
 
@@ -122,7 +130,7 @@ class ServerState:
         if self.source is None:
             raise ConfigError("this server was not started with a config file to reload")
         async with self._change_lock:
-            deployment = await asyncio.to_thread(self.source)
+            deployment, pending = self._in_force(await asyncio.to_thread(self.source))
             named = {config.resolved_name for config, _ in deployment.models}
             desired = [ModelSpec(c, lim) for c, lim in deployment.models] + [
                 ModelSpec(c, lim)
@@ -143,11 +151,28 @@ class ServerState:
             self.admin_loaded = {n: v for n, v in self.admin_loaded.items() if n not in named}
             self.limits = deployment.limits
             self.access = deployment.access.adopt(self.access)
-            self.deployment = deployment
+            self.deployment, self.restart_required = deployment, pending
             for service in plan.retire:
                 self._retire(service)
             _log.info("configuration reloaded: %s", ", ".join(by_name))
+            if pending:
+                _log.warning(
+                    "reload left %s as running; they take effect after a restart",
+                    ", ".join(pending),
+                )
             return list(by_name)
+
+    def _in_force(self, new: Deployment) -> tuple[Deployment, dict[str, dict[str, Any]]]:
+        """`new` with the running value of every restart-only setting it changes, and
+        those settings with both values."""
+        running = self.deployment.settings
+        pending = {
+            name: {"in_force": running.get(name), "configured": value}
+            for name, value in new.settings.items()
+            if name in new.restart_only and running.get(name) != value
+        }
+        kept = {**new.settings, **{name: running.get(name) for name in pending}}
+        return dataclasses.replace(new, settings=kept), pending
 
     async def load_model(
         self, config: ModelConfig, limits: ServiceLimits, *, from_admin: bool = True

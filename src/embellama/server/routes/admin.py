@@ -58,12 +58,17 @@ async def config(request: Request) -> Response:
                 }
                 for s in state.services
             ],
+            "restart_required": state.restart_required,
         }
     )
 
 
 async def reload(request: Request) -> Response:
-    return _json({"status": "reloaded", "models": await _state(request).reload()})
+    state = _state(request)
+    models = await state.reload()
+    return _json(
+        {"status": "reloaded", "models": models, "restart_required": state.restart_required}
+    )
 
 
 async def workers(request: Request) -> Response:

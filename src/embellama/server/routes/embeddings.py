@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -16,6 +17,7 @@ from embellama.server.body import read_body
 from embellama.server.disconnect import unless_disconnected
 from embellama.server.encoding import encode_embeddings, encode_token_embeddings
 from embellama.server.schemas import parse_embeddings_request, parse_json_object
+from embellama.server.security import most_tokens
 from embellama.server.state import ServerState
 
 __all__ = ["charged", "create_embeddings"]
@@ -45,9 +47,9 @@ async def create_embeddings(request: Request) -> Response:
         return await _per_token(
             request, state, service, parsed.items, options, parsed.encoding_format
         )
-    result = await charged(
-        request, state, parsed.items, service.embed(parsed.items, options), _total_tokens
-    )
+    work = service.embed(parsed.items, options)
+    prefix = service.prefix_for(options) or ""
+    result = await charged(request, state, parsed.items, work, _total_tokens, prefix=prefix)
     state.metrics.observe_result(result)
     request.scope["state"]["access"] = {
         "model": result.model,
@@ -93,12 +95,18 @@ async def charged(
     used: Callable[[T], int],
     *,
     extra: int = 0,
+    prefix: str = "",
 ) -> T:
     """Run `work` for a client that may leave, inside its tokens-per-minute budget:
-    reserve the most `items` (plus `extra`) can cost, then settle to what was used
-    (nothing on failure)."""
-    most = _most_tokens(items) + extra
-    budget = state.access.reserve_tokens(request.scope["state"].get("client"), most)
+    reserve the most `items` (each behind `prefix`, plus `extra`) can cost, then settle
+    to what was used (nothing on failure)."""
+    most = most_tokens(items, prefix) + extra
+    try:
+        budget = state.access.reserve_tokens(request.scope["state"].get("client"), most)
+    except BaseException:
+        if inspect.iscoroutine(work):
+            work.close()  # refused before it ran: no "never awaited" warning
+        raise
     try:
         done = await unless_disconnected(request, work)
     except BaseException:
@@ -112,15 +120,6 @@ def _total_tokens(result: EmbeddingResult) -> int:
     return result.total_tokens
 
 
-def _most_tokens(items: Sequence[InputItem]) -> int:
-    """An upper bound on the tokens `items` can cost: a token covers at least one byte of
-    text (or is one given id), plus up to two special tokens per input."""
-    return sum(
-        (len(item.encode("utf-8", "surrogatepass")) if isinstance(item, str) else len(item)) + 2
-        for item in items
-    )
-
-
 async def _per_token(
     request: Request,
     state: ServerState,
@@ -131,7 +130,10 @@ async def _per_token(
 ) -> Response:
     """`"pooling": "none"`: late-interaction output, one vector per token."""
     work = service.embed_tokens(items, options, service.limits.max_token_vectors)
-    matrices, counts = await charged(request, state, items, work, lambda done: sum(done[1]))
+    prefix = service.prefix_for(options) or ""
+    matrices, counts = await charged(
+        request, state, items, work, lambda done: sum(done[1]), prefix=prefix
+    )
     request.scope["state"]["access"] = {
         "model": service.name,
         "inputs": len(counts),

@@ -76,11 +76,8 @@ async def info(request: Request) -> Response:
             # Rerank: documents per request, and tokens per query-document pair (each
             # model's max_tokens_per_input).
             "max_documents_per_request": state.limits.max_inputs_per_request,
-            "auth": {
-                "api_keys": state.access.masked_keys,
-                "requests_per_second": state.access.limits.requests_per_second,
-                "tokens_per_minute": state.access.limits.tokens_per_minute,
-            },
+            # The caller's own masked key and limits: one tenant never sees another's.
+            "auth": state.access.describe(request.scope["state"].get("client")),
             "models": models,
             "cache": state.engine.cache.describe() if state.engine.cache else None,
         }

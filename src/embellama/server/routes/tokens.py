@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from embellama.server.body import read_body
 from embellama.server.errors import ApiError
+from embellama.server.routes.embeddings import charged
 from embellama.server.schemas import (
     parse_detokenize_request,
     parse_json_object,
@@ -32,12 +33,13 @@ async def _body(request: Request) -> tuple[ServerState, dict[str, Any]]:
 async def tokenize(request: Request) -> Response:
     state, body = await _body(request)
     parsed = parse_tokenize_request(body)
-    ids = await state.engine.tokenize(
+    work = state.engine.tokenize(
         parsed.content,
         parsed.model,
         add_special=parsed.add_special,
         parse_special=parsed.parse_special,
     )
+    ids = await charged(request, state, [parsed.content], work, len)  # tokens per minute
     if not parsed.with_pieces:
         return _json({"tokens": ids})
     pieces = await state.engine.token_pieces(ids, parsed.model)
