@@ -116,10 +116,10 @@ def estimate_memory(header: GGUFInfo, shape: ContextShape) -> MemoryEstimate:
     """What llama.cpp allocates for `shape`, from the header alone, rounded up.
 
     Measured against llama.cpp's own buffer report (Gemma 3 270M, MiniLM): the KV
-    cache is F16 for every layer (a unified cache gives sliding-window layers the full
-    size too); a causal model's graph ends in the LM head, so its compute buffer holds
-    `n_batch` rows of logits, and the output buffer as many; plain attention holds a
-    `heads x n_batch x n_ctx` score matrix (and its softmax).
+    cache is F16, counted for every layer at the full context (sliding-window layers
+    hold less, so this bounds it); a causal model's graph ends in the LM head, so its
+    compute buffer holds `n_batch` rows of logits, and the output buffer as many;
+    plain attention holds a `heads x n_batch x n_ctx` score matrix (and its softmax).
     """
     n_embd = header.n_embd
     n_layer = _int(header, "block_count", 1)
@@ -208,12 +208,15 @@ def fit_context(
     header: GGUFInfo,
     workers: int,
     budget: int | None = None,
+    *,
+    quiet: bool = False,
 ) -> FittedContext:
     """Check that `workers` contexts fit; lower a default context until they do.
 
     `budget`: the memory the workers may use (None: what the machine has available,
     `USABLE_SHARE` of it). An explicit `n_ctx` that cannot fit fails here, with the
-    estimate; a default one is halved to a power of two until it fits, with a warning.
+    estimate; a default one is halved to a power of two until it fits, with a warning
+    (`quiet`: none, for a check before the real load, which warns).
     """
     workers = max(1, workers)
     available = available_memory() if budget is None else budget
@@ -249,6 +252,8 @@ def fit_context(
             "machine with more memory"
         )
     smaller = needed(fitted)
+    if quiet:
+        return FittedContext(replace(config, n_ctx=fitted), fitted, smaller, available)
     _log.warning(
         "model %r: its trained context of %d tokens needs about %s for %s, more than the "
         "%s available; serving a %d-token context (%s). Set --n-ctx to choose another.",
