@@ -156,6 +156,9 @@ class ModelConfig:
     kind: ModelKind | None = None
     # Serve an architecture no test here compares with its reference implementation.
     allow_unverified_architecture: bool = False
+    # Names this model's cached vectors in place of the file's content fingerprint:
+    # models (replicas) with the same cache_version and pooling share cache entries.
+    cache_version: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path).expanduser())
@@ -174,6 +177,8 @@ class ModelConfig:
             raise ConfigError("model name must not be empty")
         if any(not alias.strip() for alias in self.aliases):
             raise ConfigError("model aliases must not be empty")
+        if self.cache_version is not None and not self.cache_version.strip():
+            raise ConfigError("cache_version must not be empty")
         if self.n_ctx is not None and self.n_ctx < 1:
             raise ConfigError(f"n_ctx must be >= 1, got {self.n_ctx}")
         if self.n_threads is not None and self.n_threads < 1:

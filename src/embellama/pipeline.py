@@ -37,6 +37,7 @@ from embellama.errors import (
 )
 from embellama.inputs import InputItem
 from embellama.model.backend import TokenIds
+from embellama.model.fingerprint import gguf_fingerprint
 from embellama.model.gguf import read_gguf_info
 from embellama.model.loaded import LoadedModel, ModelInfo
 from embellama.model.memory import fit_context, format_bytes
@@ -126,15 +127,20 @@ class RerankOptions:
 
 @dataclass(frozen=True)
 class FileStamp:
-    """Size and mtime of a model file: a file replaced in place changes one of them."""
+    """What a reload compares to decide a model file is unchanged: size and mtime, and
+    the content fingerprint, which a copy keeping both (`cp -p`, a same-size fine-tune)
+    still changes."""
 
     size: int
     mtime_ns: int
+    fingerprint: str
 
     @classmethod
     def of(cls, config: ModelConfig) -> FileStamp:
+        """Reads the header and ~12 KiB per tensor (milliseconds): call it off the loop."""
+        info = read_gguf_info(config.path)
         stat = os.stat(config.path)
-        return cls(stat.st_size, stat.st_mtime_ns)
+        return cls(stat.st_size, stat.st_mtime_ns, gguf_fingerprint(info))
 
 
 class ServedModel:
@@ -174,14 +180,16 @@ class ServedModel:
                 self.model.name,
                 self.model.header.architecture,
             )
-        self.stamp = FileStamp.of(config)
+        stat = os.stat(config.path)
+        self.stamp = FileStamp(stat.st_size, stat.st_mtime_ns, self.model.fingerprint)
         self.cache_tag = ModelTag.of(
-            str(config.path.resolve()), self.stamp.size, self.stamp.mtime_ns, self.pooling.value
+            self.model.fingerprint, self.pooling.value, cache_version=config.cache_version
         )
+        # Workers refuse to start on a file with another fingerprint than this one.
         self.backend: Backend = (
             InProcessBackend(self.model)
             if in_process
-            else WorkerPool(fitted.config, limits.workers)
+            else WorkerPool(fitted.config, limits.workers, fingerprint=self.model.fingerprint)
         )
         self.scheduler = Scheduler(config.batching, limits.queue())
         self.prompts: Prompts | None = resolve_prompts(

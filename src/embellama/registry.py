@@ -124,7 +124,8 @@ def plan_reload(
     desired: Sequence[ModelSpec],
     stamp_of: Callable[[ModelConfig], object],
 ) -> ReloadPlan[R]:
-    """A model is kept only if its config, limits and file (size, mtime) are unchanged."""
+    """A model is kept only if its config, limits and file stamp (size, mtime, content
+    fingerprint: `FileStamp`) are unchanged."""
     by_name = {model.name: model for model in current}
     keep: list[R] = []
     start: list[ModelSpec] = []

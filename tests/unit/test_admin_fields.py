@@ -42,6 +42,13 @@ def test_a_valid_body() -> None:
     assert plan.config.n_ctx == 128
     assert plan.limits.workers == 2
     assert plan.limits.max_queued_requests == SERVER["queue_size"]
+    assert plan.config.cache_version is None
+
+
+def test_cache_version_from_a_body() -> None:
+    fields = {"path": "/models/m.gguf", "cache_version": "bge-m3-2024-06"}
+    plan = model_plan_from_fields("extra", fields, SERVER)
+    assert plan.config.cache_version == "bge-m3-2024-06"
 
 
 @pytest.mark.parametrize(
@@ -58,6 +65,8 @@ def test_a_valid_body() -> None:
         ({"path": "/m.gguf", "add_eos": "yes"}, "'add_eos' must be true or false"),
         ({"path": "/m.gguf", "kind": "classifier"}, "choose from"),
         ({"path": "/m.gguf", "name": "other"}, "comes from the URL"),
+        ({"path": "/m.gguf", "cache_version": 2}, "'cache_version' must be a string"),
+        ({"path": "/m.gguf", "cache_version": " "}, "cache_version must not be empty"),
         ({"aliases": ["x"]}, "'path' is required"),
         (["/m.gguf"], "must be a JSON object"),
     ],

@@ -63,16 +63,21 @@ def test_clear_by_model_prefix() -> None:
     assert cache.get(a.key(ids)) is None and cache.get(b.key(ids)) is not None
 
 
-def test_model_tags_differ_by_file_identity_and_pooling() -> None:
-    base = ModelTag.of("/m.gguf", 100, 5, "mean")
-    assert base == ModelTag.of("/m.gguf", 100, 5, "mean")
-    for other in (
-        ModelTag.of("/m.gguf", 100, 5, "cls"),
-        ModelTag.of("/m.gguf", 101, 5, "mean"),
-        ModelTag.of("/m.gguf", 100, 6, "mean"),
-        ModelTag.of("/n.gguf", 100, 5, "mean"),
-    ):
-        assert other != base
+def test_model_tags_differ_by_content_identity_and_pooling() -> None:
+    base = ModelTag.of("c3964b8d", "mean")
+    assert base == ModelTag.of("c3964b8d", "mean")
+    versioned = ModelTag.of("c3964b8d", "mean", cache_version="v1")
+    assert versioned == ModelTag.of("0000ffff", "mean", cache_version="v1")
+    others = [
+        ModelTag.of("c3964b8d", "cls"),
+        ModelTag.of("c3964b8e", "mean"),
+        versioned,
+        ModelTag.of("c3964b8d", "cls", cache_version="v1"),
+        ModelTag.of("c3964b8d", "mean", cache_version="v2"),
+        # A version spelled like a fingerprint still names something else.
+        ModelTag.of("x", "mean", cache_version="c3964b8d"),
+    ]
+    assert len({tag.tag for tag in [base, *others]}) == len(others) + 1
 
 
 @pytest.mark.parametrize(

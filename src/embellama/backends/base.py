@@ -39,6 +39,8 @@ class WorkerStatus:
     batches: int
     restarts: int
     in_flight: int
+    # Why the slot has no worker, when it refused to start (its model file was replaced).
+    error: str | None = None
 
 
 class Backend(Protocol):

@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from embellama.config import Pooling
 
-__all__ = ["DecodeDone", "DecodeFailed", "DecodeJob", "WorkerReady"]
+__all__ = ["DecodeDone", "DecodeFailed", "DecodeJob", "WorkerReady", "WorkerRefused"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +51,10 @@ class DecodeFailed:
 class WorkerReady:
     pid: int
     dimensions: int
+
+
+@dataclass(frozen=True)
+class WorkerRefused:
+    """The worker would not serve: its model file is not the one the server loaded."""
+
+    message: str

@@ -19,10 +19,16 @@ import threading
 import time
 
 from embellama.backends.base import Feeder, Runner, WorkerStatus
-from embellama.backends.messages import DecodeDone, DecodeFailed, DecodeJob, WorkerReady
+from embellama.backends.messages import (
+    DecodeDone,
+    DecodeFailed,
+    DecodeJob,
+    WorkerReady,
+    WorkerRefused,
+)
 from embellama.backends.worker import run_worker
 from embellama.config import ModelConfig
-from embellama.errors import InferenceError, WorkerCrashedError
+from embellama.errors import InferenceError, ModelFileError, WorkerCrashedError
 
 __all__ = ["WorkerHandle", "WorkerPool"]
 
@@ -41,13 +47,14 @@ class WorkerHandle:
         slot: int,
         config: ModelConfig,
         loop: asyncio.AbstractEventLoop,
+        fingerprint: str | None = None,
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self._connection, child = context.Pipe()
         self.slot = slot
         self.process = context.Process(
             target=run_worker,
-            args=(config, child, logging.getLogger().getEffectiveLevel()),
+            args=(config, child, logging.getLogger().getEffectiveLevel(), fingerprint),
             name=f"embellama-worker-{slot}",
             daemon=True,
         )
@@ -77,7 +84,10 @@ class WorkerHandle:
 
     @property
     def alive(self) -> bool:
-        return self.ready.done() and not self.ready.cancelled() and not self.exited.done()
+        """Ready and not exited; a worker that refused (its ready holds the error) is not."""
+        ready = self.ready
+        started = ready.done() and not ready.cancelled() and ready.exception() is None
+        return started and not self.exited.done()
 
     async def run(self, sequences: DecodeJob) -> DecodeDone:
         if self.exited.done():
@@ -116,6 +126,10 @@ class WorkerHandle:
         if isinstance(message, WorkerReady):
             if not self.ready.done():
                 self.ready.set_result(message)
+            return
+        if isinstance(message, WorkerRefused):
+            if not self.ready.done():
+                self.ready.set_exception(ModelFileError(message.message))
             return
         if isinstance(message, (DecodeDone, DecodeFailed)):
             future = self._pending.pop(message.job_id, None)
@@ -195,9 +209,13 @@ class WorkerPool:
     """Keeps `count` workers of one model alive and hands each to a feeder coroutine;
     a worker decoding alone borrows the idle ones' threads (`_ThreadLender`)."""
 
-    def __init__(self, config: ModelConfig, count: int) -> None:
+    def __init__(self, config: ModelConfig, count: int, *, fingerprint: str | None = None) -> None:
+        """`fingerprint`: the content fingerprint every worker's file must have."""
         self.config = config
         self.count = count
+        self.fingerprint = fingerprint
+        # Why a slot's last worker refused to start (a replaced model file), until one starts.
+        self._refusals: dict[int, str] = {}
         self._feeder: Feeder | None = None
         self._handles: dict[int, WorkerHandle] = {}
         self._restarts = dict.fromkeys(range(count), 0)
@@ -237,6 +255,8 @@ class WorkerPool:
                 state = (
                     "ready" if handle.alive else "starting" if not handle.ready.done() else "dead"
                 )
+            if state != "ready" and slot in self._refusals:
+                state = "refused"
             rows.append(
                 WorkerStatus(
                     slot=slot,
@@ -245,6 +265,7 @@ class WorkerPool:
                     batches=handle.batches if handle else 0,
                     restarts=self._restarts[slot],
                     in_flight=handle.in_flight if handle else 0,
+                    error=self._refusals.get(slot),
                 )
             )
         return rows
@@ -256,15 +277,19 @@ class WorkerPool:
         backoff = 0.2
         loop = asyncio.get_running_loop()
         while not self._stopping:
-            handle = WorkerHandle(slot, self.config, loop)
+            handle = WorkerHandle(slot, self.config, loop, self.fingerprint)
             self._handles[slot] = handle
             try:
                 await asyncio.to_thread(handle.launch)
                 ready = await handle.ready
+            except ModelFileError as exc:
+                self._refusals[slot] = str(exc)
+                _log.error("worker %d refused to start: %s", slot, exc)
             except (WorkerCrashedError, OSError) as exc:  # OSError: the spawn itself failed
                 _log.error("worker %d failed to start: %s", slot, exc)
             else:
                 _log.info("worker %d ready (pid %d)", slot, ready.pid)
+                self._refusals.pop(slot, None)
                 backoff = 0.2
                 await self._feed(handle)
             if self._stopping:

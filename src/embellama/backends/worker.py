@@ -12,8 +12,9 @@ import signal
 from multiprocessing.connection import Connection
 
 from embellama.backends.base import run_job
-from embellama.backends.messages import DecodeJob, WorkerReady
+from embellama.backends.messages import DecodeJob, WorkerReady, WorkerRefused
 from embellama.config import ModelConfig
+from embellama.errors import ModelFileError
 from embellama.model.loaded import LoadedModel
 
 __all__ = ["CRASH_TOKEN_VARIABLE", "run_worker"]
@@ -28,7 +29,11 @@ def run_worker(
     config: ModelConfig,
     connection: Connection,
     log_level: int = logging.WARNING,
+    fingerprint: str | None = None,
 ) -> None:
+    """`fingerprint`: the content fingerprint of the file the server loaded; a worker that
+    finds another file there refuses (`WorkerRefused`) rather than decode other weights
+    under the server's cache identity and tokenizer."""
     # The server handles Ctrl-C and SIGTERM and stops workers itself, after draining.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -37,7 +42,11 @@ def run_worker(
         format=f"%(asctime)s %(levelname)s %(name)s[worker {os.getpid()}]: %(message)s",
     )
     crash_token = os.environ.get(CRASH_TOKEN_VARIABLE)
-    model = LoadedModel(config)
+    try:
+        model = LoadedModel(config, expect_fingerprint=fingerprint)
+    except ModelFileError as exc:
+        connection.send(WorkerRefused(str(exc)))
+        return
     connection.send(WorkerReady(pid=os.getpid(), dimensions=model.dimensions))
     while True:
         try:

@@ -2,8 +2,10 @@
 
 The ids are the ones that were decoded (after truncation, with special tokens), so the
 key covers the text and everything that turned it into tokens: tokenizer, truncation
-mode, and any prefix a later stage adds. The model's identity is its path, size and
-mtime: a file replaced in place gets new keys by construction.
+mode, and any prefix a later stage adds. The model's identity is its content
+fingerprint (model/fingerprint.py), or the operator's `cache_version`; never its path or
+mtime, so replicas holding one file at different paths share entries, and a different
+file with the same size and mtime never does.
 """
 
 from __future__ import annotations
@@ -22,14 +24,19 @@ CacheKey = bytes
 
 @dataclass(frozen=True)
 class ModelTag:
-    """A short, stable name for (model file identity, pooling): the prefix of its keys."""
+    """A short, stable name for (model identity, pooling): the prefix of its keys."""
 
     tag: bytes
 
     @classmethod
-    def of(cls, path: str, size: int, mtime_ns: int, pooling: str) -> ModelTag:
-        identity = f"{path}\0{size}\0{mtime_ns}\0{pooling}".encode()
-        return cls(hashlib.blake2b(identity, digest_size=8).hexdigest().encode())
+    def of(cls, fingerprint: str, pooling: str, *, cache_version: str | None = None) -> ModelTag:
+        """`cache_version`, when the operator set one, names the vectors instead of the
+        file's fingerprint: models sharing it share entries, whatever their files."""
+        if cache_version is not None:
+            identity = f"version\0{cache_version}\0{pooling}"
+        else:
+            identity = f"content\0{fingerprint}\0{pooling}"
+        return cls(hashlib.blake2b(identity.encode(), digest_size=8).hexdigest().encode())
 
     def key(self, ids: npt.NDArray[np.int32]) -> CacheKey:
         digest = hashlib.blake2b(np.ascontiguousarray(ids, "<i4").tobytes(), digest_size=16)

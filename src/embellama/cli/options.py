@@ -197,6 +197,13 @@ MODEL_OPTIONS = (
         parse=_boolean,
     ),
     Option(
+        "cache-version",
+        "Name this model's cached vectors (memory and Redis) by this label instead of the "
+        "file's content fingerprint: replicas with the same label and pooling share "
+        "entries whatever their files. Change it whenever the vectors change. Default: "
+        "the fingerprint, so only the same file shares entries.",
+    ),
+    Option(
         "max-batch-tokens",
         "Token budget of one llama.cpp decode. On CPU bigger is not "
         "faster: attention cost grows with the whole batch, and 256 measured best "
@@ -503,6 +510,7 @@ def model_config_from(
         add_eos=values["add_eos"],
         kind=ModelKind.parse(values["model_kind"]) if values["model_kind"] else None,
         allow_unverified_architecture=values["allow_unverified_architecture"],
+        cache_version=values["cache_version"],
     )
 
 

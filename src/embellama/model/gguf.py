@@ -114,11 +114,22 @@ class GGUFInfo:
     token_type_count: int = 1
     # A prompt template for pairs (`tokenizer.chat_template.rerank`), as Qwen3 rerankers have.
     rerank_template: bool = False
+    # Where tensor data starts (the header and tensor table end there), and each tensor's
+    # (absolute offset, bytes): what the content fingerprint (fingerprint.py) samples.
+    data_offset: int = 0
+    tensor_extents: tuple[tuple[int, int], ...] = field(default=(), repr=False)
 
 
 def read_gguf_info(path: str | Path) -> GGUFInfo:
     """Parse and check `path`; raise `ModelFileError` naming what is wrong."""
     path = Path(path)
+    try:
+        return _read(path)
+    except OSError as exc:  # a name too long, no permission, a directory in the way ...
+        raise ModelFileError(f"cannot read model file {path}: {exc.strerror}") from None
+
+
+def _read(path: Path) -> GGUFInfo:
     if not path.exists():
         raise ModelFileError(f"model file not found: {path}")
     if not path.is_file():
@@ -206,7 +217,7 @@ def _parse(path: Path, size: int, reader: _Reader) -> GGUFInfo:
     for _ in range(n_kv):
         key = reader.string()
         metadata[key] = reader.value(reader.scalar("I"))
-    names = _check_tensor_extents(path, size, reader, n_tensors, metadata)
+    names, data_offset, extents = _check_tensor_extents(path, size, reader, n_tensors, metadata)
     info = _describe(path, size, version, n_tensors, metadata)
     labels = metadata.get(f"{info.architecture}.classifier.output_labels")
     head = "cls.output.weight" in names
@@ -216,15 +227,19 @@ def _parse(path: Path, size: int, reader: _Reader) -> GGUFInfo:
         classifier_head=head,
         classifier_dense="cls.weight" in names,
         classifier_outputs=(len(labels) if labels else 1) if head else 0,
+        data_offset=data_offset,
+        tensor_extents=extents,
     )
 
 
 def _check_tensor_extents(
     path: Path, size: int, reader: _Reader, n_tensors: int, metadata: dict[str, Any]
-) -> list[str]:
-    """Check every tensor ends inside the file; return the tensor names."""
+) -> tuple[list[str], int, tuple[tuple[int, int], ...]]:
+    """Check every tensor ends inside the file; return the tensor names, where the data
+    section starts, and each tensor's (absolute offset, bytes)."""
     data_end = 0
     names = []
+    spans: list[tuple[int, int]] = []
     for _ in range(n_tensors):
         name = reader.string()
         names.append(name)
@@ -232,7 +247,8 @@ def _check_tensor_extents(
         dims = [reader.scalar("Q") for _ in range(n_dims)]
         type_id = reader.scalar("I")
         offset = reader.scalar("Q")
-        data_end = max(data_end, offset + _tensor_bytes(type_id, dims))
+        spans.append((offset, _tensor_bytes(type_id, dims)))
+        data_end = max(data_end, offset + spans[-1][1])
     alignment = int(metadata.get("general.alignment", _DEFAULT_ALIGNMENT)) or _DEFAULT_ALIGNMENT
     data_start = -(-reader.pos // alignment) * alignment
     if data_start + data_end > size:
@@ -240,7 +256,22 @@ def _check_tensor_extents(
             f"GGUF file is truncated: tensors need {data_start + data_end} bytes, "
             f"the file has {size}: {path}"
         )
-    return names
+    return names, data_start, _absolute_extents(spans, data_start, size)
+
+
+def _absolute_extents(
+    spans: list[tuple[int, int]], data_start: int, size: int
+) -> tuple[tuple[int, int], ...]:
+    """Spans as absolute file extents; a tensor of a type whose size is not known here
+    reaches to the next tensor's start (or the end of the file)."""
+    starts = sorted({data_start + offset for offset, _ in spans} | {size})
+    extents = []
+    for offset, length in spans:
+        start = data_start + offset
+        if length == 0:
+            length = max(0, min((s for s in starts if s > start), default=size) - start)
+        extents.append((start, length))
+    return tuple(extents)
 
 
 def _tensor_bytes(type_id: int, dims: list[int]) -> int:

@@ -15,6 +15,7 @@ from embellama.config import ModelConfig, ModelKind, Normalization, Pooling
 from embellama.errors import ConfigError, ModelFileError, ModelNotFoundError
 from embellama.model.architectures import check_architecture, model_kind
 from embellama.model.backend import BackendParams, LlamaBackend, TokenIds
+from embellama.model.fingerprint import gguf_fingerprint
 from embellama.model.gguf import GGUFInfo, file_sha256, read_gguf_info
 from embellama.model.memory import context_limit, context_shape, estimate_memory
 from embellama.model.tokenizer import Tokenizer
@@ -48,6 +49,9 @@ class ModelInfo:
     # Upper bound of what one worker's contexts allocate beside the mapped weights
     # (model/memory.py), in bytes.
     memory_per_worker: int = 0
+    # The file's content fingerprint (model/fingerprint.py): equal on every replica
+    # that holds the same file, whatever its path.
+    fingerprint: str | None = None
 
 
 def default_pooling(info: GGUFInfo) -> Pooling:
@@ -75,13 +79,29 @@ def _check_dense_commutes(header: GGUFInfo, pooling: Pooling) -> None:
         )
 
 
+def _fingerprint(header: GGUFInfo) -> str:
+    try:
+        return gguf_fingerprint(header)
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file {header.path}: {exc.strerror}") from None
+
+
 class LoadedModel:
     """One model's native state plus the settings that were resolved when it loaded."""
 
-    def __init__(self, config: ModelConfig, *, inference: bool = True) -> None:
-        """`inference=False` loads only the vocabulary: tokenize and validate, no decode."""
+    def __init__(
+        self, config: ModelConfig, *, inference: bool = True, expect_fingerprint: str | None = None
+    ) -> None:
+        """`inference=False` loads only the vocabulary: tokenize and validate, no decode.
+
+        `expect_fingerprint`: the content fingerprint the file must have (a worker loading
+        what its server loaded); any other file is refused before and after llama.cpp
+        opens it, so a file swapped meanwhile is never served under the old identity.
+        """
         self.config = config
         self.header = read_gguf_info(config.path)
+        self.fingerprint = _fingerprint(self.header)
+        self._check_fingerprint(expect_fingerprint)
         if self.header.tokenizer_model == "llama" and not self.header.has_byte_tokens:
             raise ModelFileError(
                 f"{config.path} has a SentencePiece vocabulary without byte-fallback tokens; "
@@ -115,11 +135,31 @@ class LoadedModel:
                 rank=rank,
             )
         )
+        self._check_loaded_file()
         self.tokenizer = Tokenizer(self._backend, self.limit, config.add_eos)
         # A vocabulary-only load reports no output size; the header has it.
         self.dimensions = self._backend.n_embd or self.header.n_embd
         self._lock = threading.Lock()
         self._closed = False
+
+    def _check_fingerprint(self, expected: str | None) -> None:
+        if expected is not None and self.fingerprint != expected:
+            raise ModelFileError(
+                f"{self.config.path} is not the file this model was loaded from: its content "
+                f"fingerprint is {self.fingerprint}, expected {expected}. The file was replaced "
+                "after the model loaded; reload the model to serve the new file"
+            )
+
+    def _check_loaded_file(self) -> None:
+        """The file llama.cpp opened is the one fingerprinted: re-read it, now that it
+        is open, and refuse a swap that happened in between."""
+        try:
+            again = _fingerprint(self.header)  # the header's bytes are part of it
+        except ModelFileError:
+            again = None
+        if again != self.fingerprint:
+            self._backend.close()
+            raise ModelFileError(f"{self.config.path} was replaced while it was being loaded")
 
     @staticmethod
     def _pooling(config: ModelConfig, header: GGUFInfo, kind: ModelKind) -> Pooling:
@@ -154,6 +194,7 @@ class LoadedModel:
             kind=self.kind,
             verified=self.verified,
             memory_per_worker=self.memory.per_worker,
+            fingerprint=self.fingerprint,
         )
 
     def decode(self, sequences: Sequence[TokenIds], *, threads: int | None = None) -> list[Matrix]:

@@ -21,8 +21,9 @@ from embellama.server.state import ServerState
 
 __all__ = ["clear_cache", "config", "drain", "load_model", "reload", "unload_model", "workers"]
 
-# One answer for every path outside the models directory, existing or not, readable or
-# not: an admin key must not become a way to probe the server's file system.
+# One answer for every refused path (outside the models directory, existing or not,
+# readable or not, or not a path at all): an admin key must not become a way to probe
+# the server's file system.
 _OUTSIDE = "the model path must lie under the server's models directory (--models-dir)"
 
 
@@ -46,6 +47,9 @@ async def config(request: Request) -> Response:
                     "name": s.name,
                     "aliases": list(s.aliases),
                     "path": str(s.config.path),
+                    "fingerprint": s.model.fingerprint,
+                    "cache_tag": s.cache_tag.tag.decode(),
+                    "cache_version": s.config.cache_version,
                     "pooling": s.pooling.value,
                     "normalization": s.config.normalization.value,
                     "n_ctx": s.model.limit,
@@ -83,6 +87,7 @@ async def workers(request: Request) -> Response:
                     "batches": w.batches,
                     "restarts": w.restarts,
                     "in_flight": w.in_flight,
+                    "error": w.error,
                 }
                 for w in service.workers()
             ]
@@ -110,19 +115,28 @@ def _from_body(state: ServerState, name: str, body: bytes) -> tuple[ModelConfig,
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
     if isinstance(fields, dict) and isinstance(fields.get("path"), str):
-        _check_under_models_dir(state, Path(fields["path"]))
+        # What is checked is what is stored: the config, its workers and every restart
+        # open this resolved path, never the text the client sent.
+        fields = {**fields, "path": str(_under_models_dir(state, fields["path"]))}
     if state.deployment.model_from_fields is None:
         raise ConfigError("this server cannot load models from a request body")
     return state.deployment.model_from_fields(name, fields)
 
 
-def _check_under_models_dir(state: ServerState, path: Path) -> None:
+def _under_models_dir(state: ServerState, text: str) -> Path:
+    """`text` expanded (`~`), resolved (symlinks, `..`; relative to the models directory)
+    and checked to lie under it; anything else is refused with the one message."""
     root = state.deployment.models_dir
-    if root is None:
+    try:
+        if root is None or not text:
+            raise ValueError("no models directory, or no path")
+        base = Path(os.path.realpath(root.expanduser()))
+        resolved = Path(os.path.realpath(base / Path(text).expanduser()))
+    except (ValueError, RuntimeError, OSError):  # NUL byte, unknown ~user, ...
+        raise ApiError(403, _OUTSIDE, code="path_not_allowed", param="path") from None
+    if not resolved.is_relative_to(base):
         raise ApiError(403, _OUTSIDE, code="path_not_allowed", param="path")
-    resolved = Path(os.path.realpath(path))  # symlinks and ".." cannot step outside
-    if not resolved.is_relative_to(os.path.realpath(root)):
-        raise ApiError(403, _OUTSIDE, code="path_not_allowed", param="path")
+    return resolved
 
 
 def _from_source(state: ServerState, name: str) -> tuple[ModelConfig, ServiceLimits]:
