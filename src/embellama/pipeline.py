@@ -44,6 +44,7 @@ from embellama.model.backend import TokenIds
 from embellama.model.fingerprint import gguf_fingerprint
 from embellama.model.gguf import read_gguf_info
 from embellama.model.loaded import LoadedModel, ModelInfo
+from embellama.model.memory import fit_context, format_bytes
 from embellama.model.tokenizer import Chunking, TokenizedInput
 from embellama.prompts import InputType, Prompts, resolve_prompts
 from embellama.results import EmbeddingResult, RerankHit, RerankResult, Timings
@@ -73,6 +74,9 @@ class ServiceLimits:
     max_chunks_per_input: int = 64
     # "pooling": "none" over the API: most token vectors one response may hold.
     max_token_vectors: int = 16384
+    # Bytes the model's workers may plan to use (None: 80 % of what the machine has
+    # available); a default context that would need more is lowered to fit.
+    memory_limit: int | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -194,8 +198,21 @@ class ServedModel:
         self.limits = limits
         self.cache = cache
         in_process = limits.workers == 0
+        workers = max(1, limits.workers)
+        fitted = fit_context(config, read_gguf_info(config.path), workers, limits.memory_limit)
+        # What is loaded: `config`, with a default context lowered to fit the machine.
+        self.loaded_config = fitted.config
         # Worker processes hold the weights; this process then needs only the vocabulary.
-        self.model = LoadedModel(config, inference=in_process)
+        self.model = LoadedModel(fitted.config, inference=in_process)
+        _log.info(
+            "model %r: %d-token context; %d worker%s x %s%s",
+            self.model.name,
+            self.model.limit,
+            workers,
+            "s" if workers > 1 else "",
+            self.model.memory.describe(),
+            f"; {format_bytes(fitted.available)} available" if fitted.available else "",
+        )
         if not self.model.verified:
             _log.warning(
                 "serving %r: architecture %r is not verified against its reference "
@@ -213,7 +230,7 @@ class ServedModel:
         self.backend: Backend = (
             InProcessBackend(self.model)
             if in_process
-            else WorkerPool(config, limits.workers, fingerprint=self.model.fingerprint)
+            else WorkerPool(fitted.config, limits.workers, fingerprint=self.model.fingerprint)
         )
         self.scheduler = Scheduler(config.batching, limits.queue())
         self.prompts: Prompts | None = resolve_prompts(

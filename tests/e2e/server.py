@@ -35,6 +35,19 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def worker_pids(self) -> list[int]:
+        """The server's live worker processes (spawned from any of its threads)."""
+        tasks = Path(f"/proc/{self.process.pid}/task").glob("*/children")
+        pids = []
+        for child in (int(pid) for task in tasks for pid in task.read_text().split()):
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
+                pids.append(child)
+        return pids
+
     def wait_ready(self, timeout: float = 60.0) -> float:
         started = time.monotonic()
         while time.monotonic() - started < timeout:

@@ -21,21 +21,6 @@ pytestmark = pytest.mark.slow
 TEXTS = [f"resilience check number {i} with some words about vectors" for i in range(32)]
 
 
-def _worker_pids(server: ServerProcess) -> list[int]:
-    # Workers are spawned off the event loop, so any thread of the server may be the parent.
-    tasks = Path(f"/proc/{server.process.pid}/task").glob("*/children")
-    children = [pid for task in tasks for pid in task.read_text().split()]
-    pids = []
-    for child in map(int, children):
-        try:
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-        except FileNotFoundError:
-            continue
-        if b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
-            pids.append(child)
-    return pids
-
-
 async def _client_loop(
     url: str, text: str, until: float, results: list[tuple[int, object]]
 ) -> None:
@@ -78,7 +63,7 @@ def test_worker_crash_under_load(
         ],
         server_logs,
     ) as server:
-        before = _worker_pids(server)
+        before = server.worker_pids()
         assert len(before) == 2, before
         expected = {text: engine.embed(text) for text in TEXTS}
         results: dict[str, list[tuple[int, object]]] = {text: [] for text in TEXTS}
@@ -109,7 +94,7 @@ def test_worker_crash_under_load(
             if next(iter(ready["models"].values()))["workers_alive"] == 2:
                 break
             time.sleep(0.1)
-        after = _worker_pids(server)
+        after = server.worker_pids()
         assert len(after) == 2 and before[0] not in after, (before, after)
         assert (
             httpx.post(server.url + "/v1/embeddings", json={"input": "after the crash"}).status_code

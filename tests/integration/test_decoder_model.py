@@ -25,7 +25,14 @@ import torch
 import transformers
 
 import embellama
-from embellama import EmbeddingEngine, InputTooLongError, ModelFileError, Pooling, read_gguf_info
+from embellama import (
+    BatchingConfig,
+    EmbeddingEngine,
+    InputTooLongError,
+    ModelFileError,
+    Pooling,
+    read_gguf_info,
+)
 from tests.fixtures.tiny_llama import TinyLlama, build_tiny_llama
 from tests.tolerances import (
     DECODER_REFERENCE_RELATIVE_ATOL,
@@ -153,6 +160,33 @@ def test_batched_equals_alone(llama_engine: EmbeddingEngine) -> None:
     for order in (list(range(len(TEXTS))), list(reversed(range(len(TEXTS))))):
         batched = llama_engine.embed([TEXTS[i] for i in order])
         assert_batch_invariant(batched, alone[order])
+
+
+def test_an_input_over_one_decode_call_is_the_model_s_vector(
+    tiny_llama: TinyLlama, hf_model: transformers.LlamaModel, llama_engine: EmbeddingEngine
+) -> None:
+    """A causal model decodes an input longer than its batch budget in several
+    llama_decode calls over its KV cache (model/memory.py), so buffers stay sized to
+    the budget: the vector is still the model's, the same every time, and agrees with
+    the one-call decode to the batch-invariance bound."""
+    long_text = " ".join(TEXTS * 2)
+    budget = BatchingConfig(max_batch_tokens=64)
+    with EmbeddingEngine.from_path(
+        tiny_llama.gguf, normalization="none", batching=budget
+    ) as engine:
+        ids = engine.tokenize(long_text)
+        assert 3 * 64 < len(ids) <= 256  # four calls, within the context
+        chunked = engine.embed(long_text)
+        assert np.array_equal(chunked, engine.embed(long_text))
+        expected = reference(hf_model, ids)
+        atol = DECODER_REFERENCE_RELATIVE_ATOL * float(np.abs(expected).max())
+        assert np.allclose(chunked, expected, rtol=0.0, atol=atol)
+        assert cosine(chunked, expected) >= REFERENCE_MIN_COSINE
+        one_call = llama_engine.embed(long_text)  # the default 256-token budget
+        assert_batch_invariant(chunked, one_call)
+        # Short texts packed under the small budget still equal themselves alone.
+        alone = np.stack([engine.embed(text) for text in TEXTS])
+        assert_batch_invariant(engine.embed(list(TEXTS)), alone)
 
 
 def test_truncate_start_keeps_bos_and_the_end(

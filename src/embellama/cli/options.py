@@ -236,6 +236,13 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive_size(text: str) -> int:
+    value = _size(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be more than 0 bytes, got {text!r}")
+    return value
+
+
 def _log_level(text: str) -> str:
     level = text.lower()
     if level not in ("debug", "info", "warning", "error"):
@@ -308,6 +315,15 @@ SERVER_OPTIONS = (
         "worker would hold its own copy of the weights in GPU memory). A causal model's "
         "context (KV cache) is per worker: for long contexts set --workers 1 or --n-ctx.",
         parse=_positive_int,
+    ),
+    Option(
+        "memory-limit",
+        "Memory a model's workers may use together, e.g. 4GiB (their KV caches, compute "
+        "buffers and weights, estimated from the GGUF header before anything is "
+        "allocated). A default context that would need more is lowered to the largest "
+        "power of two that fits, with a warning; an --n-ctx that cannot fit fails at "
+        "start. Default: 80% of the memory available (cgroup limit included).",
+        parse=_positive_size,
     ),
     Option(
         "queue-size",

@@ -122,6 +122,7 @@ def _service_limits(server: dict[str, Any], workers: int) -> ServiceLimits:
         max_queued_tokens=server["queue_tokens"],
         bulk_max_wait=server["bulk_max_wait"],
         request_timeout=server["request_timeout"],
+        memory_limit=server["memory_limit"],
     )
 
 

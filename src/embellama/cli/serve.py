@@ -28,7 +28,9 @@ from embellama.cli.plan import (
 )
 from embellama.config import ModelConfig
 from embellama.default_model import embellama_home
+from embellama.model.gguf import read_gguf_info
 from embellama.model.loaded import LoadedModel
+from embellama.model.memory import fit_context
 from embellama.pipeline import ServiceLimits
 
 if TYPE_CHECKING:
@@ -153,8 +155,11 @@ def build_state(args: argparse.Namespace) -> tuple[ServerState, dict[str, Any]]:
             server["host"],
         )
     first = deployment(plan)
-    for model, _ in first.models:  # a bad file fails here, in one line, before binding
+    for model, limits in first.models:  # a bad file fails here, in one line, before binding
         LoadedModel(model, inference=False).close()
+        fit_context(
+            model, read_gguf_info(model.path), limits.workers, limits.memory_limit, quiet=True
+        )
     state = ServerState(
         deployment=first,
         source=(lambda: deployment(load_plan(args, config_path))) if config_path else None,

@@ -18,6 +18,7 @@ from embellama.model.gguf import read_gguf_info
 
 __all__ = ["differences", "job_manifest", "model_file_fingerprint"]
 
+
 def model_file_fingerprint(path: Path) -> str:
     """The GGUF's content fingerprint (model/fingerprint.py), as the cache keys use it:
     it changes when the file is replaced by another model, even one of the same size

@@ -20,8 +20,9 @@ import numpy as np
 import numpy.typing as npt
 
 from embellama.errors import InferenceError, ModelLoadError, TokenLimitError
+from embellama.model.memory import FLASH_ATTENTION_TILE
 
-__all__ = ["BackendParams", "LlamaBackend", "TokenIds"]
+__all__ = ["FLASH_ATTENTION_TILE", "BackendParams", "LlamaBackend", "TokenIds"]
 
 TokenIds = npt.NDArray[np.int32]
 
@@ -36,7 +37,7 @@ _LOG_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
 # attention (F32 throughout, which agrees with the tiled kernel to ~5e-5, and is also
 # the fastest way to run one short text); larger decodes keep flash attention, which is
 # twice as fast as plain attention on packed batches. Measured in bench/attention.md.
-FLASH_ATTENTION_TILE = 64
+# (FLASH_ATTENTION_TILE lives in model/memory.py, which sizes contexts from it.)
 _init_lock = threading.Lock()
 _initialized = False
 # Set while this thread loads a model or creates a context. Load-time warnings are about
@@ -95,6 +96,14 @@ class BackendParams:
     # A cross-encoder: contexts pool with llama.cpp's rank pooling (classifier head on
     # the first token), and decode returns one score row per sequence.
     rank: bool = False
+    # Most tokens per llama_decode call (None: n_ctx). Causal models set it to the batch
+    # budget: a longer input is decoded in several calls over the KV cache, so compute
+    # and output buffers (n_batch rows of logits each) do not grow with the context.
+    n_batch: int | None = None
+
+    @property
+    def batch_tokens(self) -> int:
+        return self.n_batch or self.n_ctx
 
 
 class LlamaBackend:
@@ -115,19 +124,19 @@ class LlamaBackend:
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
         self.n_cls_out = int(llama_cpp.llama_model_n_cls_out(self._model))
-        self._batch = _NativeBatch(params.n_ctx)
+        self._batch = _NativeBatch(params.batch_tokens)
         self._closed = False
 
     def _create_contexts(self, params: BackendParams) -> None:
         try:
             self._large = self._create_context(
-                params, params.n_ctx, flash_attention=not params.causal
+                params, params.n_ctx, params.batch_tokens, flash_attention=not params.causal
             )
             self._contexts.append(self._large)
             self._small = self._large
             if not params.causal:
                 self._small = self._create_context(
-                    params, FLASH_ATTENTION_TILE, flash_attention=False
+                    params, FLASH_ATTENTION_TILE, FLASH_ATTENTION_TILE, flash_attention=False
                 )
                 self._contexts.append(self._small)
         except BaseException:
@@ -139,20 +148,25 @@ class LlamaBackend:
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = params.n_gpu_layers if params.n_gpu_layers >= 0 else 0x7FFFFFFF
         model_params.vocab_only = params.vocab_only
+        # No extra CPU buffer types: they repack quantized weights into anonymous memory
+        # in every worker (a private copy of the file each), and the AMX one segfaults in
+        # this llama.cpp on Gemma 3 270M Q4_K_M at the first decode on CPUs with AMX.
+        model_params.use_extra_bufts = False
         model = llama_cpp.llama_model_load_from_file(params.path.encode("utf-8"), model_params)
         if not model:
             raise ModelLoadError(f"llama.cpp could not load the model: {params.path}")
         return cast(llama_cpp.llama_model_p, model)
 
     def _create_context(
-        self, params: BackendParams, n_ctx: int, *, flash_attention: bool
+        self, params: BackendParams, n_ctx: int, n_batch: int, *, flash_attention: bool
     ) -> llama_cpp.llama_context_p:
         ctx_params = llama_cpp.llama_context_default_params()
         ctx_params.n_ctx = n_ctx
         # Non-causal models need a whole sequence in one micro-batch, so both batch
         # sizes equal the context: an input never fails for being longer than a batch.
-        ctx_params.n_batch = n_ctx
-        ctx_params.n_ubatch = n_ctx
+        # Causal ones take `n_batch` tokens per call (see `BackendParams.n_batch`).
+        ctx_params.n_batch = n_batch
+        ctx_params.n_ubatch = n_batch
         # Every sequence has at least one token; llama.cpp aborts if more are allowed.
         ctx_params.n_seq_max = min(params.n_seq_max, n_ctx)
         ctx_params.flash_attn_type = (
@@ -167,6 +181,12 @@ class LlamaBackend:
             llama_cpp.LLAMA_POOLING_TYPE_RANK if params.rank else llama_cpp.LLAMA_POOLING_TYPE_NONE
         )
         ctx_params.kv_unified = True
+        # Sliding-window layers keep only the window (plus a micro-batch) per sequence,
+        # not the whole context: Gemma 3's 32K context then holds 220 MiB of KV cache
+        # instead of 576 MiB, which llama.cpp zeroes (so touches) at creation. Every
+        # decode starts from a cleared cache, so nothing relies on older entries; the
+        # vectors are bit-identical to a full-size cache (measured on Gemma 3 270M).
+        ctx_params.swa_full = False
         ctx = llama_cpp.llama_init_from_model(self._model, ctx_params)
         if not ctx:
             raise ModelLoadError(f"llama.cpp could not create a context for: {params.path}")
@@ -276,23 +296,45 @@ class LlamaBackend:
         """
         if not self._contexts:
             raise InferenceError("this model was loaded for tokenization only")
-        n_tokens = self._batch.fill(sequences)
-        ctx = self._small if n_tokens < FLASH_ATTENTION_TILE else self._large
+        flat = _FlatBatch.of(sequences)
+        if flat.n_tokens > self._batch.capacity and not self.params.causal:
+            raise InferenceError(
+                f"batch of {flat.n_tokens} tokens exceeds capacity {self._batch.capacity}"
+            )
+        ctx = self._small if flat.n_tokens < FLASH_ATTENTION_TILE else self._large
         self._set_threads(ctx, threads or self.params.n_threads)
         memory = llama_cpp.llama_get_memory(ctx)
         if memory:
             llama_cpp.llama_memory_clear(memory, True)
+        if self.params.rank:
+            self._decode_range(ctx, flat, 0, flat.n_tokens)
+            return [self._scores(ctx, seq) for seq in range(len(sequences))]
+        # A causal model's KV cache carries each call's keys and values into the next,
+        # so a batch over `n_batch` tokens runs as consecutive calls, as one would.
+        step = self._batch.capacity
+        outputs = np.concatenate(
+            [
+                self._decode_range(ctx, flat, start, min(start + step, flat.n_tokens))
+                for start in range(0, flat.n_tokens, step)
+            ]
+        )
+        bounds = np.cumsum([len(seq) for seq in sequences])[:-1]
+        return np.split(outputs, bounds)
+
+    def _decode_range(
+        self, ctx: llama_cpp.llama_context_p, flat: _FlatBatch, start: int, stop: int
+    ) -> npt.NDArray[np.float32]:
+        """One llama_decode of tokens `start:stop`; their per-token outputs (a copy)."""
+        n_tokens = self._batch.fill(flat, start, stop)
         status = llama_cpp.llama_decode(ctx, self._batch.struct)
         if status != 0:
             raise InferenceError(f"llama_decode failed with status {status}")
         if self.params.rank:
-            return [self._scores(ctx, seq) for seq in range(len(sequences))]
+            return np.empty((0, self.n_embd), np.float32)
         pointer = llama_cpp.llama_get_embeddings(ctx)
         if not pointer:
             raise InferenceError("llama.cpp returned no embeddings")
-        outputs = np.ctypeslib.as_array(pointer, shape=(n_tokens, self.n_embd)).copy()
-        bounds = np.cumsum([len(seq) for seq in sequences])[:-1]
-        return np.split(outputs, bounds)
+        return np.ctypeslib.as_array(pointer, shape=(n_tokens, self.n_embd)).copy()
 
     def _set_threads(self, ctx: llama_cpp.llama_context_p, threads: int) -> None:
         if self._context_threads.get(id(ctx), self.params.n_threads) != threads:
@@ -342,17 +384,39 @@ class _NativeBatch:
         self.struct.seq_id = _pointer(self.seq_id_ptrs, ctypes.POINTER(llama_cpp.llama_seq_id))
         self.struct.logits = _pointer(self.outputs, ctypes.c_int8)
 
-    def fill(self, sequences: Sequence[TokenIds]) -> int:
-        lengths = np.fromiter((len(seq) for seq in sequences), dtype=np.int64, count=len(sequences))
-        total = int(lengths.sum())
+    def fill(self, flat: _FlatBatch, start: int, stop: int) -> int:
+        total = stop - start
         if total > self.capacity:
             raise InferenceError(f"batch of {total} tokens exceeds capacity {self.capacity}")
-        self.tokens[:total] = np.concatenate(sequences)
-        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-        self.positions[:total] = np.arange(total) - starts
-        self.seq_ids[:total] = np.repeat(np.arange(len(sequences), dtype=np.int32), lengths)
+        self.tokens[:total] = flat.tokens[start:stop]
+        self.positions[:total] = flat.positions[start:stop]
+        self.seq_ids[:total] = flat.seq_ids[start:stop]
         self.struct.n_tokens = total
         return total
+
+
+@dataclass(frozen=True)
+class _FlatBatch:
+    """Every token of a batch with its position and sequence id, in decode order."""
+
+    tokens: npt.NDArray[np.int32]
+    positions: npt.NDArray[np.int32]
+    seq_ids: npt.NDArray[np.int32]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+    @classmethod
+    def of(cls, sequences: Sequence[TokenIds]) -> _FlatBatch:
+        lengths = np.fromiter((len(seq) for seq in sequences), dtype=np.int64, count=len(sequences))
+        total = int(lengths.sum())
+        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return cls(
+            tokens=np.concatenate(sequences).astype(np.int32, copy=False),
+            positions=(np.arange(total) - starts).astype(np.int32),
+            seq_ids=np.repeat(np.arange(len(sequences), dtype=np.int32), lengths),
+        )
 
 
 def _pointer(array: npt.NDArray[Any], ctype: Any) -> Any:

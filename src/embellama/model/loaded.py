@@ -15,15 +15,11 @@ from pathlib import Path
 from embellama.config import ModelConfig, ModelKind, Normalization, Pooling
 from embellama.errors import ConfigError, ModelFileError
 from embellama.model.architectures import check_architecture, model_kind
-from embellama.model.backend import (
-    FLASH_ATTENTION_TILE,
-    BackendParams,
-    LlamaBackend,
-    TokenIds,
-)
+from embellama.model.backend import BackendParams, LlamaBackend, TokenIds
 from embellama.model.fingerprint import gguf_fingerprint
 from embellama.model.gguf import GGUFInfo, file_sha256, read_gguf_info
 from embellama.model.lease import Leases
+from embellama.model.memory import context_limit, context_shape, estimate_memory
 from embellama.model.tokenizer import Tokenizer
 from embellama.vectors import Matrix
 
@@ -52,6 +48,9 @@ class ModelInfo:
     kind: ModelKind = ModelKind.EMBEDDING
     # Compared with its reference implementation by a test here (architectures.py).
     verified: bool = True
+    # Upper bound of what one worker's contexts allocate beside the mapped weights
+    # (model/memory.py), in bytes.
+    memory_per_worker: int = 0
     # The file's content fingerprint (model/fingerprint.py): equal on every replica
     # that holds the same file, whatever its path.
     fingerprint: str | None = None
@@ -110,7 +109,7 @@ class LoadedModel:
                 f"{config.path} has a SentencePiece vocabulary without byte-fallback tokens; "
                 "llama.cpp aborts the process on any character outside such a vocabulary"
             )
-        self.limit = self._context_limit(config, self.header)
+        self.limit = context_limit(config, self.header)
         self.kind = model_kind(self.header)
         if config.kind is not None and config.kind is not self.kind:
             raise ModelFileError(
@@ -122,17 +121,20 @@ class LoadedModel:
         )
         self.pooling = self._pooling(config, self.header, self.kind)
         _check_dense_commutes(self.header, self.pooling)
-        batching = config.batching
+        rank = self.kind is ModelKind.RERANK
+        self.shape = context_shape(config, self.header, self.limit, rank=rank)
+        self.memory = estimate_memory(self.header, self.shape)
         self._backend = LlamaBackend(
             BackendParams(
                 path=str(config.path),
-                n_ctx=max(self.limit, batching.max_batch_tokens, FLASH_ATTENTION_TILE),
-                n_seq_max=batching.max_batch_sequences,
+                n_ctx=self.shape.n_ctx,
+                n_batch=self.shape.n_batch,
+                n_seq_max=config.batching.max_batch_sequences,
                 n_threads=config.resolved_threads,
                 n_gpu_layers=config.n_gpu_layers,
                 vocab_only=not inference,
                 causal=self.header.causal_attention,
-                rank=self.kind is ModelKind.RERANK,
+                rank=rank,
             )
         )
         self._check_loaded_file()
@@ -173,15 +175,6 @@ class LoadedModel:
             )
         return Pooling.RANK
 
-    @staticmethod
-    def _context_limit(config: ModelConfig, header: GGUFInfo) -> int:
-        if config.n_ctx is not None and config.n_ctx > header.context_length:
-            raise ConfigError(
-                f"n_ctx={config.n_ctx} exceeds the model's trained context "
-                f"of {header.context_length} tokens"
-            )
-        return config.n_ctx or header.context_length
-
     @property
     def name(self) -> str:
         return self.config.resolved_name
@@ -203,6 +196,7 @@ class LoadedModel:
             n_gpu_layers=self.config.n_gpu_layers,
             kind=self.kind,
             verified=self.verified,
+            memory_per_worker=self.memory.per_worker,
             fingerprint=self.fingerprint,
         )
 

@@ -19,6 +19,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embellama.errors import EmbellamaError
 from embellama.server.errors import (
@@ -82,11 +83,43 @@ def _reload_on_sighup(state: ServerState) -> None:
         _log.info("no reload on SIGHUP here (%s); POST /admin/reload still reloads", exc)
 
 
+class _StartupError(Exception):
+    """A model could not start; its reason is already logged in one line."""
+
+
+class _QuietStartFailure:
+    """Drops the traceback Starlette attaches to a failed startup whose reason we logged.
+
+    uvicorn prints that text and exits 3; for a model that cannot start (a context that
+    does not fit, a worker that dies loading) the one logged line is the whole story.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_quietly(message: Message) -> None:
+            failed = message["type"] == "lifespan.startup.failed"
+            if failed and _StartupError.__name__ in message.get("message", ""):
+                message = {**message, "message": ""}
+            await send(message)
+
+        await self.app(scope, receive, send_quietly)
+
+
 def create_app(state: ServerState) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            await state.start()
+            try:
+                await state.start()
+            except EmbellamaError as exc:  # the reason, in one line (see _QuietStartFailure)
+                _log.error("startup failed: %s", exc)
+                raise _StartupError from exc
             # What startup built (modules, models, routes) lives as long as the server;
             # freezing it keeps the collector from re-walking it every few thousand
             # allocations, which profiling at 16 clients put at ~5 % of server CPU.
@@ -152,4 +185,5 @@ def create_app(state: ServerState) -> Starlette:
     # Added last = outermost: every response, 401s included, gets a request id and a log line.
     app.add_middleware(SecurityMiddleware, control=access, reject=reject)
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics)
+    app.add_middleware(_QuietStartFailure)
     return app

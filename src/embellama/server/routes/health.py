@@ -55,6 +55,9 @@ async def info(request: Request) -> Response:
                 "architecture": model.architecture,
                 "verified": model.verified,
                 "file_size": model.file_size,
+                # Upper bound of one worker's KV cache, compute and output buffers and a
+                # weight copy, estimated from the header before loading (model/memory.py).
+                "memory_per_worker_bytes": model.memory_per_worker,
                 "workers": service.limits.workers,
                 "threads_per_worker": model.n_threads,
                 "max_batch_tokens": service.config.batching.max_batch_tokens,
