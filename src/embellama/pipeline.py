@@ -61,6 +61,8 @@ class ServiceLimits:
     max_queued_requests: int | None = None
     max_queued_tokens: int | None = None
     request_timeout: float | None = None
+    # Seconds one decode may run in a worker process before the worker is killed as hung.
+    worker_hang_timeout: float | None = 300.0
     bulk_max_wait: float = 0.5
     # truncate="chunk": most windows one input may be split into (shown in /info).
     max_chunks_per_input: int = 64
@@ -70,6 +72,9 @@ class ServiceLimits:
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        hang = self.worker_hang_timeout
+        if hang is not None and not hang > 0:
+            raise ConfigError(f"worker_hang_timeout must be > 0, got {hang}")
 
     def queue(self) -> QueueLimits:
         return QueueLimits(
@@ -161,7 +166,9 @@ class ServedModel:
             str(config.path.resolve()), self.stamp.size, self.stamp.mtime_ns, self.pooling.value
         )
         self.backend: Backend = (
-            InProcessBackend(self.model) if in_process else WorkerPool(config, limits.workers)
+            InProcessBackend(self.model)
+            if in_process
+            else WorkerPool(config, limits.workers, limits.worker_hang_timeout)
         )
         self.scheduler = Scheduler(config.batching, limits.queue())
         self.prompts: Prompts | None = resolve_prompts(

@@ -54,6 +54,11 @@ class Backend(Protocol):
     @property
     def starting_count(self) -> int: ...
 
+    @property
+    def reason(self) -> str | None:
+        """Why some worker is not serving (shown by `/ready`); None when all are."""
+        ...
+
     def status(self) -> list[WorkerStatus]: ...
 
 

@@ -4,7 +4,9 @@ Each slot keeps one worker process alive. A reader thread per worker turns pipe
 messages into asyncio results, and a writer thread pickles and sends jobs, so the event
 loop never blocks on a pipe; spawning also happens off the loop. When the pipe hits EOF
 the worker is dead, its work in flight fails with `WorkerCrashedError` (the scheduler
-retries it), and the slot starts a replacement after a short backoff.
+retries it), and the slot starts a replacement after a short backoff. A worker whose
+decode makes no progress for `hang_timeout` seconds is killed, and so takes the same
+path: a hung decode is a crash that has not happened yet.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import itertools
 import logging
 import multiprocessing
 import queue
+import signal
 import threading
 import time
 
 from embellama.backends.base import Feeder, Runner, WorkerStatus
 from embellama.backends.messages import DecodeDone, DecodeFailed, DecodeJob, WorkerReady
-from embellama.backends.worker import run_worker
+from embellama.backends.worker import STOP_SIGNALS, run_worker
 from embellama.config import ModelConfig
 from embellama.errors import InferenceError, WorkerCrashedError
 
@@ -41,6 +44,7 @@ class WorkerHandle:
         slot: int,
         config: ModelConfig,
         loop: asyncio.AbstractEventLoop,
+        hang_timeout: float | None = None,
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self._connection, child = context.Pipe()
@@ -58,10 +62,22 @@ class WorkerHandle:
         self.ready: asyncio.Future[WorkerReady] = loop.create_future()
         self.exited: asyncio.Future[None] = loop.create_future()
         self.batches = 0
+        self._hang_timeout = hang_timeout
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._hung = False
 
     def launch(self) -> None:
-        """Spawn the process and its pipe threads; blocking, so call it off the loop."""
-        self.process.start()
+        """Spawn the process and its pipe threads; blocking, so call it off the loop.
+
+        The child inherits this thread's signal mask: it starts with `STOP_SIGNALS`
+        blocked, so a SIGTERM to the process group while it imports is held until the
+        worker ignores it. Only this thread blocks them; the server still gets them.
+        """
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            self.process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self._child.close()
         for target, role in ((self._read, "reader"), (self._write, "writer")):
             name = f"embellama-{role}-{self.slot}"
@@ -79,11 +95,19 @@ class WorkerHandle:
     def alive(self) -> bool:
         return self.ready.done() and not self.ready.cancelled() and not self.exited.done()
 
+    @property
+    def exit_cause(self) -> str:
+        if self._hung:
+            return f"hung (no decode finished in {self._hang_timeout:g} s) and was killed"
+        return f"exited with code {self.process.exitcode}"
+
     async def run(self, sequences: DecodeJob) -> DecodeDone:
         if self.exited.done():
             raise WorkerCrashedError(f"worker {self.slot} is not running")
         future: asyncio.Future[DecodeDone] = self._loop.create_future()
         self._pending[sequences.job_id] = future
+        if len(self._pending) == 1:  # idle until now: this decode starts at once
+            self._arm_watchdog()
         self._outbox.put(sequences)
         self.batches += 1
         try:
@@ -119,6 +143,7 @@ class WorkerHandle:
             return
         if isinstance(message, (DecodeDone, DecodeFailed)):
             future = self._pending.pop(message.job_id, None)
+            self._arm_watchdog()  # progress: the next job in the pipe starts now
             if future is None or future.done():
                 return
             if isinstance(message, DecodeDone):
@@ -126,9 +151,34 @@ class WorkerHandle:
             else:
                 future.set_exception(InferenceError(message.message))
 
+    def _arm_watchdog(self) -> None:
+        """Restart the clock of the decode now running; stop it when none is.
+
+        The clock measures the job at the head of the worker's pipe, from when the
+        worker could start it (sent to an idle worker, or the previous job answered).
+        """
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self._pending and self._hang_timeout is not None:
+            self._watchdog = self._loop.call_later(self._hang_timeout, self._on_hang)
+
+    def _on_hang(self) -> None:
+        if self.exited.done() or not self._pending:
+            return
+        self._hung = True
+        _log.error(
+            "worker %d (pid %s): no decode finished in %g s; killing it as hung",
+            self.slot,
+            self.pid,
+            self._hang_timeout,
+        )
+        self.process.kill()  # SIGKILL ends a stopped process too; the reader sees EOF
+
     def _on_exit(self) -> None:
-        code = self.process.exitcode
-        error = WorkerCrashedError(f"worker {self.slot} (pid {self.pid}) exited with code {code}")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        error = WorkerCrashedError(f"worker {self.slot} (pid {self.pid}) {self.exit_cause}")
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(error)
@@ -193,11 +243,15 @@ class _LendingRunner:
 
 class WorkerPool:
     """Keeps `count` workers of one model alive and hands each to a feeder coroutine;
-    a worker decoding alone borrows the idle ones' threads (`_ThreadLender`)."""
+    a worker decoding alone borrows the idle ones' threads (`_ThreadLender`).
+    `hang_timeout`: seconds a decode may run before its worker is killed as hung."""
 
-    def __init__(self, config: ModelConfig, count: int) -> None:
+    def __init__(self, config: ModelConfig, count: int, hang_timeout: float | None = None) -> None:
         self.config = config
         self.count = count
+        self.hang_timeout = hang_timeout
+        # Why a slot has no ready worker, from its worker's end until the next is ready.
+        self._down: dict[int, str] = {}
         self._feeder: Feeder | None = None
         self._handles: dict[int, WorkerHandle] = {}
         self._restarts = dict.fromkeys(range(count), 0)
@@ -228,6 +282,12 @@ class WorkerPool:
     def starting_count(self) -> int:
         return sum(1 for handle in self._handles.values() if not handle.ready.done())
 
+    @property
+    def reason(self) -> str | None:
+        """What is wrong with the pool for `/ready`: why each slot lost its worker, until
+        the replacement is ready; None when no slot is down."""
+        return "; ".join(self._down[slot] for slot in sorted(self._down)) or None
+
     def status(self) -> list[WorkerStatus]:
         rows = []
         for slot in range(self.count):
@@ -256,26 +316,24 @@ class WorkerPool:
         backoff = 0.2
         loop = asyncio.get_running_loop()
         while not self._stopping:
-            handle = WorkerHandle(slot, self.config, loop)
+            handle = WorkerHandle(slot, self.config, loop, self.hang_timeout)
             self._handles[slot] = handle
             try:
                 await asyncio.to_thread(handle.launch)
                 ready = await handle.ready
             except (WorkerCrashedError, OSError) as exc:  # OSError: the spawn itself failed
                 _log.error("worker %d failed to start: %s", slot, exc)
+                self._down[slot] = f"worker {slot} failed to start: {exc}"
             else:
                 _log.info("worker %d ready (pid %d)", slot, ready.pid)
                 backoff = 0.2
+                self._down.pop(slot, None)
                 await self._feed(handle)
+                self._down[slot] = f"worker {slot} (pid {handle.pid}) {handle.exit_cause}"
             if self._stopping:
                 return
             self._restarts[slot] += 1
-            _log.warning(
-                "worker %d (pid %s) exited with %s; restarting",
-                slot,
-                handle.pid,
-                handle.process.exitcode,
-            )
+            _log.warning("%s; restarting", self._down[slot])
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 

@@ -117,6 +117,7 @@ def _service_limits(server: dict[str, Any], workers: int) -> ServiceLimits:
         max_queued_tokens=server["queue_tokens"],
         bulk_max_wait=server["bulk_max_wait"],
         request_timeout=server["request_timeout"],
+        worker_hang_timeout=server["worker_hang_timeout"],
     )
 
 
