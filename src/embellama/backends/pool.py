@@ -322,7 +322,6 @@ class WorkerPool:
                 await asyncio.to_thread(handle.launch)
                 ready = await handle.ready
             except (WorkerCrashedError, OSError) as exc:  # OSError: the spawn itself failed
-                _log.error("worker %d failed to start: %s", slot, exc)
                 self._down[slot] = f"worker {slot} failed to start: {exc}"
             else:
                 _log.info("worker %d ready (pid %d)", slot, ready.pid)
