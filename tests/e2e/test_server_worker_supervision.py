@@ -21,7 +21,9 @@ from tests.tolerances import assert_batch_invariant
 
 pytestmark = pytest.mark.slow
 
-HANG_TIMEOUT = "1"
+# A SIGSTOP hang never ends, so any deadline finds it; this one stays far above a healthy
+# decode of these small inputs on a busy machine (1.5 s measured at load 9 on 2 cores).
+HANG_TIMEOUT = "4"
 
 
 def _model_ready(server: ServerProcess) -> tuple[int, dict[str, object]]:
@@ -46,8 +48,8 @@ async def _post_watching_ready(
 def test_hung_worker_is_killed_replaced_and_its_work_retried(
     minilm_gguf: Path, server_logs: Path, engine: EmbeddingEngine
 ) -> None:
-    args = ["--model-path", str(minilm_gguf), "--workers", "1", "--cache-size", "0"]
-    args += ["--worker-hang-timeout", HANG_TIMEOUT, "--request-timeout", "20"]
+    args = ["--model-path", str(minilm_gguf), "--workers", "1", "--threads-per-worker", "1"]
+    args += ["--cache-size", "0", "--worker-hang-timeout", HANG_TIMEOUT, "--request-timeout", "30"]
     with serving(args, server_logs) as server:
         [hung] = _worker_pids(server)
         os.kill(hung, signal.SIGSTOP)  # from now on its decode never returns
@@ -62,7 +64,7 @@ def test_hung_worker_is_killed_replaced_and_its_work_retried(
         assert response.status_code == 200, response.text
         vector = np.asarray(response.json()["data"][0]["embedding"])
         assert_batch_invariant(vector, engine.embed(text))
-        assert float(HANG_TIMEOUT) <= took < 15, took
+        assert float(HANG_TIMEOUT) <= took < 25, took
         reasons = [str(m["reason"]) for status, m in seen if status == 503]
         assert any("hung" in reason and f"pid {hung}" in reason for reason in reasons), seen
         assert _restarts(server) == 1
@@ -77,8 +79,8 @@ def test_input_that_hangs_twice_is_answered_like_one_that_crashes_twice(
 ) -> None:
     marker = 4242  # the test hook stops the worker (SIGSTOP) on a batch holding it
     env = {"EMBELLAMA_TEST_HANG_ON_TOKEN": str(marker)}
-    args = ["--model-path", str(minilm_gguf), "--workers", "1"]
-    args += ["--worker-hang-timeout", HANG_TIMEOUT, "--request-timeout", "30"]
+    args = ["--model-path", str(minilm_gguf), "--workers", "1", "--threads-per-worker", "1"]
+    args += ["--worker-hang-timeout", HANG_TIMEOUT, "--request-timeout", "45"]
     with serving(args, server_logs, env) as server:
         body = {"input": [[101, 2023, 102], [101, marker, 102]]}
         first = httpx.post(server.url + "/v1/embeddings", json=body, timeout=60)
