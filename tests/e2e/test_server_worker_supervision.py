@@ -160,3 +160,37 @@ def test_stop_signal_while_a_worker_starts_is_held_for_it(
     assert log.count("restarting") == 1 and "exited with code -9" in log, log
     assert "failed to start" not in log and "code -15" not in log, log
     assert fresh
+
+
+def test_sighup_to_the_process_group_reloads_and_keeps_every_worker(
+    minilm_gguf: Path, server_logs: Path, tmp_path: Path
+) -> None:
+    """A reload by SIGHUP sent to the group (`kill -HUP -PGID`, a closing terminal):
+    the server reloads its file, the workers neither die nor blame what they held."""
+    config = tmp_path / "embellama.toml"
+    config.write_text(
+        f'[server]\ncache_size = 0\n\n[[models]]\npath = "{minilm_gguf}"\n'
+        "workers = 2\nthreads_per_worker = 1\n"
+    )
+    server = start_server(["--config", str(config)], server_logs, new_session=True)
+    texts = [f"reload input number {i} " + "word " * 20 for i in range(200)]
+
+    async def scenario() -> httpx.Response:
+        async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
+            request = asyncio.create_task(client.post("/v1/embeddings", json={"input": texts}))
+            await asyncio.to_thread(_in_flight, server)
+            os.killpg(server.process.pid, signal.SIGHUP)
+            return await request
+
+    try:
+        server.wait_ready()
+        response = asyncio.run(scenario())
+        assert response.status_code == 200, response.text
+        assert len(response.json()["data"]) == 200
+        after = httpx.post(server.url + "/v1/embeddings", json={"input": "still here"}, timeout=60)
+        assert after.status_code == 200, after.text
+        assert server.stop() == 0
+    finally:
+        server.stop(signal.SIGKILL)
+    log = server.log()
+    assert "restarting" not in log and "failed to start" not in log, log
