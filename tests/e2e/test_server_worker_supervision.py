@@ -72,6 +72,8 @@ def test_hung_worker_is_killed_replaced_and_its_work_retried(
         status, model = _model_ready(server)
         assert (status, model["workers_alive"], model["reason"]) == (200, 1, None)
         assert "killing it as hung" in server.log()
+        info = httpx.get(server.url + "/info").json()["models"][0]
+        assert info["worker_hang_timeout_seconds"] == float(HANG_TIMEOUT)
 
 
 def test_input_that_hangs_twice_is_answered_like_one_that_crashes_twice(
