@@ -322,7 +322,9 @@ class WorkerPool:
                 await asyncio.to_thread(handle.launch)
                 ready = await handle.ready
             except (WorkerCrashedError, OSError) as exc:  # OSError: the spawn itself failed
-                self._down[slot] = f"worker {slot} failed to start: {exc}"
+                _log.error("worker %d failed to start: %s", slot, exc)
+                # /ready is public: the log has the details (paths in an OSError).
+                self._down[slot] = f"worker {slot} failed to start"
             else:
                 _log.info("worker %d ready (pid %d)", slot, ready.pid)
                 backoff = 0.2
