@@ -65,6 +65,7 @@ class WorkerHandle:
         self._hang_timeout = hang_timeout
         self._watchdog: asyncio.TimerHandle | None = None
         self._hung = False
+        self._threads: list[threading.Thread] = []
 
     def launch(self) -> None:
         """Spawn the process and its pipe threads; blocking, so call it off the loop.
@@ -81,7 +82,9 @@ class WorkerHandle:
         self._child.close()
         for target, role in ((self._read, "reader"), (self._write, "writer")):
             name = f"embellama-{role}-{self.slot}"
-            threading.Thread(target=target, name=name, daemon=True).start()
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     @property
     def pid(self) -> int | None:
@@ -189,7 +192,11 @@ class WorkerHandle:
             self.exited.set_result(None)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ask the worker to exit after the jobs it holds; kill it if it lingers."""
+        """Ask the worker to exit after the jobs it holds; kill it if it lingers.
+
+        Returns once its pipe threads are done too: the reader's last act is to post the
+        exit to the event loop, which must not have closed by then.
+        """
         if self.process.pid is None:
             return
         self._outbox.put(None)
@@ -197,6 +204,8 @@ class WorkerHandle:
         if self.process.is_alive():
             self.process.kill()
             self.process.join(5)
+        for thread in self._threads:
+            thread.join(10)
 
 
 class _ThreadLender:
