@@ -196,3 +196,24 @@ def test_sighup_to_the_process_group_reloads_and_keeps_every_worker(
         server.stop(signal.SIGKILL)
     log = server.log()
     assert "restarting" not in log and "failed to start" not in log, log
+
+
+def test_stop_signals_from_anyone_but_the_server_never_end_a_worker(
+    minilm_gguf: Path, server_logs: Path
+) -> None:
+    """Every thread of a worker holds them back but one, which drops them: the first
+    worker too (starting multiprocessing's resource tracker unblocks SIGINT and SIGTERM
+    in the spawning thread). Repeated, since the kernel picks which thread gets each."""
+    args = ["--model-path", str(minilm_gguf), "--workers", "2", "--threads-per-worker", "1"]
+    with serving(args, server_logs) as server:
+        workers = _worker_pids(server)
+        assert len(workers) == 2
+        for _ in range(8):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                for pid in workers:
+                    os.kill(pid, sig)
+                time.sleep(0.01)  # one at a time: a signal already pending is not queued
+        response = httpx.post(server.url + "/v1/embeddings", json={"input": "unharmed"})
+        assert response.status_code == 200, response.text
+        assert sorted(_worker_pids(server)) == sorted(workers)
+        assert "restarting" not in server.log()

@@ -20,6 +20,7 @@ import queue
 import signal
 import threading
 import time
+from multiprocessing import resource_tracker
 
 from embellama.backends.base import Feeder, Runner, WorkerStatus
 from embellama.backends.messages import DecodeDone, DecodeFailed, DecodeJob, WorkerReady
@@ -71,9 +72,12 @@ class WorkerHandle:
         """Spawn the process and its pipe threads; blocking, so call it off the loop.
 
         The child inherits this thread's signal mask: it starts with `STOP_SIGNALS`
-        blocked, so a SIGTERM to the process group while it imports is held until the
-        worker ignores it. Only this thread blocks them; the server still gets them.
+        blocked, and so does every thread it starts; the worker's signal thread takes
+        them (`worker._defer_stop_signals`). Only this thread blocks them here; the server
+        still gets them. The resource tracker starts first: starting it unblocks SIGINT
+        and SIGTERM in the calling thread, inside `process.start()`.
         """
+        resource_tracker.ensure_running()
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             self.process.start()

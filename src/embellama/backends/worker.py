@@ -2,7 +2,8 @@
 
 Runs in its own process so that a native crash in llama.cpp (abort, SIGSEGV, OOM
 kill) takes down only this worker; the pool notices and starts another. It must not act
-on the signals the server handles (`STOP_SIGNALS`): the server drains, then stops it.
+on the signals the server handles (`STOP_SIGNALS`) unless the server itself sends them:
+the server drains, then stops it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 from multiprocessing.connection import Connection
 
 from embellama.backends.base import run_job
@@ -29,8 +31,8 @@ HANG_TOKEN_VARIABLE = "EMBELLAMA_TEST_HANG_ON_TOKEN"
 # What the server drains on (Ctrl-C, SIGTERM, and SIGHUP for a reload). Supervisors
 # (systemd's KillMode=control-group, `timeout`, a terminal closing) send them to the
 # whole process group; a worker that died of one would fail the batch it held and
-# blame its inputs. The pool spawns workers with these blocked, so none arrives before
-# `run_worker` ignores them.
+# blame its inputs. The pool spawns workers with these blocked, and they stay blocked:
+# one thread takes them (`_defer_stop_signals`).
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 
 
@@ -39,9 +41,7 @@ def run_worker(
     connection: Connection,
     log_level: int = logging.WARNING,
 ) -> None:
-    for number in STOP_SIGNALS:
-        signal.signal(number, signal.SIG_IGN)  # also discards one already pending
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    _defer_stop_signals()
     logging.basicConfig(
         level=log_level,
         format=f"%(asctime)s %(levelname)s %(name)s[worker {os.getpid()}]: %(message)s",
@@ -66,6 +66,29 @@ def run_worker(
         except OSError:  # the server is gone (killed): nobody waits for the result
             break
     model.close()
+
+
+def _defer_stop_signals() -> None:
+    """Drop a stop signal from anyone but the server, and die of one the server sends.
+
+    Dropped: the server got the same signal and will stop this worker after draining.
+    Obeyed: the server's own `terminate()`, which multiprocessing sends to live workers
+    when the server's interpreter exits and then waits for them (an ignored SIGTERM
+    would hang that exit). Only `sigwaitinfo` tells who sent a signal, so every thread
+    keeps them blocked (threads started later inherit the mask) and one thread waits.
+    """
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_DFL)  # Python's own SIGINT handler would not die
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    threading.Thread(target=_take_stop_signals, name="embellama-signals", daemon=True).start()
+
+
+def _take_stop_signals() -> None:
+    while True:
+        info = signal.sigwaitinfo(STOP_SIGNALS)
+        if info.si_pid == os.getppid():  # the server (or, orphaned, whoever adopted us)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {info.si_signo})
+            signal.pthread_kill(threading.get_ident(), info.si_signo)  # dies of it
 
 
 def _token_from(variable: str) -> int | None:
