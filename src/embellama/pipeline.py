@@ -69,6 +69,8 @@ class ServiceLimits:
     max_queued_requests: int | None = None
     max_queued_tokens: int | None = None
     request_timeout: float | None = None
+    # Seconds one decode may run in a worker process before the worker is killed as hung.
+    worker_hang_timeout: float | None = 300.0
     bulk_max_wait: float = 0.5
     # truncate="chunk": most windows one input may be split into (shown in /info).
     max_chunks_per_input: int = 64
@@ -81,6 +83,9 @@ class ServiceLimits:
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        hang = self.worker_hang_timeout
+        if hang is not None and not hang > 0:
+            raise ConfigError(f"worker_hang_timeout must be > 0, got {hang}")
 
     def queue(self) -> QueueLimits:
         return QueueLimits(
@@ -230,7 +235,12 @@ class ServedModel:
         self.backend: Backend = (
             InProcessBackend(self.model)
             if in_process
-            else WorkerPool(fitted.config, limits.workers, fingerprint=self.model.fingerprint)
+            else WorkerPool(
+                fitted.config,
+                limits.workers,
+                limits.worker_hang_timeout,
+                fingerprint=self.model.fingerprint,
+            )
         )
         self.scheduler = Scheduler(config.batching, limits.queue())
         self.prompts: Prompts | None = resolve_prompts(
@@ -283,7 +293,11 @@ class ServedModel:
     async def start(self) -> None:
         await self.backend.start(self.scheduler.feed)
         if self.backend.alive_count == 0:
-            raise NoWorkerError(f"no worker for model {self.name!r} could start")
+            failure = self.backend.start_failure
+            raise NoWorkerError(
+                f"no worker for model {self.name!r} could start"
+                + (f": {failure}; estimated {self.model.memory.describe()}" if failure else "")
+            )
 
     async def stop(self, error: Callable[[], ServiceError] | None = None) -> None:
         """Fail what is still queued or running with `error()` (default: the model is

@@ -78,8 +78,10 @@ def start_server(
     env: dict[str, str] | None = None,
     *,
     port_in_env: bool = False,
+    new_session: bool = False,
 ) -> ServerProcess:
-    """`port_in_env` passes the port as EMBELLAMA_PORT, so `args` can be truly empty."""
+    """`port_in_env` passes the port as EMBELLAMA_PORT, so `args` can be truly empty;
+    `new_session` makes the server lead its own process group (signal it with killpg)."""
     port = free_port()
     log_path = log_dir / f"server-{port}.log"
     handle = log_path.open("wb")
@@ -90,6 +92,7 @@ def start_server(
         stdout=handle,
         stderr=subprocess.STDOUT,
         env={**os.environ, **port_env, **(env or {})},
+        start_new_session=new_session,
     )
     handle.close()
     return ServerProcess(process, port, log_path)

@@ -56,6 +56,16 @@ class Backend(Protocol):
     @property
     def starting_count(self) -> int: ...
 
+    @property
+    def reason(self) -> str | None:
+        """Why some worker is not serving (shown by `/ready`); None when all are."""
+        ...
+
+    @property
+    def start_failure(self) -> str | None:
+        """Why the first workers could not load the model; None if they could."""
+        ...
+
     def status(self) -> list[WorkerStatus]: ...
 
 

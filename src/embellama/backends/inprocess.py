@@ -54,6 +54,14 @@ class InProcessBackend:
     def starting_count(self) -> int:
         return 0
 
+    @property
+    def start_failure(self) -> str | None:
+        return None  # the model loaded in this process before the backend existed
+
+    @property
+    def reason(self) -> str | None:
+        return None if self._lanes else "stopped"
+
     def status(self) -> list[WorkerStatus]:
         state = "ready" if self._lanes else "stopped"
         return [WorkerStatus(0, None, state, self._batches, 0, 0)]

@@ -12,7 +12,14 @@ import numpy.typing as npt
 
 from embellama.config import Pooling
 
-__all__ = ["DecodeDone", "DecodeFailed", "DecodeJob", "WorkerReady", "WorkerRefused"]
+__all__ = [
+    "DecodeDone",
+    "DecodeFailed",
+    "DecodeJob",
+    "WorkerLoadFailed",
+    "WorkerReady",
+    "WorkerRefused",
+]
 
 
 @dataclass(frozen=True)
@@ -56,5 +63,13 @@ class WorkerReady:
 @dataclass(frozen=True)
 class WorkerRefused:
     """The worker would not serve: its model file is not the one the server loaded."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class WorkerLoadFailed:
+    """The worker could not load the model or create its contexts (too little memory,
+    a file llama.cpp rejects): retrying would fail the same way."""
 
     message: str

@@ -355,6 +355,16 @@ SERVER_OPTIONS = (
         parse=_positive_float,
     ),
     Option(
+        "worker-hang-timeout",
+        "Seconds one decode may run in a worker before the worker counts as hung: it is "
+        "killed and replaced, /ready names it meanwhile, and its inputs are retried as "
+        "after a crash (alone; one that hangs twice gets 400 input_crashed_worker). Keep "
+        "it well above the slowest healthy decode (a full --max-batch-tokens batch on "
+        "this model and hardware); it does not follow --request-timeout. Default 300.",
+        default=300.0,
+        parse=_positive_float,
+    ),
+    Option(
         "max-inputs-per-request",
         "Most inputs in one request (OpenAI allows 2048).",
         default=2048,

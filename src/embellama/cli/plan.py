@@ -123,6 +123,7 @@ def _service_limits(server: dict[str, Any], workers: int) -> ServiceLimits:
         bulk_max_wait=server["bulk_max_wait"],
         request_timeout=server["request_timeout"],
         memory_limit=server["memory_limit"],
+        worker_hang_timeout=server["worker_hang_timeout"],
     )
 
 

@@ -28,6 +28,7 @@ async def ready(request: Request) -> Response:
             "ready": s.ready,
             "workers_alive": s.backend.alive_count,
             "queued": s.scheduler.queued_requests,
+            "reason": s.backend.reason,
         }
         for s in state.services
     }
@@ -67,6 +68,7 @@ async def info(request: Request) -> Response:
                 "max_chunks_per_input": service.limits.max_chunks_per_input,
                 "max_token_vectors_per_request": service.limits.max_token_vectors,
                 "request_timeout_seconds": service.limits.request_timeout,
+                "worker_hang_timeout_seconds": service.limits.worker_hang_timeout,
                 "prompts": service.prompts.describe() if service.prompts else None,
             }
         )
