@@ -296,6 +296,9 @@ _SCHEMAS: dict[str, Schema] = {
             "pooling": {"type": "string"},
             "normalization": {"type": "string"},
             "prompts": {"type": ["object", "null"]},
+            # "failed": listed so clients see the model is missing; `error` says why.
+            "status": {"enum": ["ready", "failed"]},
+            "error": {"type": "string"},
         },
     },
     "Object": {"type": "object"},

@@ -22,7 +22,7 @@ from typing import Any
 from embellama.cache import EmbeddingCache
 from embellama.config import ModelConfig
 from embellama.engine import AsyncEmbeddingEngine, drain_and_stop
-from embellama.errors import ConfigError, NoWorkerError
+from embellama.errors import ConfigError, EmbellamaError, ModelNotFoundError, NoWorkerError
 from embellama.pipeline import FileStamp, ServedModel, ServiceLimits
 from embellama.registry import ModelSpec, plan_reload
 from embellama.server.metrics import Metrics, ServiceView
@@ -78,6 +78,9 @@ class ServerState:
     limits: ServerLimits = field(init=False)
     access: AccessControl = field(init=False)
     metrics: Metrics = field(init=False)
+    # Models that could not start, by name, with why: reported, not served.
+    failed: dict[str, str] = field(init=False)
+    _failed_names: dict[str, str] = field(init=False)  # names and aliases -> name
     # Models loaded by `POST /admin/models/{name}/load`, by name: kept across reloads.
     admin_loaded: dict[str, tuple[ModelConfig, ServiceLimits]] = field(init=False)
     # Settings the last reload read but could not apply: name -> in force / configured.
@@ -91,6 +94,7 @@ class ServerState:
         self.limits, self.access = self.deployment.limits, self.deployment.access
         self.metrics = Metrics(self._views, lambda: self.engine.cache)
         self.admin_loaded = {}
+        self.failed, self._failed_names = {}, {}
         self.restart_required = {}
         self._change_lock = asyncio.Lock()
         self._retiring = set()
@@ -118,19 +122,50 @@ class ServerState:
 
     def resolve(self, name: str | None) -> ServedModel:
         """`None` (no `model` in the request) means the first model."""
-        return self.engine.registry.resolve(name)
+        return self._unless_failed(name, self.engine.registry.resolve)
 
     def embedder(self, name: str | None) -> ServedModel:
         """`None` means the first embedding model (a reranker cannot embed)."""
-        return self.engine.embedder(name)
+        return self._unless_failed(name, self.engine.embedder)
 
     def reranker(self, name: str | None) -> ServedModel:
         """`None` means the first reranker."""
-        return self.engine.reranker(name)
+        return self._unless_failed(name, self.engine.reranker)
+
+    def _unless_failed(
+        self, name: str | None, lookup: Callable[[str | None], ServedModel]
+    ) -> ServedModel:
+        """A model that failed to start answers 503 with its reason, not 404."""
+        try:
+            return lookup(name)
+        except ModelNotFoundError:
+            primary = self._failed_names.get(name) if name is not None else None
+            if primary is None:
+                raise
+            failure = self.failed[primary]
+            raise NoWorkerError(f"model {name!r} failed to start: {failure}") from None
 
     async def start(self) -> None:
-        for config, limits in self.deployment.models:
-            await self.load_model(config, limits, from_admin=False)
+        """Start every model. One that cannot start fails the server when it is the only
+        one; among several it is reported (`failed`: /ready, /v1/models, /info) and the
+        others serve."""
+        models = self.deployment.models
+        for config, limits in models:
+            try:
+                await self.load_model(config, limits, from_admin=False)
+            except EmbellamaError as exc:
+                if len(models) == 1:
+                    raise
+                self.failed[config.resolved_name] = str(exc)
+                for name in (config.resolved_name, *config.aliases):
+                    self._failed_names[name] = config.resolved_name
+                _log.error(
+                    "model %r could not start; the other models serve: %s",
+                    config.resolved_name,
+                    exc,
+                )
+        if not self.services:
+            raise NoWorkerError("no model could start: " + "; ".join(set(self.failed.values())))
 
     # -- changes while running ---------------------------------------------------------
 
@@ -158,6 +193,7 @@ class ServerState:
             by_name = {s.name: s for s in (*plan.keep, *fresh)}
             self.engine.registry.replace([by_name[name] for name in plan.order])
             self.admin_loaded = {n: v for n, v in self.admin_loaded.items() if n not in named}
+            self.failed, self._failed_names = {}, {}  # every model named now serves
             self.limits = deployment.limits
             self.access = deployment.access.adopt(self.access)
             self.deployment, self.restart_required = deployment, pending

@@ -33,10 +33,11 @@ async def ready(request: Request) -> Response:
         for s in state.services
     }
     is_ready = bool(models) and all(m["ready"] for m in models.values()) and not state.draining
-    return _json(
-        {"status": "ready" if is_ready else "unavailable", "models": models},
-        200 if is_ready else 503,
-    )
+    body: dict[str, object] = {"status": "ready" if is_ready else "unavailable", "models": models}
+    if state.failed:  # the others serve: ready, but say what is missing
+        body["failed"] = state.failed
+        body["status"] = "degraded" if is_ready else body["status"]
+    return _json(body, 200 if is_ready else 503)
 
 
 async def info(request: Request) -> Response:
@@ -87,6 +88,7 @@ async def info(request: Request) -> Response:
             # The caller's own masked key and limits: one tenant never sees another's.
             "auth": state.access.describe(request.scope["state"].get("client")),
             "models": models,
+            "failed_models": state.failed,
             "cache": state.engine.cache.describe() if state.engine.cache else None,
         }
     )

@@ -31,12 +31,26 @@ def _card(service: ServedModel, name: str, created: int) -> dict[str, Any]:
         "pooling": info.pooling.value,
         "normalization": info.normalization.value,
         "prompts": service.prompts.describe() if service.prompts else None,
+        "status": "ready",
     }
 
 
 def _cards(state: ServerState) -> list[dict[str, Any]]:
     created = int(state.started)
-    return [_card(s, name, created) for s in state.services for name in (s.name, *s.aliases)]
+    cards = [_card(s, name, created) for s in state.services for name in (s.name, *s.aliases)]
+    # A model that failed to start is listed with why, so a client sees it is missing.
+    failed = [
+        {
+            "id": name,
+            "object": "model",
+            "created": created,
+            "owned_by": "embellama",
+            "status": "failed",
+            "error": reason,
+        }
+        for name, reason in state.failed.items()
+    ]
+    return cards + failed
 
 
 async def list_models(request: Request) -> Response:
