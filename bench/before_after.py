@@ -45,6 +45,10 @@ def _server(name: str, source: Path, model: Path, port: int) -> Server:
         str(port),
         "--log-level",
         "warning",
+        # Every round sends the same texts: with the cache on, rounds after the first
+        # would measure cache hits, not the server.
+        "--cache-size",
+        "0",
     ]
     return Server(name, command, port)
 
@@ -96,8 +100,9 @@ def main() -> None:
     lines = [
         "# Server throughput before and after a change (ABBA)",
         "",
-        f"Machine: {machine()}. Same GGUF (all-MiniLM-L6-v2 F16), defaults (1 worker, all "
-        f"cores), loopback, Python httpx client (bench/load.py). {args.rounds} rounds, order "
+        f"Machine: {machine()}. Same GGUF (all-MiniLM-L6-v2 F16), serve's defaults (2 workers "
+        f"x 1 thread on 2 cores) with the cache off, loopback, Python httpx client "
+        f"(bench/load.py). {args.rounds} rounds, order "
         "A B / B A alternating; embeddings per second, median (min-max).",
         "",
         f"Reproduce: `python bench/before_after.py --before {args.before} --rounds {args.rounds}`",

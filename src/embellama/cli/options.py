@@ -322,7 +322,7 @@ SERVER_OPTIONS = (
         "buffers and weights, estimated from the GGUF header before anything is "
         "allocated). A default context that would need more is lowered to the largest "
         "power of two that fits, with a warning; an --n-ctx that cannot fit fails at "
-        "start. Default: 80% of the memory available (cgroup limit included).",
+        "start. Default: 0.8 x the memory available (cgroup limit included).",
         parse=_positive_size,
     ),
     Option(
