@@ -40,6 +40,7 @@ class Case:
     # Growth of the peak RSS allowed, as a multiple of the body's size (measured ~2/3 of it).
     multiple: float
     status: int = 200
+    code: str | None = None  # the error's code, for a refused body
 
 
 def _ids_body() -> bytes:
@@ -90,12 +91,16 @@ CASES = {
     # bytes per token while it runs; the cap, not the body, bounds these two.
     "tokenize": Case("/tokenize", _tokenize_body(False), 128.0),
     "tokenize-pieces": Case("/tokenize", _tokenize_body(True), 200.0),
-    "tokenize-16mib-text": Case("/tokenize", _long_text_body, 5.0, status=413),
+    "tokenize-16mib-text": Case("/tokenize", _long_text_body, 5.0, 413, "too_many_tokens"),
     "detokenize": Case("/detokenize", _detokenize_body, 12.0),
     "rerank": Case("/v1/rerank", _rerank_body, 4.0),
     # 5.6 M empty lists / 4.2 M one-id lists: decoded, they took 815 / 676 MB (50x).
-    "embeddings-empty-lists": Case("/v1/embeddings", _many_lists_body(b"[]"), 4.0, status=400),
-    "embeddings-one-id-lists": Case("/v1/embeddings", _many_lists_body(b"[0]"), 4.0, status=400),
+    "embeddings-empty-lists": Case(
+        "/v1/embeddings", _many_lists_body(b"[]"), 4.0, 400, "too_many_values"
+    ),
+    "embeddings-one-id-lists": Case(
+        "/v1/embeddings", _many_lists_body(b"[0]"), 4.0, 400, "too_many_values"
+    ),
 }
 
 
@@ -157,6 +162,8 @@ def test_peak_rss_of_the_largest_accepted_request(
         )
         seconds = time.perf_counter() - started
         assert response.status_code == case.status, response.text[:500]
+        if case.code is not None:
+            assert response.json()["error"]["code"] == case.code
         after = _status(server, "VmHWM")
         assert client.get("/health").status_code == 200
     growth = max(0, after - before)
