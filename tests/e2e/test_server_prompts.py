@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from embellama import EmbeddingEngine
-from tests.e2e.server import ServerProcess, serving
+from tests.e2e.server import ServerProcess, serving, start_server
 from tests.tolerances import assert_batch_invariant
 
 TEXT = "how do vector databases work"
@@ -167,3 +167,18 @@ def test_an_option_that_would_do_nothing_is_a_400(
     error = response.json()["error"]
     assert error["param"] == param and param in error["message"]
     assert httpx.get(instructed.url + "/health").status_code == 200
+
+
+def test_a_bad_instruction_template_fails_the_start(minilm_gguf: Path, server_logs: Path) -> None:
+    """Refused at load, in one line naming the setting, instead of on every query."""
+    args = ["--model-path", str(minilm_gguf), "--workers", "1"]
+    process = start_server(
+        [*args, "--instruction-template", "Q: {instruction} {task}"], server_logs
+    )
+    try:
+        assert process.process.wait(60) != 0
+    finally:
+        process.stop()
+    failure = [line for line in process.log().splitlines() if "server: startup failed" in line]
+    assert len(failure) == 1 and "instruction_template" in failure[0], process.log()[-2000:]
+    assert "{task}" in failure[0] and "Traceback" not in process.log()
