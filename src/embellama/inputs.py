@@ -15,7 +15,15 @@ import numpy.typing as npt
 
 from embellama.errors import EmptyInputError, InputError
 
-__all__ = ["EmbedInput", "InputItem", "ParsedInputs", "TokenArray", "parse_inputs", "token_array"]
+__all__ = [
+    "EmbedInput",
+    "InputItem",
+    "ParsedInputs",
+    "TokenArray",
+    "is_token_list",
+    "parse_inputs",
+    "token_array",
+]
 
 # Token ids as given, before the vocabulary check: int64, so an id past int32 is refused
 # by the tokenizer instead of wrapping around.
@@ -67,11 +75,16 @@ def token_array(value: object) -> TokenArray | None:
         if ok and value.dtype == np.uint64 and value.size and value.max() > _INT64_MAX:
             return None  # numpy would wrap it around to a negative id
         return _to_int64(value) if ok else None
-    if not isinstance(value, Sequence) or isinstance(value, (str, bytes, bytearray)):
-        return None
-    if not all(_is_integer_type(kind) for kind in set(map(type, value))):
+    if not is_token_list(value):
         return None
     return _to_int64(value)
+
+
+def is_token_list(value: object) -> bool:
+    """Whether `value` is a sequence of integers only: one pass over the types, in C."""
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes, bytearray)):
+        return False
+    return all(_is_integer_type(kind) for kind in set(map(type, value)))
 
 
 def _is_integer_type(kind: type) -> bool:

@@ -10,6 +10,7 @@ and lets configuration override the table. It never tokenizes: the pipeline does
 from __future__ import annotations
 
 import enum
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -164,13 +165,28 @@ def resolve_prompts(
 
 def _check_template(template: str) -> None:
     """Fail at load, naming the setting: a template that cannot be filled would fail
-    every query that uses it instead (`{task}`, a lone `{`, `{0}`)."""
+    every query that uses it instead (`{task}`, a lone `{`, `{0}`). Only the bare field
+    is allowed: `{instruction:>999999999}` would build a GB string per query, and
+    `{instruction!r}` or `{instruction[0]}` would silently embed something else."""
     if "{instruction}" not in template:
         raise ConfigError("instruction_template must contain '{instruction}'")
     try:
-        template.format(instruction="")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ConfigError(
-            f"instruction_template {template!r} cannot be filled: {exc!r}; it may contain "
-            "only '{instruction}' as a field (write a literal brace as '{{' or '}}')"
-        ) from None
+        fields = [
+            (name, spec or "", conversion)
+            for _, name, spec, conversion in string.Formatter().parse(template)
+            if name is not None
+        ]
+    except ValueError as exc:
+        raise _unfillable(template, str(exc)) from None
+    odd = next((f for f in fields if f != ("instruction", "", None)), None)
+    if odd is not None:
+        name, spec, conversion = odd
+        field = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+        raise _unfillable(template, f"the field {{{field}}}")
+
+
+def _unfillable(template: str, reason: str) -> ConfigError:
+    return ConfigError(
+        f"instruction_template {template!r} cannot be filled ({reason}); it may contain "
+        "only '{instruction}' as a field (write a literal brace as '{{' or '}}')"
+    )

@@ -9,6 +9,7 @@ figures printed here are the ones in README's Limits table.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ class Case:
     # Growth of the peak RSS allowed, as a multiple of the body's size (measured ~2/3 of it).
     multiple: float
     status: int = 200
+    code: str | None = None  # the error's code, for a refused body
 
 
 def _ids_body() -> bytes:
@@ -67,6 +69,15 @@ def _detokenize_body() -> bytes:
     return orjson.dumps({"tokens": [10_000 + i % 20_000 for i in range(MAX_TOKENIZE_TOKENS)]})
 
 
+def _many_lists_body(element: bytes) -> Callable[[], bytes]:
+    # Millions of tiny inputs: refused from the scan's count, before a list is built.
+    def build() -> bytes:
+        count = (MAX_BODY - 16) // (len(element) + 1)
+        return b'{"input":[' + b",".join([element] * count) + b"]}"
+
+    return build
+
+
 def _rerank_body() -> bytes:
     document = "reranking " * ((MAX_BODY - 4 * MAX_INPUTS) // MAX_INPUTS // 10)
     return orjson.dumps({"query": "what is reranking", "documents": [document] * MAX_INPUTS})
@@ -80,9 +91,16 @@ CASES = {
     # bytes per token while it runs; the cap, not the body, bounds these two.
     "tokenize": Case("/tokenize", _tokenize_body(False), 128.0),
     "tokenize-pieces": Case("/tokenize", _tokenize_body(True), 200.0),
-    "tokenize-16mib-text": Case("/tokenize", _long_text_body, 5.0, status=413),
+    "tokenize-16mib-text": Case("/tokenize", _long_text_body, 5.0, 413, "too_many_tokens"),
     "detokenize": Case("/detokenize", _detokenize_body, 12.0),
     "rerank": Case("/v1/rerank", _rerank_body, 4.0),
+    # 5.6 M empty lists / 4.2 M one-id lists: decoded, they took 815 / 676 MB (50x).
+    "embeddings-empty-lists": Case(
+        "/v1/embeddings", _many_lists_body(b"[]"), 4.0, 400, "too_many_values"
+    ),
+    "embeddings-one-id-lists": Case(
+        "/v1/embeddings", _many_lists_body(b"[0]"), 4.0, 400, "too_many_values"
+    ),
 }
 
 
@@ -138,16 +156,20 @@ def test_peak_rss_of_the_largest_accepted_request(
         # vocabulary) cannot hide the request's.
         Path(f"/proc/{server.process.pid}/clear_refs").write_text("5")
         before = _status(server, "VmHWM")
+        started = time.perf_counter()
         response = client.post(
             case.route, content=body, headers={"content-type": "application/json"}
         )
+        seconds = time.perf_counter() - started
         assert response.status_code == case.status, response.text[:500]
+        if case.code is not None:
+            assert response.json()["error"]["code"] == case.code
         after = _status(server, "VmHWM")
         assert client.get("/health").status_code == 200
     growth = max(0, after - before)
     print(
         f"{request.node.callspec.params['server']}: body {len(body) / MIB:.2f} MiB, "
         f"response {len(response.content) / MIB:.2f} MiB, peak RSS +{growth / MIB:.1f} MiB "
-        f"({growth / len(body):.1f}x the body)"
+        f"({growth / len(body):.1f}x the body), {seconds:.2f} s"
     )
     assert growth < case.multiple * len(body), (growth / MIB, len(body) / MIB)

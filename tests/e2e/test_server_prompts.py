@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from embellama import EmbeddingEngine
-from tests.e2e.server import ServerProcess, serving
+from tests.e2e.server import ServerProcess, serving, start_server
 from tests.tolerances import assert_batch_invariant
 
 TEXT = "how do vector databases work"
@@ -114,3 +114,71 @@ def test_per_token_vectors_for_late_interaction(
     assert too_many.status_code == 400 and "per request" in too_many.json()["error"]["message"]
     bad = _post(server, {"input": texts, "pooling": "max"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "pooling"
+
+
+@pytest.fixture(scope="module")
+def instructed(minilm_gguf: Path, server_logs: Path) -> Iterator[ServerProcess]:
+    args = ["--model-path", str(minilm_gguf), "--model-name", "m"]
+    args += ["--instruction-template", "Instruct: {instruction}\\nQuery:"]
+    with serving([*args, "--max-instruction-length", "64"], server_logs) as process:
+        yield process
+
+
+def test_the_instruction_cap_is_shown_and_enforced(instructed: ServerProcess) -> None:
+    """Each input is tokenized behind the instruction: its length is bounded, and a
+    client can read the bound in /info."""
+    assert httpx.get(instructed.url + "/info").json()["max_instruction_length"] == 64
+    body = {"input": [TEXT], "input_type": "query", "encoding_format": "base64"}
+    fits = _post(instructed, {**body, "instruction": "f" * 64})
+    assert fits.status_code == 200 and fits.headers["x-prefix"] == "applied", fits.text
+    over = _post(instructed, {**body, "instruction": "f" * 65})
+    assert over.status_code == 400, over.text
+    error = over.json()["error"]
+    assert (error["param"], error["code"]) == ("instruction", "invalid_value")
+    assert "64" in error["message"] and "65" in error["message"]
+
+
+def test_the_default_instruction_cap(server: ServerProcess) -> None:
+    info = httpx.get(server.url + "/info").json()
+    assert info["max_instruction_length"] == 2048
+    assert info["max_tokenize_tokens"] == 1 << 18
+    body = {"input": [TEXT], "input_type": "query"}
+    assert _post(server, {**body, "instruction": "i" * 2048}).status_code == 200
+    over = _post(server, {**body, "instruction": "i" * 2049})
+    assert over.status_code == 400 and over.json()["error"]["param"] == "instruction"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"instruction": "find passages"}, "instruction"),
+        ({"instruction": "find passages", "truncate": True}, "instruction"),
+        ({"chunk_overlap": 16}, "chunk_overlap"),
+        ({"chunk_overlap": 16, "truncate": "end"}, "chunk_overlap"),
+    ],
+)
+def test_an_option_that_would_do_nothing_is_a_400(
+    instructed: ServerProcess, body: dict[str, Any], param: str
+) -> None:
+    """`instruction` without input_type, `chunk_overlap` without truncate="chunk": the
+    caller meant something the request would silently not do."""
+    response = _post(instructed, {"input": [TEXT], **body})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and param in error["message"]
+    assert httpx.get(instructed.url + "/health").status_code == 200
+
+
+def test_a_bad_instruction_template_fails_the_start(minilm_gguf: Path, server_logs: Path) -> None:
+    """Refused at load, in one line naming the setting, instead of on every query."""
+    args = ["--model-path", str(minilm_gguf), "--workers", "1"]
+    process = start_server(
+        [*args, "--instruction-template", "Q: {instruction} {task}"], server_logs
+    )
+    try:
+        assert process.process.wait(60) != 0
+    finally:
+        process.stop()
+    failure = [line for line in process.log().splitlines() if "server: startup failed" in line]
+    assert len(failure) == 1 and "instruction_template" in failure[0], process.log()[-2000:]
+    assert "{task}" in failure[0] and "Traceback" not in process.log()

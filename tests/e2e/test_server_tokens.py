@@ -41,6 +41,28 @@ def test_ids_equal_what_the_embedding_path_decodes(server: ServerProcess) -> Non
     assert base64.b64decode(from_text[0]) == base64.b64decode(from_ids[0])  # the same decode
 
 
+def test_the_embedding_ids_of_a_text_with_special_token_syntax(server: ServerProcess) -> None:
+    """README: `add_special: true` with `parse_special: false` gives exactly the ids
+    `/v1/embeddings` decodes; the default `parse_special: true` reads "[SEP]" as the
+    separator token, which embedding never does."""
+    text = "what is [SEP] in bert [CLS]"
+    tokenize = {"content": text, "add_special": True}
+    literal = _post(server, "/tokenize", {**tokenize, "parse_special": False}).json()["tokens"]
+    parsed = _post(server, "/tokenize", tokenize).json()["tokens"]
+    assert parsed.count(102) == 2 and literal.count(102) == 1  # [SEP] read, or the end only
+
+    def embed(value: object) -> tuple[bytes, int]:
+        body = {"input": value, "encoding_format": "base64", "cache": False}
+        response = _post(server, "/v1/embeddings", body)
+        assert response.status_code == 200, response.text
+        data = response.json()
+        return base64.b64decode(data["data"][0]["embedding"]), data["usage"]["prompt_tokens"]
+
+    from_text = embed(text)
+    assert embed(literal) == from_text and from_text[1] == len(literal)
+    assert embed(parsed)[0] != from_text[0]
+
+
 def test_round_trip_and_pieces(server: ServerProcess) -> None:
     # MiniLM's WordPiece vocabulary is uncased and splits CJK into characters, so text
     # comes back normalized; the ids, though, must survive the round trip exactly.

@@ -48,6 +48,14 @@ def test_overlap_must_leave_room(engine: EmbeddingEngine) -> None:
         engine.embed(LONG, truncate="chunk", chunk_overlap=510)
 
 
+def test_an_overlap_without_chunking_is_refused(engine: EmbeddingEngine) -> None:
+    """It applies to windows only: under any other truncation it would do nothing."""
+    for truncate in ("none", "end", "start"):
+        with pytest.raises(InputError, match="chunk_overlap") as refused:
+            engine.embed("short text", truncate=truncate, chunk_overlap=8)
+        assert refused.value.param == "chunk_overlap"
+
+
 def test_too_many_windows_and_per_token_refuse(engine: EmbeddingEngine) -> None:
     huge = LONG * 30  # ~ 90 windows > 64
     with pytest.raises(InputError, match="windows"):

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from embellama import EmbeddingEngine
+from embellama import ConfigError, EmbeddingEngine, InputError
+from embellama.model.tokenizer import PREFIX_MEMO_SIZE
 
 TEXTS = ["how do vector databases work", "a passage about approximate nearest neighbours"]
 
@@ -62,3 +64,37 @@ def test_truncation_keeps_the_prefix(prefixed: EmbeddingEngine) -> None:
 def test_unknown_input_type_is_an_input_error(prefixed: EmbeddingEngine) -> None:
     with pytest.raises(ValueError, match="input_type"):
         prefixed.embed("x", input_type="classification")
+
+
+def test_an_instruction_without_input_type_is_refused(prefixed: EmbeddingEngine) -> None:
+    """It fills the query prefix only: without input_type it would silently do nothing."""
+    with pytest.raises(InputError, match="instruction") as refused:
+        prefixed.embed("x", instruction="find passages about databases")
+    assert refused.value.param == "instruction"
+    assert prefixed.embed("x", input_type="query", instruction="find passages").shape == (384,)
+
+
+@pytest.mark.parametrize(
+    "template", ["Instruct: {instruction} {", "{instruction} {task}", "{0}: {instruction}"]
+)
+def test_a_template_that_cannot_be_filled_fails_the_load(minilm_gguf: Path, template: str) -> None:
+    """At load, naming the setting, rather than failing every query that uses it."""
+    with pytest.raises(ConfigError, match="instruction_template") as refused:
+        EmbeddingEngine.from_path(minilm_gguf, instruction_template=template)
+    assert template in str(refused.value)
+
+
+def test_the_prefix_memo_is_bounded(minilm_gguf: Path) -> None:
+    """Each request may send its own instruction: the memo of prefix lengths keeps the
+    last PREFIX_MEMO_SIZE of them, not every one ever seen."""
+    template = "Instruct: {instruction}\nQuery:"
+    with EmbeddingEngine.from_path(minilm_gguf, instruction_template=template) as engine:
+        tokenizer = engine.engine.embedder(None).model.tokenizer
+        for n in range(3 * PREFIX_MEMO_SIZE):
+            engine.embed("q", input_type="query", instruction=f"task number {n}", use_cache=False)
+        memo: Any = tokenizer._prefix_lengths  # a dict before it was bounded
+        held = memo.cache_info().currsize if hasattr(memo, "cache_info") else len(memo)
+        assert held == PREFIX_MEMO_SIZE
+        before = memo.cache_info().hits
+        engine.embed("q", input_type="query", instruction="task number 191", use_cache=False)
+        assert memo.cache_info().hits == before + 1  # the most recent ones are still there

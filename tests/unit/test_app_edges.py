@@ -11,6 +11,7 @@ import httpx
 import pytest
 from starlette.routing import Mount
 
+from embellama.errors import InternalError
 from embellama.server.app import create_app
 from embellama.server.security import AccessControl
 from embellama.server.state import Deployment, ServerState
@@ -86,3 +87,33 @@ def test_unexpected_error_is_a_500_with_request_id_logged_once(
     assert response.json()["error"]["code"] == "internal_error"
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1 and "req-42" in tracebacks[0].getMessage()
+
+
+def test_an_internal_error_reaches_the_client_without_its_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An InternalError's text is an internal exception's repr (paths, values): the log
+    keeps it, the client gets a generic 500 naming the request id to quote."""
+    state = _state()
+    secret = "internal error while running the batch: KeyError('/srv/models/private.gguf')"
+
+    def broken(name: str | None) -> None:
+        raise InternalError(secret)
+
+    state.embedder = broken  # type: ignore[method-assign,assignment]
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_app(state))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post(
+                "/v1/embeddings", json={"input": "x"}, headers={**USER, "x-request-id": "req-43"}
+            )
+
+    with caplog.at_level(logging.WARNING):
+        response = asyncio.run(call())
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["message"] == "internal server error (request id req-43)"
+    assert (error["type"], error["code"]) == ("server_error", "internal_error")
+    assert "private.gguf" not in response.text and "KeyError" not in response.text
+    assert any("req-43" in r.getMessage() and secret in r.getMessage() for r in caplog.records)

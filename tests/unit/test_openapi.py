@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
+import httpx
 from openapi_spec_validator import validate
 from starlette.routing import BaseRoute, Mount, Route
 
@@ -54,3 +56,29 @@ def test_every_operation_documents_its_errors() -> None:
             protected = operation.get("security") != []
             if protected:  # a key-protected route can answer 401 and 429
                 assert {"401", "429"} <= set(operation["responses"]), (path, method)
+
+
+def test_info_documents_every_limit_it_answers() -> None:
+    """The Info schema names each key /info really returns (the app in-process)."""
+
+    async def call() -> dict[str, object]:
+        app = create_app(ServerState(deployment=Deployment(models=())))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.get("/info")
+            assert response.status_code == 200, response.text
+            answer: dict[str, object] = response.json()
+            return answer
+
+    documented = openapi_document()["components"]["schemas"]["Info"]["properties"]
+    assert set(asyncio.run(call())) == set(documented)
+    assert {"max_tokenize_tokens", "max_instruction_length"} <= set(documented)
+
+
+def test_the_token_routes_document_their_413() -> None:
+    paths = openapi_document()["paths"]
+    for path in ("/tokenize", "/detokenize"):
+        assert "too_many_tokens" in paths[path]["post"]["responses"]["413"]["description"]
+    fields = openapi_document()["components"]["schemas"]["EmbeddingsRequest"]["properties"]
+    assert "max_instruction_length" in fields["instruction"]["description"]
+    assert "input_type" in fields["instruction"]["description"]

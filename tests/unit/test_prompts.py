@@ -63,3 +63,29 @@ def test_configuration_overrides_the_table() -> None:
     )
     with pytest.raises(ConfigError, match="instruction"):
         resolve_prompts({}, instruction_template="no placeholder")
+
+
+@pytest.mark.parametrize(
+    ("template", "named"),
+    [
+        ("Instruct: {instruction} {", "Single '{'"),
+        ("{instruction} {task}", "{task}"),
+        ("{0}: {instruction}", "{0}"),
+        ("{}{instruction}", "{}"),
+        ("{instruction}{instruction:>999999999}", "{instruction:>999999999}"),
+        ("{instruction!r} {instruction}", "{instruction!r}"),
+        ("{instruction[0]} {instruction}", "{instruction[0]}"),
+    ],
+)
+def test_a_template_that_cannot_be_filled_as_is_fails_naming_it(template: str, named: str) -> None:
+    """Only the bare field: a width would build a huge string per query, a conversion or
+    an index would embed something other than the instruction."""
+    with pytest.raises(ConfigError, match="instruction_template") as refused:
+        resolve_prompts({}, instruction_template=template)
+    assert named in str(refused.value)
+
+
+def test_literal_braces_are_allowed_in_a_template() -> None:
+    prompts = resolve_prompts({}, instruction_template="{{json}} Instruct: {instruction}")
+    assert prompts is not None
+    assert prompts.prefix(InputType.QUERY, "find {x}") == "{json} Instruct: find {x}"

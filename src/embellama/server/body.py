@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from embellama.server.errors import ApiError
 from embellama.server.jsonbody import SLICE_BYTES
-from embellama.server.schemas import parse_json_object
+from embellama.server.schemas import max_body_values, parse_json_object
 
 __all__ = ["read_body", "read_request"]
 
@@ -40,14 +40,22 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_request(request: Request, limit: int, parse: Callable[[dict[str, Any]], T]) -> T:
+async def read_request(
+    request: Request,
+    limit: int,
+    parse: Callable[[dict[str, Any]], T],
+    *,
+    max_inputs: int | None = None,
+) -> T:
     """The body, decoded as a JSON object and parsed by `parse`; a large body on a thread,
     where decoding and checking take the GIL in short steps (a 12 MB body of token ids
-    took ~1.3 s of the loop's time)."""
+    took ~1.3 s of the loop's time). `max_inputs` bounds the values the body may hold
+    (`max_body_values`), counted before any is built."""
     body = await read_body(request, limit)
+    most = None if max_inputs is None else max_body_values(max_inputs)
 
     def decode() -> T:
-        return parse(parse_json_object(body))
+        return parse(parse_json_object(body, most))
 
     if len(body) <= SLICE_BYTES:
         return decode()

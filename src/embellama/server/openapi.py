@@ -33,7 +33,9 @@ def _ok(schema: Schema, description: str = "OK") -> Schema:
 
 
 _ERROR_TEXT = {
-    400: "Invalid request; `param` names the field (or `input[i]`)",
+    400: "Invalid request; `param` names the field (or `input[i]`). Over a limit in /info "
+    "(inputs, instruction length) too; a body with more strings, lists and objects than "
+    "16 per allowed input plus 1,024 is `too_many_values`",
     401: "Missing or wrong API key",
     403: "Forbidden (admin API off, or a path outside the models directory)",
     404: "Unknown model or route",
@@ -46,10 +48,19 @@ _ERROR_TEXT = {
 }
 
 
-def _errors(*statuses: int) -> dict[str, Schema]:
+# /tokenize and /detokenize: a 413 also when the ids are over the token cap.
+_TOKENS_413 = (
+    "Body larger than the server's limit (`request_too_large`), or more token ids than "
+    "`max_tokenize_tokens` in /info (`too_many_tokens`; 262,144 by default), found "
+    "before the ids of a longer text are all stored"
+)
+
+
+def _errors(*statuses: int, text: dict[int, str] | None = None) -> dict[str, Schema]:
+    texts = {**_ERROR_TEXT, **(text or {})}
     return {
         str(status): {
-            "description": _ERROR_TEXT[status],
+            "description": texts[status],
             "content": {JSON: {"schema": _ref("Error")}},
         }
         for status in statuses
@@ -81,7 +92,8 @@ _SCHEMAS: dict[str, Schema] = {
         "required": ["input"],
         "properties": {
             "input": {
-                "description": "A string, strings, token ids, or lists of token ids (not mixed).",
+                "description": "A string, strings, token ids, or lists of token ids (not "
+                "mixed); at most `max_inputs_per_request` inputs (/info; 2,048 by default).",
                 "oneOf": [
                     {"type": "string"},
                     {"type": "array", "items": {"type": "string"}, "minItems": 1},
@@ -116,11 +128,14 @@ _SCHEMAS: dict[str, Schema] = {
             "chunk_overlap": {
                 "type": "integer",
                 "minimum": 0,
-                "description": 'Extension: with truncate "chunk", tokens shared by windows.',
+                "description": 'Extension: with truncate "chunk", tokens shared by windows; '
+                "with any other truncate a 400 (`param: chunk_overlap`).",
             },
             "instruction": {
                 "type": "string",
-                "description": "Extension: fills the model's instruction template (queries).",
+                "description": "Extension: fills the model's instruction template (queries). "
+                "Needs `input_type` (a 400 without); at most `max_instruction_length` "
+                "characters (/info; 2,048 by default), more is a 400 (`param: instruction`).",
             },
         },
     },
@@ -175,7 +190,13 @@ _SCHEMAS: dict[str, Schema] = {
             "content": {"type": "string"},
             "model": {"type": "string"},
             "add_special": {"type": "boolean", "default": False},
-            "parse_special": {"type": "boolean", "default": True},
+            "parse_special": {
+                "type": "boolean",
+                "default": True,
+                "description": 'true reads special-token text ("[SEP]") as that token; '
+                "/v1/embeddings never does, so its ids are those of add_special true and "
+                "parse_special false.",
+            },
             "with_pieces": {"type": "boolean", "default": False},
         },
     },
@@ -210,7 +231,11 @@ _SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "required": ["tokens"],
         "properties": {
-            "tokens": {"type": "array", "items": {"type": "integer"}},
+            "tokens": {
+                "type": "array",
+                "items": {"type": "integer"},
+                "description": "At most `max_tokenize_tokens` ids (/info); more is a 413.",
+            },
             "model": {"type": "string"},
         },
     },
@@ -302,6 +327,39 @@ _SCHEMAS: dict[str, Schema] = {
         },
     },
     "Object": {"type": "object"},
+    "Info": {
+        "type": "object",
+        "description": "Every per-request limit; README: Limits.",
+        "properties": {
+            "max_inputs_per_request": {"type": "integer"},
+            "max_body_bytes": {"type": "integer"},
+            "max_tokenize_tokens": {
+                "type": "integer",
+                "description": "Token ids per /tokenize answer or /detokenize request.",
+            },
+            "max_instruction_length": {
+                "type": "integer",
+                "description": "Characters of a request's `instruction`.",
+            },
+            "encoding_formats": {"type": "array", "items": {"type": "string"}},
+            "truncation_modes": {"type": "array", "items": {"type": "string"}},
+            "max_documents_per_request": {"type": "integer"},
+            "auth": {"type": "object"},
+            "models": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "max_tokens_per_input": {"type": "integer"},
+                        "max_chunks_per_input": {"type": "integer"},
+                        "max_token_vectors_per_request": {"type": "integer"},
+                    },
+                },
+            },
+            "cache": {"type": ["object", "null"]},
+        },
+    },
 }
 
 
@@ -364,7 +422,10 @@ def _paths() -> dict[str, Schema]:
             "post": {
                 "summary": "Tokenize text (llama-server's shape)",
                 "requestBody": _body(_ref("TokenizeRequest")),
-                "responses": {"200": _ok(_ref("TokenizeResponse")), **_errors(*_COMMON, 404)},
+                "responses": {
+                    "200": _ok(_ref("TokenizeResponse")),
+                    **_errors(*_COMMON, 404, text={413: _TOKENS_413}),
+                },
             }
         },
         "/detokenize": {
@@ -379,7 +440,7 @@ def _paths() -> dict[str, Schema]:
                             "properties": {"content": {"type": "string"}},
                         }
                     ),
-                    **_errors(*_COMMON, 404),
+                    **_errors(*_COMMON, 404, text={413: _TOKENS_413}),
                 },
             }
         },
@@ -431,7 +492,7 @@ def _paths() -> dict[str, Schema]:
         "/info": {
             "get": {
                 "summary": "Every limit a client needs",
-                "responses": {"200": _ok(_ref("Object")), **_errors(401, 429, 500)},
+                "responses": {"200": _ok(_ref("Info")), **_errors(401, 429, 500)},
             }
         },
         "/metrics": {

@@ -38,6 +38,7 @@ async def create_embeddings(request: Request) -> Response:
             max_inputs=limits.max_inputs_per_request,
             max_instruction_length=limits.max_instruction_length,
         ),
+        max_inputs=limits.max_inputs_per_request,
     )
     service = state.embedder(parsed.model)
     use_cache = parsed.use_cache and not _no_cache(request)

@@ -33,6 +33,7 @@ async def rerank(request: Request) -> Response:
         request,
         state.limits.max_body_bytes,
         lambda body: parse_rerank_request(body, max_documents=most),
+        max_inputs=most,
     )
     service = state.reranker(parsed.model)
     options = RerankOptions(parsed.top_n, parsed.truncate, parsed.max_tokens_per_doc)

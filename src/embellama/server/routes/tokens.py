@@ -32,8 +32,14 @@ def _json(body: bytes) -> Response:
 
 async def tokenize(request: Request) -> Response:
     state: ServerState = request.app.state.embellama
-    parsed = await read_request(request, state.limits.max_body_bytes, parse_tokenize_request)
-    engine, limit = state.engine, state.limits.max_tokenize_tokens
+    limits = state.limits
+    parsed = await read_request(
+        request,
+        limits.max_body_bytes,
+        parse_tokenize_request,
+        max_inputs=limits.max_inputs_per_request,
+    )
+    engine, limit = state.engine, limits.max_tokenize_tokens
     special = {"add_special": parsed.add_special, "parse_special": parsed.parse_special}
     text = [parsed.content]
     if not parsed.with_pieces:
@@ -55,6 +61,7 @@ async def detokenize(request: Request) -> Response:
         request,
         state.limits.max_body_bytes,
         lambda body: parse_detokenize_request(body, max_tokens=limit),
+        max_inputs=state.limits.max_inputs_per_request,
     )
     vocab = state.resolve(parsed.model).model.tokenizer.vocab_size
     bad = np.flatnonzero((parsed.tokens < 0) | (parsed.tokens >= vocab))
