@@ -1,0 +1,105 @@
+"""Cut a Markdown file into the snippets a reader would run: one per shell command of a
+`sh` block (backslash continuations and multi-line quotes joined), one per `python` or
+`toml` block, and every `curl` line of other fences. Parsing only; running is the test's."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+SHELL = frozenset({"sh", "bash", "shell", "console"})
+WHOLE = frozenset({"python", "toml"})
+FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>[\w+-]*)\s*$")
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """`kind` is "sh" (one command), "python" or "toml" (a whole block)."""
+
+    kind: str
+    text: str
+    line: int  # 1-based line of the snippet's first line in the file
+    block: int  # index of the fenced block it came from
+
+    def words(self) -> list[str]:
+        """The command's words as the shell splits them, comments dropped ("sh" only)."""
+        return shlex.split(self.text, comments=True)
+
+    def label(self) -> str:
+        first = self.text.strip().splitlines()[0] if self.text.strip() else ""
+        return f"line {self.line} [{self.kind}] {first[:70]}"
+
+
+@dataclass(frozen=True)
+class _Block:
+    lang: str
+    lines: list[str]
+    line: int  # line of the block's first content line
+    index: int
+
+
+def snippets(path: Path) -> list[Snippet]:
+    out: list[Snippet] = []
+    for block in _blocks(path.read_text().splitlines()):
+        if block.lang in SHELL:
+            out.extend(_commands(block))
+        elif block.lang in WHOLE:
+            out.append(Snippet(block.lang, "\n".join(block.lines) + "\n", block.line, block.index))
+        else:
+            out.extend(
+                Snippet("sh", text, block.line + offset, block.index)
+                for offset, text in enumerate(block.lines)
+                if text.lstrip().startswith("curl ")
+            )
+    return out
+
+
+def _blocks(lines: list[str]) -> list[_Block]:
+    """Fenced blocks, indented ones (inside list items) included, their indent removed."""
+    blocks: list[_Block] = []
+    opened: tuple[str, str, int] | None = None
+    body: list[str] = []
+    for number, text in enumerate(lines, start=1):
+        fence = FENCE.match(text)
+        if opened is None and fence:
+            opened, body = (fence["indent"], fence["lang"].lower(), number + 1), []
+        elif opened is not None and fence and not fence["lang"]:
+            indent, lang, first = opened
+            stripped = [line[len(indent) :] if line.startswith(indent) else line for line in body]
+            blocks.append(_Block(lang, stripped, first, len(blocks)))
+            opened = None
+        elif opened is not None:
+            body.append(text)
+    if opened is not None:
+        raise ValueError(f"{opened[2] - 1}: a fence that is never closed")
+    return blocks
+
+
+def _commands(block: _Block) -> list[Snippet]:
+    """Lines joined until the command is complete: no trailing backslash, quotes closed."""
+    commands: list[Snippet] = []
+    pending: list[str] = []
+    start = block.line
+    for offset, text in enumerate(block.lines):
+        if not pending:
+            start = block.line + offset
+        pending.append(text)
+        joined = "\n".join(pending)
+        if text.rstrip().endswith("\\") or not _complete(joined):
+            continue
+        if shlex.split(joined, comments=True):
+            commands.append(Snippet("sh", joined, start, block.index))
+        pending = []
+    if pending:
+        raise ValueError(f"line {start}: an unfinished shell command")
+    return commands
+
+
+def _complete(text: str) -> bool:
+    try:
+        shlex.split(text, comments=True)
+    except ValueError:  # "No closing quotation"
+        return False
+    return True
