@@ -1,6 +1,7 @@
 """Cut a Markdown file into the snippets a reader would run: one per shell command of a
 `sh` block (backslash continuations and multi-line quotes joined), one per `python` or
-`toml` block, and every `curl` line of other fences. Parsing only; running is the test's."""
+`toml` block, every `curl` line of other fences, and every `embellama ...` command quoted
+inline in the prose (unless a fenced snippet already is that command). Parsing only."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from pathlib import Path
 SHELL = frozenset({"sh", "bash", "shell", "console"})
 WHOLE = frozenset({"python", "toml"})
 FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>[\w+-]*)\s*$")
+INLINE = re.compile(r"`(embellama [^`]+)`")
 
 
 @dataclass(frozen=True)
 class Snippet:
-    """`kind` is "sh" (one command), "python" or "toml" (a whole block)."""
+    """`kind` is "sh" (one command), "inline" (a command quoted in the prose), "python" or
+    "toml" (a whole block)."""
 
     kind: str
     text: str
@@ -24,7 +27,7 @@ class Snippet:
     block: int  # index of the fenced block it came from
 
     def words(self) -> list[str]:
-        """The command's words as the shell splits them, comments dropped ("sh" only)."""
+        """The command's words as the shell splits them, comments dropped (commands only)."""
         return shlex.split(self.text, comments=True)
 
     def label(self) -> str:
@@ -41,8 +44,24 @@ class _Block:
 
 
 def snippets(path: Path) -> list[Snippet]:
+    lines = path.read_text().splitlines()
+    blocks = _blocks(lines)
+    fenced = _fenced(lines, blocks)
+    out = [*_fenced_snippets(blocks), *_inline(lines, fenced, len(blocks))]
+    unique: list[Snippet] = []
+    for snippet in out:
+        if snippet.kind != "inline" or all(_words(snippet) != _words(s) for s in unique):
+            unique.append(snippet)
+    return unique
+
+
+def _words(snippet: Snippet) -> list[str]:
+    return snippet.words() if snippet.kind in ("sh", "inline") else [snippet.text]
+
+
+def _fenced_snippets(blocks: list[_Block]) -> list[Snippet]:
     out: list[Snippet] = []
-    for block in _blocks(path.read_text().splitlines()):
+    for block in blocks:
         if block.lang in SHELL:
             out.extend(_commands(block))
         elif block.lang in WHOLE:
@@ -54,6 +73,24 @@ def snippets(path: Path) -> list[Snippet]:
                 if text.lstrip().startswith("curl ")
             )
     return out
+
+
+def _fenced(lines: list[str], blocks: list[_Block]) -> set[int]:
+    """Line numbers inside fences, the fence lines included."""
+    return {n for b in blocks for n in range(b.line - 1, b.line + len(b.lines) + 1)}
+
+
+def _inline(lines: list[str], fenced: set[int], first_block: int) -> list[Snippet]:
+    """One pseudo-block each, so an inline `embellama serve` gets a server of its own."""
+    found = [
+        (number, match[1])
+        for number, text in enumerate(lines, start=1)
+        if number not in fenced
+        for match in INLINE.finditer(text)
+    ]
+    return [
+        Snippet("inline", text, number, first_block + k) for k, (number, text) in enumerate(found)
+    ]
 
 
 def _blocks(lines: list[str]) -> list[_Block]:
