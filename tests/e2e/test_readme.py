@@ -154,9 +154,12 @@ class Walk:
         if error:
             return error
         names = {model["name"] for model in tomllib.loads(snippet.text).get("models", [])}
-        served = {entry["id"] for entry in httpx.get(server.url + "/v1/models").json()["data"]}
-        missing = names - served
-        return self._stop(server) or (f"not served: {sorted(missing)}" if missing else "")
+        try:
+            listed = httpx.get(server.url + "/v1/models").json()["data"]
+        finally:
+            error = self._stop(server)
+        missing = names - {entry["id"] for entry in listed}
+        return error or (f"not served: {sorted(missing)}" if missing else "")
 
     def _start(self, command: str) -> ServerProcess:
         port = free_port()
