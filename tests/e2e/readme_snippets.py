@@ -28,7 +28,7 @@ class Snippet:
 
     def words(self) -> list[str]:
         """The command's words as the shell splits them, comments dropped (commands only)."""
-        return shlex.split(self.text, comments=True)
+        return _split(self.text)
 
     def label(self) -> str:
         first = self.text.strip().splitlines()[0] if self.text.strip() else ""
@@ -126,7 +126,7 @@ def _commands(block: _Block) -> list[Snippet]:
         joined = "\n".join(pending)
         if text.rstrip().endswith("\\") or not _complete(joined):
             continue
-        if shlex.split(joined, comments=True):
+        if _split(joined):
             commands.append(Snippet("sh", joined, start, block.index))
         pending = []
     if pending:
@@ -136,7 +136,12 @@ def _commands(block: _Block) -> list[Snippet]:
 
 def _complete(text: str) -> bool:
     try:
-        shlex.split(text, comments=True)
+        _split(text)
     except ValueError:  # "No closing quotation"
         return False
     return True
+
+
+def _split(text: str) -> list[str]:
+    """As bash reads it: a backslash-newline is no character at all."""
+    return shlex.split(text.replace("\\\n", ""), comments=True)

@@ -206,15 +206,18 @@ class Walk:
         return PORT_IN_TEXT.sub(f"127.0.0.1:{port}", self._substituted(text))
 
     def _check(self, argv: list[str], text: str) -> str:
-        done = subprocess.run(
-            argv,
-            cwd=self.cwd,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT_S,
-            check=False,
-        )
+        try:
+            done = subprocess.run(
+                argv,
+                cwd=self.cwd,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return f"still running after {COMMAND_TIMEOUT_S} s"
         if done.returncode == 0:
             return ""
         return f"exit {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
@@ -267,6 +270,40 @@ def test_tables_name_real_snippets() -> None:
     found = [snippet for document in DOCUMENTS for snippet in snippets(document)]
     for key in (*SKIPPED, *EXPECTED_FAILURES):
         assert sum(_starts(snippet, key) for snippet in found) == 1, key
+
+
+def test_snippets_are_commands_as_the_shell_reads_them(tmp_path: Path) -> None:
+    """Continuations and quoted newlines join; comments and indented fences are handled;
+    an inline command already fenced is not run twice."""
+    page = tmp_path / "page.md"
+    page.write_text(
+        "Run `embellama serve` or `embellama inspect x.gguf`.\n"
+        "```sh\n"
+        "embellama serve   # a comment\n"
+        'curl -s localhost:8080/v1/x -d \'{"a": 1,\n'
+        '  "b": 2}\'\n'
+        "embellama embed --input a.jsonl \\\n"
+        "    --output b.jsonl\n"
+        "# only a comment\n"
+        "```\n"
+        "- item\n"
+        "  ```python\n"
+        "  print('indented')\n"
+        "  ```\n"
+        "```text\n"
+        "curl -s localhost:8080/health\n"
+        "not a command\n"
+        "```\n"
+    )
+    found = [(s.kind, s.line, s.words() if s.kind != "python" else s.text) for s in snippets(page)]
+    assert found == [
+        ("sh", 3, ["embellama", "serve"]),
+        ("sh", 4, ["curl", "-s", "localhost:8080/v1/x", "-d", '{"a": 1,\n  "b": 2}']),
+        ("sh", 6, ["embellama", "embed", "--input", "a.jsonl", "--output", "b.jsonl"]),
+        ("python", 12, "print('indented')\n"),
+        ("sh", 15, ["curl", "-s", "localhost:8080/health"]),
+        ("inline", 1, ["embellama", "inspect", "x.gguf"]),
+    ]
 
 
 @pytest.mark.slow
