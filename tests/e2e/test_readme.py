@@ -222,6 +222,10 @@ class Walk:
         return f"exit {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
 
 
+def _is_knob(name: str) -> bool:
+    return name.startswith("EMBELLAMA_") and name != "EMBELLAMA_HOME"
+
+
 def _matching(table: dict[str, str], snippet: Snippet) -> str | None:
     return next((why for key, why in table.items() if _starts(snippet, key)), None)
 
@@ -257,8 +261,11 @@ def workdir(tmp_path_factory: pytest.TempPathFactory, minilm_gguf: Path) -> Path
 
 @pytest.fixture
 def walk(workdir: Path) -> Iterator[Walk]:
+    assert shutil.which("curl"), "the README's curl lines need curl (apt-get install curl)"
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    runner = Walk(workdir, {**os.environ, "PATH": path, "KEY": secrets.token_hex(16)})
+    # A newcomer's shell sets no EMBELLAMA_* knob; only where the default model lives.
+    clean = {k: v for k, v in os.environ.items() if not _is_knob(k)}
+    runner = Walk(workdir, {**clean, "PATH": path, "KEY": secrets.token_hex(16)})
     try:
         yield runner
     finally:
