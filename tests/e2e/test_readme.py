@@ -28,9 +28,10 @@ import signal
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pyarrow as pa
@@ -59,10 +60,14 @@ SKIPPED = {
     "pip install embellama ": "installs from PyPI; this is the installed package",
 }
 
-# The start of exactly one snippet's text -> the reason it fails today, for another branch.
+# The start of exactly one snippet's text -> (what its failure prints, why, who fixes it).
+# Failing otherwise, or passing, fails the test: the entry is then stale.
 EXPECTED_FAILURES = {
-    "embellama serve --help": "cli/options.py (i26a): --memory-limit's help says '80% of',"
-    " which argparse reads as a format ('TypeError: %o format'); write '80%%'",
+    "embellama serve --help": (
+        "TypeError: %o format",
+        "cli/options.py (i26a): --memory-limit's help says '80% of', which argparse reads"
+        " as a format; write '80%%'",
+    ),
 }
 
 # (pattern, replacement, why) applied to every command and python block.
@@ -73,6 +78,7 @@ SUBSTITUTIONS = (
     (r"\bembed \.\.\.", 'embed "some text"', "the prose elides the arguments"),
 )
 
+T = TypeVar("T")
 PORT_IN_TEXT = re.compile(r"\b(?:127\.0\.0\.1|localhost):8080\b")
 
 
@@ -89,7 +95,7 @@ class Outcome:
 
 @dataclass
 class Walk:
-    """Runs the README's snippets in order in `cwd`, keeping the block's first server up."""
+    """Runs a document's snippets in order in `cwd`, keeping a block's first server up."""
 
     cwd: Path
     env: dict[str, str]
@@ -105,14 +111,17 @@ class Walk:
             return
         error = self._attempt(snippet)
         expected = _matching(EXPECTED_FAILURES, snippet)
-        if expected is not None:
-            status, detail = (
-                ("expected failure", expected)
-                if error
-                else ("FAILED", f"passes now: remove its EXPECTED_FAILURES entry ({expected})")
-            )
-        else:
+        if expected is None:
             status, detail = ("FAILED", error) if error else ("ran", "")
+        elif not error:
+            status, detail = (
+                "FAILED",
+                f"passes now: remove its EXPECTED_FAILURES entry ({expected[1]})",
+            )
+        elif expected[0] not in error:
+            status, detail = "FAILED", f"fails otherwise than expected ({expected[1]}):\n{error}"
+        else:
+            status, detail = "expected failure", expected[1]
         self.outcomes.append(Outcome(self.document, snippet, status, detail))
 
     def close(self) -> None:
@@ -226,7 +235,7 @@ def _is_knob(name: str) -> bool:
     return name.startswith("EMBELLAMA_") and name != "EMBELLAMA_HOME"
 
 
-def _matching(table: dict[str, str], snippet: Snippet) -> str | None:
+def _matching(table: Mapping[str, T], snippet: Snippet) -> T | None:
     return next((why for key, why in table.items() if _starts(snippet, key)), None)
 
 
