@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.server import ServerProcess, free_port, serving
+from tests.fixtures.variants import retuned_copy
 
 GUIDE = Path(__file__).parents[2] / "docs" / "troubleshooting.md"
 SECTION = "## Refusals from the server's guards"
@@ -114,6 +119,30 @@ def test_request_refusals_are_documented(guarded: ServerProcess) -> None:
     assert redis_outage, guarded.log()
     seen.append(redis_outage[0])
     assert not _undocumented(seen), _undocumented(seen)
+
+
+@pytest.mark.slow
+def test_a_refused_worker_is_documented(
+    minilm_gguf: Path, server_logs: Path, tmp_path: Path
+) -> None:
+    """The file swapped under a running server, then its worker restarted."""
+    served = Path(shutil.copy2(minilm_gguf, tmp_path / "served.gguf"))
+    args = ["--model-path", str(served), "--model-name", "m", "--workers", "1"]
+    with serving([*args, "--admin-key", ADMIN_KEY], server_logs) as server:
+        os.replace(retuned_copy(served, tmp_path / "incoming.gguf"), served)
+        os.kill(_worker(server)["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while (row := _worker(server))["state"] != "refused":
+            assert time.monotonic() < deadline, f"never refused: {row}\n{server.log()}"
+            time.sleep(0.1)
+        assert not _undocumented([row["error"]]), row["error"]
+
+
+def _worker(server: ServerProcess) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    shown = httpx.get(server.url + "/admin/workers", headers=headers).json()
+    row: dict[str, Any] = shown["m"][0]
+    return row
 
 
 def test_placeholders_stand_for_any_value() -> None:
