@@ -33,7 +33,8 @@ def _templates() -> list[re.Pattern[str]]:
     section = GUIDE.read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
     rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| ")]
     quoted = [span for row in rows for span in re.findall(r"`([^`]+)`", row)]
-    return [re.compile(_pattern(text)) for text in quoted]
+    # A message has words; a lone name (`refused`, a code, a route) would match anything.
+    return [re.compile(_pattern(text)) for text in quoted if len(text.split()) >= 3]
 
 
 def _pattern(text: str) -> str:
