@@ -23,7 +23,7 @@ from tests.fixtures.variants import retuned_copy
 
 GUIDE = Path(__file__).parents[2] / "docs" / "troubleshooting.md"
 SECTION = "## Refusals from the server's guards"
-PLACEHOLDERS = ("N", "M", "A", "B", "W", "X", "P", "F1", "F2", "URL", "OUTPUT")
+PLACEHOLDERS = ("N", "M", "A", "B", "W", "X", "P", "F", "F1", "F2", "URL", "OUTPUT")
 API_KEY = "readme-api-key-0123456789"
 ADMIN_KEY = "readme-admin-key-0123456789"
 
