@@ -62,13 +62,7 @@ SKIPPED = {
 
 # The start of exactly one snippet's text -> (what its failure prints, why, who fixes it).
 # Failing otherwise, or passing, fails the test: the entry is then stale.
-EXPECTED_FAILURES = {
-    "embellama serve --help": (
-        "TypeError: %o format",
-        "cli/options.py (i26a): --memory-limit's help says '80% of', which argparse reads"
-        " as a format; write '80%%'",
-    ),
-}
+EXPECTED_FAILURES: dict[str, tuple[str, str]] = {}
 
 # (pattern, replacement, why) applied to every command and python block.
 SUBSTITUTIONS = (
