@@ -191,7 +191,7 @@ def test_request_timeout_bounds_a_single_flight_waiter(minilm_gguf: Path) -> Non
 
 
 def test_a_drain_that_times_out_fails_what_is_still_waiting(minilm_gguf: Path) -> None:
-    async def scenario() -> tuple[bool, object, float]:
+    async def scenario() -> tuple[str, object, float]:
         config = ModelConfig(path=minilm_gguf, name="m")
         state = ServerState(Deployment(models=((config, ServiceLimits()),)))
         await state.start()
@@ -208,6 +208,6 @@ def test_a_drain_that_times_out_fails_what_is_still_waiting(minilm_gguf: Path) -
             await state.stop()
 
     idle, error, answered = asyncio.run(scenario())
-    assert idle is False
+    assert idle == "timeout"
     assert isinstance(error, NoWorkerError) and "drain timeout" in str(error)
     assert answered < 1.0
