@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from embellama.cli import embed, inspect, models, serve
 from embellama.errors import EmbellamaError
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main", "parse_args"]
 
 _LOG_LEVELS = ["debug", "info", "warning", "error"]
 _LOG_HELP = "Log level; llama.cpp's own messages show at 'debug'."
@@ -88,13 +88,18 @@ def _add_global_options(parser: argparse.ArgumentParser) -> None:
                 _add_global_options(nested)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
-    level = args.global_log_level
-    if level is not None and getattr(args, "log_level", "") is None:
-        args.log_level = level  # `embellama --log-level debug serve`: serve's own option
+    if args.global_log_level is not None and getattr(args, "log_level", "") is None:
+        args.log_level = args.global_log_level  # `embellama --log-level debug serve`
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(
-        level=(level or "warning").upper(), format="%(levelname)s %(name)s: %(message)s"
+        level=(args.global_log_level or "warning").upper(),
+        format="%(levelname)s %(name)s: %(message)s",
     )
     try:
         return int(args.handler(args))

@@ -57,7 +57,8 @@ class Option:
     multiple: bool = False
     # A flag without a value (`--allow-unverified-architecture`); true/false elsewhere.
     switch: bool = False
-    # A key: its value never appears in an error, and an empty entry is refused, not skipped.
+    # A key (or a URL with a password): its value never appears in an error, and an empty
+    # entry of a repeated option is refused, not skipped.
     secret: bool = False
     # Read once at start (the socket, the cache, logging): a reload reports a new value
     # as needing a restart instead of showing it as in force.
@@ -311,6 +312,7 @@ CACHE_OPTIONS = (
         "redis://host:port/db: a second cache tier shared by replicas (memory stays in "
         "front). If Redis is down or slow the server computes instead; clients see no error.",
         parse=_redis_url,
+        secret=True,  # redis://user:password@host: a bad value is not repeated
         restart=True,
         default_text="none (memory only)",
     ),

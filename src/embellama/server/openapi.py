@@ -476,7 +476,8 @@ def _paths() -> dict[str, Schema]:
         "/admin/config": _admin("get", "Settings in force, secrets masked"),
         "/admin/workers": _admin("get", "Worker processes per model"),
         "/admin/reload": _admin("post", "Re-read the config file and install it"),
-        "/admin/drain": _admin("post", "Stop accepting work; answer when idle"),
+        "/admin/drain": _admin("post", "Stop accepting work (503 draining); answer when idle"),
+        "/admin/undrain": _admin("post", "Accept work again after a drain"),
         "/admin/cache/clear": _admin(
             "post",
             "Clear cached vectors (all, or one model)",
