@@ -70,7 +70,7 @@ def test_several_models_split_the_cores_between_all_their_workers(
     plans = load_plan(parse_serve_args([]), config).models
     workers = [plan.limits.workers for plan in plans]
     assert workers == [max(1, default_workers(0) // 2)] * 2
-    threads = sum(plan.config.n_threads * plan.limits.workers for plan in plans)
+    threads = sum((plan.config.n_threads or 0) * plan.limits.workers for plan in plans)
     assert threads <= max(CORES, sum(workers)), (workers, [p.config.n_threads for p in plans])
 
 
