@@ -421,7 +421,7 @@ def _paths() -> dict[str, Schema]:
                 "summary": "Can serve now (503 while starting, draining or full)",
                 "responses": {
                     "200": _ok(_ref("Object")),
-                    "503": _ok(_ref("Object"), "Not ready"),
+                    "503": _ok(_ref("Object"), "Not ready; `reason` says why"),
                 },
             }
         },
