@@ -126,12 +126,26 @@ def _positive_float(text: str) -> float:
 
 
 def _redis_url(text: str) -> str:
-    """redis://, rediss:// or unix://: anything else would fail later, in a traceback."""
+    """A URL the Redis client accepts, checked by it (scheme, port, db) here: anything
+    else would fail later, in a traceback. Its messages never quote the URL."""
+    from redis.asyncio.connection import parse_url
+
     scheme = text.partition("://")[0].lower() if "://" in text else ""
     if scheme not in ("redis", "rediss", "unix"):
         raise argparse.ArgumentTypeError(
             "expected redis://host:port/db, rediss://... or unix:///path"
         )
+    try:
+        parse_url(text)
+    except ValueError as exc:  # "Port out of range 0-65535", an invalid db or query value
+        raise argparse.ArgumentTypeError(f"not a valid Redis URL: {exc}") from None
+    return text
+
+
+def _not_empty(text: str) -> str:
+    """An empty host would listen on every interface; an empty namespace, share keys."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
     return text
 
 
@@ -342,6 +356,7 @@ CACHE_OPTIONS = (
         "cache-namespace",
         "Prefix of this deployment's Redis keys, so several can share one Redis.",
         default="embellama",
+        parse=_not_empty,
         restart=True,
     ),
 )
@@ -356,7 +371,13 @@ SERVER_OPTIONS = (
         parse=Path,
         default_text="none",
     ),
-    Option("host", "Address to listen on; loopback by default.", default="127.0.0.1", restart=True),
+    Option(
+        "host",
+        "Address to listen on; loopback by default.",
+        default="127.0.0.1",
+        parse=_not_empty,
+        restart=True,
+    ),
     Option("port", "TCP port, 1 to 65535.", default=8080, parse=_port, restart=True),
     Option(
         "workers",
