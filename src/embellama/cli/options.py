@@ -387,7 +387,8 @@ SERVER_OPTIONS = (
         "worker's threads, measured 1.09-1.11x one 2-thread worker at 16 clients on 2 "
         "cores and alone as fast (bench/results.md); on a GPU each worker would hold its "
         "own copy of the weights. A causal model's context (KV cache) is per worker: for "
-        "long contexts set --workers 1 or --n-ctx.",
+        "long contexts set --workers 1 or --n-ctx. Also applies to a config file's "
+        "[[models]] without their own `workers`.",
         parse=_positive_int,
         default_text="2 on a CPU with 2 or more cores, shared by the [[models]] of a config "
         "file (at least 1 each); 1 with --n-gpu-layers",
