@@ -25,6 +25,7 @@ status codes in a single table.
         ├── OverloadedError          the queue is full; retry after a moment
         ├── RequestTimeoutError      the work did not finish within the request timeout
         ├── NoWorkerError            no live worker can run the work
+        ├── DrainingError            the server was drained and takes no new work
         ├── EngineClosedError        a call on an engine after close()
         ├── ModelUnloadingError      the model is being unloaded or replaced
         ├── CacheUnavailableError    the shared cache (Redis) failed an operation it must do
@@ -37,6 +38,7 @@ __all__ = [
     "CacheUnavailableError",
     "ConfigError",
     "DefaultModelNotPreparedError",
+    "DrainingError",
     "EmbellamaError",
     "EmptyInputError",
     "EngineClosedError",
@@ -199,6 +201,10 @@ class RequestTimeoutError(ServiceError):
 
 class NoWorkerError(ServiceError):
     """No live worker can run the work (all crashed, or a retry crashed again)."""
+
+
+class DrainingError(ServiceError):
+    """The server was drained (`POST /admin/drain`) and refuses new work until undrained."""
 
 
 class EngineClosedError(ServiceError):

@@ -275,7 +275,7 @@ def _unfinished(command: list[str], output: Path) -> None:
 @pytest.mark.parametrize(
     ("flags", "named"),
     [
-        (("--add-eos", "true"), "add_eos: None -> True"),
+        (("--add-eos",), "add_eos: None -> True"),
         (("--n-ctx", "128"), "n_ctx: None -> 128"),
         (("--normalization", "none"), "normalization: 'l2' -> 'none'"),
     ],

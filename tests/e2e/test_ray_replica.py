@@ -64,3 +64,11 @@ def test_a_replica_with_a_config_file_starts_off_the_main_thread_in_its_cpus(
     assert len(seen["workers"]["m"]) == 1, seen["workers"]
     with pytest.raises(ConfigError, match="workers=3 must be between 1 and"):
         replica_flags(2, {"workers": 3})
+
+
+def test_switches_become_flags_without_a_value() -> None:
+    """`serve run ... metrics_auth=true` passes the text "true"; a switch takes none."""
+    flags = replica_flags(1, {"metrics_auth": "true", "add_eos": False, "port": 9000})
+    assert flags[4:] == ["--metrics-auth", "--no-add-eos", "--port", "9000"]
+    with pytest.raises(ConfigError, match="metrics_auth='maybe': expected true or false"):
+        replica_flags(1, {"metrics_auth": "maybe"})

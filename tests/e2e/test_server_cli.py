@@ -34,6 +34,9 @@ def test_invalid_values_fail_at_start_in_one_line() -> None:
         (["--log-format", "xml"], {}, "invalid choice: 'xml'"),
         ([], {"EMBELLAMA_QUEUE_SIZE": "lots"}, "invalid EMBELLAMA_QUEUE_SIZE='lots'"),
         (["--model-path", "/missing.gguf"], {}, "model file not found: /missing.gguf"),
+        (["--port", "99999"], {}, "argument --port: must be between 1 and 65535, got 99999"),
+        (["--cache-url", "http://x"], {}, "argument --cache-url: expected redis://"),
+        ([], {"EMBELLAMA_CACHE_URL": "http://x"}, "invalid EMBELLAMA_CACHE_URL: expected"),
     ]:
         done = subprocess.run(
             [sys.executable, "-m", "embellama.cli.main", "serve", *args],

@@ -225,7 +225,7 @@ def test_lifecycle_chaos_never_kills_the_server(
         )
         workers = httpx.get(server.url + "/admin/workers", headers=ADMIN, timeout=30).json()
         restarts = sum(w["restarts"] for slots in workers.values() for w in slots)
-        # Drain last (it cannot be undone): idle, then new work is refused with a 503.
+        # Drain last: idle, then new work is refused with a 503 until an undrain.
         drained = httpx.post(server.url + "/admin/drain", headers=ADMIN, timeout=60)
         refused = httpx.post(server.url + "/v1/embeddings", json={"input": "x"}, timeout=30)
         print(
@@ -242,7 +242,7 @@ def test_lifecycle_chaos_never_kills_the_server(
         for route in ROUTES:  # every route was served between the changes
             assert chaos.statuses[(route, 200, None)] > 0, route
         assert drained.status_code == 200 and drained.json()["status"] == "idle"
-        assert refused.status_code == 503
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "draining"
 
 
 def _by_status(chaos: Chaos) -> Counter[str]:

@@ -70,7 +70,7 @@ def test_add_eos_through_the_server(
         assert with_eos.tokenize(texts[0])[-1] == 2  # </s>
     with EmbeddingEngine.from_path(llama.gguf) as plain:
         without = plain.embed(texts)
-    args = ["--model-path", str(llama.gguf), "--model-name", "tiny", "--add-eos", "true"]
+    args = ["--model-path", str(llama.gguf), "--model-name", "tiny", "--add-eos"]
     with serving([*args, "--cache-size", "0"], server_logs) as server:
         client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
         got = np.array(

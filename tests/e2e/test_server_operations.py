@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,6 +95,20 @@ def test_keys_never_leak(secured: ServerProcess) -> None:
     log = secured.log()
     assert all(key not in log for key in KEYS)
     assert '"request_id"' in log and '"status": 401' in log
+
+
+def test_json_log_lines_are_plain_and_access_lines_name_the_client(
+    secured: ServerProcess,
+) -> None:
+    """uvicorn's records carry `color_message` (ANSI escapes); a log pipeline gets none."""
+    assert httpx.get(secured.url + "/health").status_code == 200
+    time.sleep(0.2)
+    entries = [json.loads(line) for line in secured.log().splitlines() if line.startswith("{")]
+    assert any(e["logger"].startswith("uvicorn") for e in entries)
+    assert not [e for e in entries if "color_message" in e or "\x1b" in json.dumps(e)]
+    access = [e for e in entries if e["logger"] == "embellama.access"]
+    assert access and all(e["client"] for e in access)
+    assert any(e["path"] == "/health" and e["client"] == "addr:127.0.0.1" for e in access)
 
 
 def test_rate_limit_then_recovery(secured: ServerProcess) -> None:

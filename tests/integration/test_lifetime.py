@@ -191,7 +191,7 @@ def test_request_timeout_bounds_a_single_flight_waiter(minilm_gguf: Path) -> Non
 
 
 def test_a_drain_that_times_out_fails_what_is_still_waiting(minilm_gguf: Path) -> None:
-    async def scenario() -> tuple[bool, object, float]:
+    async def scenario() -> tuple[str, object, float]:
         config = ModelConfig(path=minilm_gguf, name="m")
         state = ServerState(Deployment(models=((config, ServiceLimits()),)))
         await state.start()
@@ -208,6 +208,51 @@ def test_a_drain_that_times_out_fails_what_is_still_waiting(minilm_gguf: Path) -
             await state.stop()
 
     idle, error, answered = asyncio.run(scenario())
-    assert idle is False
+    assert idle == "timeout"
     assert isinstance(error, NoWorkerError) and "drain timeout" in str(error)
     assert answered < 1.0
+
+
+def test_an_undrain_after_a_timed_out_drain_serves_again(minilm_gguf: Path) -> None:
+    """The timed-out drain closed the model's queue; the undrain opens it again."""
+
+    async def scenario() -> tuple[str, int]:
+        config = ModelConfig(path=minilm_gguf, name="m")
+        state = ServerState(Deployment(models=((config, ServiceLimits()),)))
+        await state.start()
+        served = state.embedder("m")
+        try:
+            with decodes_stalled(served):
+                stuck = asyncio.create_task(served.embed(["stuck"], EmbedOptions()))
+                await _until(lambda: served.scheduler.queued_requests == 1)
+                status = await state.drain(timeout=0.2)
+                await asyncio.gather(stuck, return_exceptions=True)
+            assert state.undrain() is True and not state.draining
+            result = await asyncio.wait_for(served.embed(["again"], EmbedOptions()), 10)
+            return status, len(result.vectors)
+        finally:
+            await state.stop()
+
+    assert asyncio.run(scenario()) == ("timeout", 1)
+
+
+def test_an_undrain_during_a_drain_ends_it_without_failing_the_work(minilm_gguf: Path) -> None:
+    async def scenario() -> tuple[str, int]:
+        config = ModelConfig(path=minilm_gguf, name="m")
+        state = ServerState(Deployment(models=((config, ServiceLimits()),)))
+        await state.start()
+        served = state.embedder("m")
+        try:
+            with decodes_stalled(served):
+                stuck = asyncio.create_task(served.embed(["waits"], EmbedOptions()))
+                await _until(lambda: served.scheduler.queued_requests == 1)
+                draining = asyncio.create_task(state.drain(timeout=30))
+                await _until(lambda: state.draining)
+                state.undrain()
+                status = await asyncio.wait_for(draining, 5)
+            result = await asyncio.wait_for(stuck, 10)
+            return status, len(result.vectors)
+        finally:
+            await state.stop()
+
+    assert asyncio.run(scenario()) == ("undrained", 1)

@@ -206,6 +206,11 @@ class Scheduler:
         self._lanes.small.clear()
         self._lanes.bulk.clear()
 
+    def reopen(self) -> None:
+        """Take work again after a `close` whose backend kept running (a drain that timed
+        out, then an undrain); never after a stop, whose workers are gone."""
+        self._closed = None
+
     async def run(self, sequences: Sequence[TokenIds], pooling: Pooling) -> Scheduled:
         """Queue `sequences` and wait for their outputs, in the order given."""
         if self._closed is not None:

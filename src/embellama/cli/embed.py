@@ -107,7 +107,12 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     add_options(parser, MODEL_OPTIONS, "model")
-    add_options(parser, CACHE_OPTIONS, "cache (off unless --cache-size or --cache-url is given)")
+    add_options(
+        parser,
+        CACHE_OPTIONS,
+        "cache (off unless --cache-size or --cache-url is given)",
+        {"cache-size": "0 (off); 256MB in front of --cache-url"},
+    )
     parser.set_defaults(handler=run)
 
 

@@ -8,6 +8,7 @@ repeated in that line.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,11 +57,14 @@ class Option:
     multiple: bool = False
     # A flag without a value (`--allow-unverified-architecture`); true/false elsewhere.
     switch: bool = False
-    # A key: its value never appears in an error, and an empty entry is refused, not skipped.
+    # A key (or a URL with a password): its value never appears in an error, and an empty
+    # entry of a repeated option is refused, not skipped.
     secret: bool = False
     # Read once at start (the socket, the cache, logging): a reload reports a new value
     # as needing a restart instead of showing it as in force.
     restart: bool = False
+    # What `--help` says the default is, where `default` cannot say it (None, computed).
+    default_text: str | None = None
 
     @property
     def dest(self) -> str:
@@ -91,14 +95,58 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _in_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An integer parser refusing what lies outside low..high, the bounds in its message."""
+
+    def parse(text: str) -> int:
+        value = _integer(text)
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+# A TCP port: 0 would let the OS pick one while the log names port 0, and the kernel
+# truncates 99999 to a random-looking 34463.
+_port = _in_range(1, 65535)
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):  # 1e999 is inf: a timeout or a wait that never ends
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
+
+
+def _redis_url(text: str) -> str:
+    """A URL the Redis client accepts, checked by it (scheme, port, db) here: anything
+    else would fail later, in a traceback. Its messages never quote the URL."""
+    from redis.asyncio.connection import parse_url
+
+    scheme = text.partition("://")[0].lower() if "://" in text else ""
+    if scheme not in ("redis", "rediss", "unix"):
+        raise argparse.ArgumentTypeError(
+            "expected redis://host:port/db, rediss://... or unix:///path"
+        )
+    try:
+        parse_url(text)
+    except ValueError as exc:  # "Port out of range 0-65535", an invalid db or query value
+        raise argparse.ArgumentTypeError(f"not a valid Redis URL: {exc}") from None
+    return text
+
+
+def _not_empty(text: str) -> str:
+    """An empty host would listen on every interface; an empty namespace, share keys."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
 
 
 def _key(text: str) -> str:
@@ -128,20 +176,27 @@ def _boolean(text: str) -> bool:
 MODEL_OPTIONS = (
     Option(
         "model-path",
-        f"GGUF file to serve (default: the built-in {DEFAULT_MODEL_NAME}).",
+        "GGUF file to serve.",
         parse=Path,
+        default_text=f"the built-in {DEFAULT_MODEL_NAME}",
     ),
     Option(
         "model-name",
-        "Name clients pass as `model` (default: the file name; "
-        f"{DEFAULT_MODEL_NAME} for the built-in model).",
+        "Name clients pass as `model`.",
+        default_text=f"the file name; {DEFAULT_MODEL_NAME} for the built-in model",
     ),
-    Option("model-alias", "Another name the model answers to; repeat for several.", multiple=True),
+    Option(
+        "model-alias",
+        "Another name the model answers to; repeat for several.",
+        multiple=True,
+        default_text="none",
+    ),
     Option(
         "model-kind",
-        "What the file must be: 'embedding' or 'rerank' (a cross-encoder). Default: "
-        "whatever it is; a mismatch fails the load.",
+        "What the file must be: 'embedding' or 'rerank' (a cross-encoder); a mismatch "
+        "fails the load.",
         choices=[k.value for k in ModelKind],
+        default_text="whatever the file is",
     ),
     Option(
         "allow-unverified-architecture",
@@ -153,9 +208,9 @@ MODEL_OPTIONS = (
     ),
     Option(
         "pooling",
-        "Override the GGUF header's pooling (default: the header's; decoders "
-        "without one use the last token).",
+        "Override the GGUF header's pooling.",
         choices=[p.value for p in Pooling if p is not Pooling.RANK],
+        default_text="the header's; decoders without one use the last token",
     ),
     Option(
         "normalization",
@@ -166,65 +221,71 @@ MODEL_OPTIONS = (
     Option("norm-p", "p for --normalization p_norm.", default=2.0, parse=_positive_float),
     Option(
         "threads-per-worker",
-        "llama.cpp threads in each worker (default: all cores / workers). Keep workers x "
-        "threads at or below the cores: ggml's threads wait on each other at every step, so "
-        "one preempted thread stalls the whole decode (bench/results.md).",
+        "llama.cpp threads in each worker. Keep workers x threads at or below the cores: "
+        "ggml's threads wait on each other at every step, so one preempted thread stalls "
+        "the whole decode (bench/results.md).",
         parse=_positive_int,
+        default_text="the cores divided by the workers (in a server, of every model)",
     ),
     Option(
         "n-ctx",
-        "Most tokens per input (default and upper bound: the model's context).",
+        "Most tokens per input; the model's context is the upper bound.",
         parse=_positive_int,
+        default_text="the model's context",
     ),
     Option(
         "n-gpu-layers",
         "Layers to offload to a GPU build of llama.cpp (-1 = all).",
         default=0,
-        parse=int,
+        parse=_in_range(-1),
     ),
     Option(
         "query-prefix",
-        'Text put in front of inputs sent with input_type "query" (e5: "query: "). '
-        "Default: the built-in table's prefix for this model's family, if any.",
+        'Text put in front of inputs sent with input_type "query" (e5: "query: ").',
+        default_text="the built-in table's prefix for this model's family, if any",
     ),
     Option(
         "document-prefix",
         'Text put in front of inputs sent with input_type "document" (e5: "passage: ").',
+        default_text="the built-in table's prefix for this model's family, if any",
     ),
     Option(
         "instruction-template",
         'For instruction-following models: "Instruct: {instruction}\\nQuery:"; a request\'s '
         "`instruction` fills it in front of queries.",
+        default_text="none",
     ),
     Option(
         "add-eos",
         "Append the vocabulary's EOS to every text: last-token embedders (Qwen3-Embedding) "
-        "are trained with it. Default: as the GGUF's add-EOS flag says. Token-id inputs "
-        "never get one.",
+        "are trained with it; --no-add-eos never appends it. Token-id inputs never get one.",
         parse=_boolean,
+        switch=True,
+        default_text="as the GGUF's add-EOS flag says",
     ),
     Option(
         "cache-version",
         "Name this model's cached vectors (memory and Redis) by this label instead of the "
         "file's content fingerprint: replicas with the same label and pooling share "
-        "entries whatever their files. Change it whenever the vectors change. Default: "
-        "the fingerprint, so only the same file shares entries.",
+        "entries whatever their files. Change it whenever the vectors change.",
+        default_text="the file's content fingerprint, so only the same file shares entries",
     ),
     Option(
         "max-batch-tokens",
         "Token budget of one llama.cpp decode. On CPU bigger is not "
         "faster: attention cost grows with the whole batch, and 256 measured best "
-        f"(bench/batch_budget.md). Default {DEFAULT_MAX_BATCH_TOKENS}; "
-        f"{SERVING_MAX_BATCH_TOKENS} for a server with several workers, where a full "
-        "batch of short requests is then queued in a busy worker's pipe and short queries "
-        "wait less behind bulk work (16 clients: 1.06x; bench/notes.md).",
+        "(bench/batch_budget.md). A server with several workers uses less: a full batch "
+        "of short requests is then queued in a busy worker's pipe and short queries wait "
+        "less behind bulk work (16 clients: 1.06x; bench/notes.md).",
         parse=_positive_int,
+        default_text=f"{DEFAULT_MAX_BATCH_TOKENS}; {SERVING_MAX_BATCH_TOKENS} for a server "
+        "with several workers",
     ),
     Option(
         "max-batch-sequences",
-        f"Most inputs in one decode (llama.cpp allows 256). Default {DEFAULT_MAX_BATCH_SEQUENCES}.",
+        "Most inputs in one decode, 1 to 256 (llama.cpp's limit).",
         default=DEFAULT_MAX_BATCH_SEQUENCES,
-        parse=_positive_int,
+        parse=_in_range(1, 256),
     ),
 )
 
@@ -255,7 +316,7 @@ CACHE_OPTIONS = (
         "cache-size",
         "Memory for the embedding cache (LRU, counted in bytes of keys, vectors and "
         "overhead), e.g. 256MB or 1GiB; 0 turns it off. A hit costs a dict lookup instead "
-        "of a decode; repeated queries and re-ingested documents are common. Default 256MB.",
+        "of a decode; repeated queries and re-ingested documents are common.",
         default="256MB",
         parse=_size,
         restart=True,
@@ -264,26 +325,29 @@ CACHE_OPTIONS = (
         "cache-url",
         "redis://host:port/db: a second cache tier shared by replicas (memory stays in "
         "front). If Redis is down or slow the server computes instead; clients see no error.",
+        parse=_redis_url,
+        secret=True,  # redis://user:password@host: a bad value is not repeated
         restart=True,
+        default_text="none (memory only)",
     ),
     Option(
         "cache-ttl",
-        "Seconds a vector lives in Redis, at least 1. Default 604800 (7 days).",
+        "Seconds a vector lives in Redis, at least 1.",
         default=604800.0,
         parse=_ttl_seconds,
+        default_text="604800 (7 days)",
     ),
     Option(
         "cache-read-timeout",
         "Seconds a Redis lookup may take before it counts as a miss, for a small one; "
         "each MiB of vectors it fetches adds 50 ms (a 2,048 x 1,024-dim MGET is 8 MiB). "
-        "Short, because a miss only costs a decode. Default 0.02.",
+        "Short, because a miss only costs a decode.",
         default=0.02,
         parse=_positive_float,
     ),
     Option(
         "cache-write-timeout",
-        "Seconds a Redis write-behind may take, plus 50 ms per MiB; it never delays a "
-        "response. Default 0.1.",
+        "Seconds a Redis write-behind may take, plus 50 ms per MiB; it never delays a response.",
         default=0.1,
         parse=_positive_float,
         restart=True,
@@ -292,6 +356,7 @@ CACHE_OPTIONS = (
         "cache-namespace",
         "Prefix of this deployment's Redis keys, so several can share one Redis.",
         default="embellama",
+        parse=_not_empty,
         restart=True,
     ),
 )
@@ -300,21 +365,33 @@ SERVER_OPTIONS = (
     Option(
         "config",
         "TOML file with [server] settings, [[models]] and [[keys]]; flags and "
-        "EMBELLAMA_* variables override it. Reloaded on SIGHUP and POST /admin/reload.",
+        "EMBELLAMA_* variables override its [server] settings; model flags cannot be "
+        "combined with its [[models]]. Relative paths in it are relative to its folder. "
+        "Reloaded on SIGHUP and POST /admin/reload.",
         parse=Path,
+        default_text="none",
     ),
-    Option("host", "Address to listen on; loopback by default.", default="127.0.0.1", restart=True),
-    Option("port", "TCP port.", default=8080, parse=_integer, restart=True),
+    Option(
+        "host",
+        "Address to listen on; loopback by default.",
+        default="127.0.0.1",
+        parse=_not_empty,
+        restart=True,
+    ),
+    Option("port", "TCP port, 1 to 65535.", default=8080, parse=_port, restart=True),
     Option(
         "workers",
         "Worker processes, each with its own llama.cpp context (weights are memory-mapped, "
-        "so shared); a crash in one never takes the server down. Default: 2 on a CPU with "
-        "2 or more cores, each with half the threads, and a batch that is all the work "
-        "there is borrows the idle worker's threads (at 16 clients on 2 cores 1.09-1.11x one "
-        "2-thread worker, alone as fast: bench/results.md); 1 with --n-gpu-layers (each "
-        "worker would hold its own copy of the weights in GPU memory). A causal model's "
-        "context (KV cache) is per worker: for long contexts set --workers 1 or --n-ctx.",
+        "so shared); a crash in one never takes the server down. Two workers each with half "
+        "the threads, where a batch that is all the work there is borrows the idle "
+        "worker's threads, measured 1.09-1.11x one 2-thread worker at 16 clients on 2 "
+        "cores and alone as fast (bench/results.md); on a GPU each worker would hold its "
+        "own copy of the weights. A causal model's context (KV cache) is per worker: for "
+        "long contexts set --workers 1 or --n-ctx. Also applies to a config file's "
+        "[[models]] without their own `workers`.",
         parse=_positive_int,
+        default_text="2 on a CPU with 2 or more cores, shared by the [[models]] of a config "
+        "file (at least 1 each); 1 with --n-gpu-layers",
     ),
     Option(
         "memory-limit",
@@ -322,8 +399,9 @@ SERVER_OPTIONS = (
         "buffers and weights, estimated from the GGUF header before anything is "
         "allocated). A default context that would need more is lowered to the largest "
         "power of two that fits, with a warning; an --n-ctx that cannot fit fails at "
-        "start. Default: 0.8 x the memory available (cgroup limit included).",
+        "start.",
         parse=_positive_size,
+        default_text="80% of the memory available (cgroup limit included)",
     ),
     Option(
         "queue-size",
@@ -336,14 +414,14 @@ SERVER_OPTIONS = (
         "queue-tokens",
         "Tokens queued or running at once, per model: bounds the memory a full queue "
         "holds whatever the request sizes (256 x 2048-input requests would be GBs); "
-        "beyond it 429 with Retry-After. Default 1,048,576.",
+        "beyond it 429 with Retry-After.",
         default=1 << 20,
         parse=_positive_int,
     ),
     Option(
         "bulk-max-wait",
         "Seconds a large request may wait behind a stream of small ones before it goes "
-        "next (small requests go first so interactive queries stay fast). Default 0.5.",
+        "next (small requests go first so interactive queries stay fast).",
         default=0.5,
         parse=_positive_float,
     ),
@@ -372,71 +450,81 @@ SERVER_OPTIONS = (
     ),
     Option(
         "max-body-bytes",
-        "Largest request body; larger ones get 413.",
+        "Largest request body, e.g. 16MiB or a byte count; larger ones get 413.",
         default=16 * 1024 * 1024,
-        parse=_positive_int,
+        parse=_positive_size,
     ),
     Option(
         "max-tokenize-tokens",
         "Most token ids one /tokenize answer or /detokenize request may hold; more is a "
         "413. Bounds their memory: with pieces a token costs ~60 bytes of server heap "
-        "(README: Limits). Default 262,144.",
+        "(README: Limits).",
         default=1 << 18,
         parse=_positive_int,
     ),
     Option(
         "max-instruction-length",
         "Most characters in a request's `instruction` (400 beyond): it is tokenized in "
-        "front of every input of the request. Default 2048.",
+        "front of every input of the request.",
         default=2048,
         parse=_positive_int,
     ),
     Option(
         "api-key",
         "Require 'Authorization: Bearer <key>'; repeat for several keys (env: "
-        "comma-separated). None by default, fine on loopback. At least 16 visible ASCII "
-        "characters: an empty or short key (an unset variable) fails the start.",
+        "comma-separated). At least 16 visible ASCII characters: an empty or short key "
+        "(an unset variable) fails the start.",
         parse=_key,
         multiple=True,
         secret=True,
+        default_text="none, fine on loopback",
     ),
     Option(
         "admin-key",
         "Key for the /admin API (reload, load/unload models, drain, workers); "
-        "repeat for several; at least 16 characters, like --api-key. Without one the "
-        "admin API is off.",
+        "repeat for several; at least 16 characters, like --api-key.",
         parse=_key,
         multiple=True,
         secret=True,
+        default_text="none: the admin API is off",
     ),
-    Option("api-key-file", "File with one API key per line, added to --api-key.", parse=Path),
+    Option(
+        "api-key-file",
+        "File with one API key per line, added to --api-key.",
+        parse=Path,
+        default_text="none",
+    ),
     Option(
         "models-dir",
-        "Directory that model files loaded through the admin API must lie under "
-        "(default: $EMBELLAMA_HOME/models, where the built-in model lives). Other paths "
-        "are refused with one message that says nothing about the file.",
+        "Directory that model files loaded through the admin API must lie under. Other "
+        "paths are refused with one message that says nothing about the file.",
         parse=Path,
+        default_text="$EMBELLAMA_HOME/models, where the built-in model lives",
     ),
     Option(
         "rate-limit-rps",
         "Requests per second per key (per client address without keys); "
-        "beyond it 429 with Retry-After. Default: unlimited.",
+        "beyond it 429 with Retry-After.",
         parse=_positive_float,
+        default_text="unlimited",
     ),
     Option(
         "rate-limit-tpm",
-        "Tokens per minute per key, charged after each request. Default: unlimited.",
+        "Tokens per minute per key, charged after each request.",
         parse=_positive_float,
+        default_text="unlimited",
     ),
     Option(
         "metrics-auth",
-        "Require an API key for /metrics too (default: public, like /health and /ready).",
+        "Require an API key for /metrics too; without it /metrics is public, like /health "
+        "and /ready.",
         default=False,
         parse=_boolean,
+        switch=True,
     ),
     Option(
         "log-level",
-        "debug, info, warning or error.",
+        "debug, info, warning or error; llama.cpp's own messages show at debug.",
         default="info",
         parse=_log_level,
         restart=True,
@@ -451,13 +539,29 @@ SERVER_OPTIONS = (
 )
 
 
-def add_options(parser: argparse.ArgumentParser, options: Sequence[Option], title: str) -> None:
+def add_options(
+    parser: argparse.ArgumentParser,
+    options: Sequence[Option],
+    title: str,
+    shown_defaults: Mapping[str, str] | None = None,
+) -> None:
+    """The options as flags; each help ends with its variable and its default.
+
+    `shown_defaults`: by flag, what a command's own default is where it differs from
+    the table's (a one-off `embed` caches nothing unless asked).
+    """
     group = parser.add_argument_group(title)
     for option in options:
-        help = f"{option.help} [env: {option.env}]"
-        if option.switch:
+        shown = (shown_defaults or {}).get(option.flag) or shown_default(option)
+        # argparse formats help with `%`: a literal one ("80%") must be doubled.
+        help = f"{option.help} [env: {option.env}; default: {shown}]".replace("%", "%%")
+        if option.switch:  # --flag / --no-flag; None when absent, so the env or file decides
             group.add_argument(
-                f"--{option.flag}", dest=option.dest, action="store_const", const=True, help=help
+                f"--{option.flag}",
+                dest=option.dest,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help,
             )
             continue
         group.add_argument(
@@ -469,6 +573,24 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option], titl
             default=None,
             help=help,
         )
+
+
+def shown_default(option: Option) -> str:
+    """The default as `--help` says it, from the table: one place for the value and its text."""
+    value = option.default
+    if option.default_text is not None:
+        return option.default_text
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "none"
+    if option.parse in (_size, _positive_size) and isinstance(value, int) and value:
+        for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+            if value % (1 << shift) == 0:
+                return f"{value >> shift}{unit}"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def resolve(
@@ -527,15 +649,20 @@ def default_workers(n_gpu_layers: int) -> int:
 
 
 def model_config_from(
-    values: Mapping[str, Any], *, workers: int = 1, serving: bool = False
+    values: Mapping[str, Any],
+    *,
+    workers: int = 1,
+    serving: bool = False,
+    sharing: int | None = None,
 ) -> ModelConfig:
     """The `ModelConfig` the options describe; the default model only when no path is given.
 
     `serving`: for `embellama serve`, whose default batch budget depends on its workers.
+    `sharing`: the workers of every model that split the cores (default: this model's).
     """
     path = values["model_path"] or require_default_model()
     name = values["model_name"] or (DEFAULT_MODEL_NAME if values["model_path"] is None else None)
-    threads = values["threads_per_worker"] or max(1, (os.cpu_count() or 1) // workers)
+    threads = values["threads_per_worker"] or max(1, (os.cpu_count() or 1) // (sharing or workers))
     return ModelConfig(
         path=path,
         name=name,

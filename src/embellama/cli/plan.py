@@ -2,7 +2,9 @@
 
 Precedence: flag > environment > config file > default, through the one option table
 in `options.py`. Models come from the file's `[[models]]` when it has any (each entry
-is complete on its own), else from the model flags. Read again on every reload.
+is complete on its own; a model flag or variable beside them is refused, not ignored),
+else from the model flags. Relative paths in the file are taken from its folder. The
+cores are split among the workers of every model. Read again on every reload.
 
     [server]                      # any server option, by its flag name with "_"
     port = 8080
@@ -71,11 +73,14 @@ class ServePlan:
 def load_plan(args: argparse.Namespace, config_path: Path | None) -> ServePlan:
     document = _read(config_path) if config_path else {}
     name = str(config_path)
+    # Relative paths in the file mean beside the file, wherever the server was started.
+    folder = config_path.absolute().parent if config_path else Path.cwd()
     _check_keys(document, {"server", "models", "keys"}, name)
     server_section = document.get("server", {})
     _check_keys(server_section, _SERVER_KEYS, f"{name} [server]")
+    server_section = _beside(server_section, ("api_key_file", "models_dir"), folder)
     server = resolve(args, SERVER_OPTIONS, file_values=server_section, file_name=name)
-    models = _models(args, server, document.get("models", []), name)
+    models = _models(args, server, document.get("models", []), name, folder)
     names = [n for plan in models for n in (plan.config.resolved_name, *plan.config.aliases)]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -127,8 +132,18 @@ def _service_limits(server: dict[str, Any], workers: int) -> ServiceLimits:
     )
 
 
+def _beside(section: dict[str, Any], keys: tuple[str, ...], folder: Path) -> dict[str, Any]:
+    """`section` with its relative paths under `keys` made relative to `folder`."""
+    fixed = dict(section)
+    for key in keys:
+        value = section.get(key)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            fixed[key] = str(folder / value)
+    return fixed
+
+
 def _models(
-    args: argparse.Namespace, server: dict[str, Any], entries: object, name: str
+    args: argparse.Namespace, server: dict[str, Any], entries: object, name: str, folder: Path
 ) -> list[ModelPlan]:
     if not isinstance(entries, list):
         raise ConfigError(f"{name}: 'models' must be an array of tables ([[models]])")
@@ -137,13 +152,41 @@ def _models(
         workers = server["workers"] or default_workers(values["n_gpu_layers"])
         config = model_config_from(values, workers=workers, serving=True)
         return [ModelPlan(config, _service_limits(server, workers))]
-    return [
-        _model_entry(entry, server, f"{name} [[models]] #{index + 1}")
+    _refuse_model_flags(args, name)
+    checked = [
+        _entry_values(entry, f"{name} [[models]] #{index + 1}", folder)
         for index, entry in enumerate(entries)
+    ]
+    # The cores are split among every model's workers: two models of 2 workers each on 2
+    # cores would otherwise run 4 threads that preempt each other at ggml's barriers.
+    share = max(1, default_workers(0) // len(checked))
+    workers = [
+        values["workers"] or server["workers"] or (1 if values["n_gpu_layers"] else share)
+        for values in checked
+    ]
+    return [
+        _model_plan(values, server, count, sharing=sum(workers))
+        for values, count in zip(checked, workers, strict=True)
     ]
 
 
-def _model_entry(entry: object, server: dict[str, Any], where: str) -> ModelPlan:
+def _refuse_model_flags(args: argparse.Namespace, name: str) -> None:
+    """A model flag or variable beside a file's `[[models]]` would be ignored, or would
+    have to pick one of several entries: refused, naming it, instead."""
+    for option in MODEL_OPTIONS:
+        given = getattr(args, option.dest, None) is not None
+        if given or option.env in os.environ:
+            what = f"--{option.flag}" if given else option.env
+            raise ConfigError(
+                f"{what} cannot be combined with the [[models]] of {name}: set "
+                f"'{option.file_key}' in the model's entry there (flags and variables "
+                "override only [server] settings)"
+            )
+
+
+def _entry_values(entry: object, where: str, folder: Path | None) -> dict[str, Any]:
+    """A `[[models]]` entry (or admin body) checked and parsed; a relative `path` is taken
+    beside the config file (`folder`), and one that is missing says where it looked."""
     _check_keys(entry, _MODEL_KEYS, where)
     assert isinstance(entry, dict)
     if "path" not in entry:
@@ -151,9 +194,28 @@ def _model_entry(entry: object, server: dict[str, Any], where: str) -> ModelPlan
     values = resolve(
         None, (*MODEL_OPTIONS, _WORKERS), environ={}, file_values=entry, file_name=where
     )
-    workers = values["workers"] or default_workers(values["n_gpu_layers"])
-    config = model_config_from(values, workers=workers, serving=True)
+    path: Path = values["model_path"]
+    if folder is not None and not path.expanduser().is_absolute():
+        values["model_path"] = folder / path
+        if not values["model_path"].exists():
+            raise ConfigError(
+                f"{where}: model file not found: {values['model_path']} (a relative "
+                f"'path' is taken from the config file's folder, {folder})"
+            )
+    return values
+
+
+def _model_plan(
+    values: dict[str, Any], server: dict[str, Any], workers: int, sharing: int | None = None
+) -> ModelPlan:
+    config = model_config_from(values, workers=workers, serving=True, sharing=sharing)
     return ModelPlan(config, _service_limits(server, workers))
+
+
+def _model_entry(entry: object, server: dict[str, Any], where: str) -> ModelPlan:
+    values = _entry_values(entry, where, None)
+    workers = values["workers"] or default_workers(values["n_gpu_layers"])
+    return _model_plan(values, server, workers)
 
 
 def model_plan_from_fields(name: str, fields: object, server: dict[str, Any]) -> ModelPlan:

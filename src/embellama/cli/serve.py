@@ -49,7 +49,11 @@ def register(commands: Any) -> None:
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; access-log fields ride in `extra`."""
 
-    _SKIP = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
+    # uvicorn's records carry `color_message`, the message again with ANSI escapes.
+    _SKIP = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+        "message",
+        "color_message",
+    }
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {

@@ -8,7 +8,8 @@ Each replica is the same ASGI app `embellama serve` runs (routes, errors, auth, 
 with its models loaded at replica start (the app's lifespan) and decoding in the
 replica's own process. Settings come from `EMBELLAMA_*` variables and `--config`, as for
 `embellama serve`; `build`'s other arguments are `embellama serve` flags without the
-dashes (`model_path=...` is `--model-path ...`). Replicas share vectors through Redis
+dashes (`model_path=...` is `--model-path ...`; `metrics_auth=true` is `--metrics-auth`,
+`false` its `--no-` form). Replicas share vectors through Redis
 when `cache_url` (or `EMBELLAMA_CACHE_URL`) is set. `pip install 'embellama[ray]'`.
 """
 
@@ -20,12 +21,14 @@ from ray import serve
 from ray.serve import Application
 from starlette.types import ASGIApp
 
+from embellama.cli.options import MODEL_OPTIONS, SERVER_OPTIONS
 from embellama.errors import ConfigError
 
 __all__ = ["app", "build", "replica_app", "replica_flags"]
 
 # What `build` takes for the deployment itself; everything else becomes a serve flag.
 _DEPLOYMENT_KEYS = ("num_replicas", "threads_per_replica", "min_replicas", "max_replicas")
+_SWITCHES = frozenset(o.dest for o in (*SERVER_OPTIONS, *MODEL_OPTIONS) if o.switch)
 
 
 def replica_app(flags: list[str]) -> ASGIApp:
@@ -50,8 +53,21 @@ def replica_flags(threads: int, options: dict[str, Any]) -> list[str]:
         )
     flags = ["--workers", str(workers), "--threads-per-worker", str(threads // workers)]
     for key, value in options.items():
-        flags += [f"--{key.replace('_', '-')}", str(value)]
+        flag = key.replace("_", "-")
+        if key in _SWITCHES:  # a switch takes no value: true is --flag, false --no-flag
+            flags.append(f"--{flag}" if _switch_value(key, value) else f"--no-{flag}")
+        else:
+            flags += [f"--{flag}", str(value)]
     return flags
+
+
+def _switch_value(key: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).lower()
+    if lowered not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ConfigError(f"{key}={value!r}: expected true or false")
+    return lowered in ("1", "true", "yes", "on")
 
 
 def build(args: dict[str, Any]) -> Application:

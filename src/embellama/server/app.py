@@ -168,6 +168,7 @@ def create_app(state: ServerState) -> Starlette:
                 Route("/models/{name}/load", admin.load_model, methods=["POST"]),
                 Route("/models/{name}/unload", admin.unload_model, methods=["POST"]),
                 Route("/drain", admin.drain, methods=["POST"]),
+                Route("/undrain", admin.undrain, methods=["POST"]),
             ],
             middleware=[Middleware(AdminGuard, control=access, reject=reject)],
         ),

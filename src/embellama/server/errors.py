@@ -54,6 +54,7 @@ _TABLE: list[tuple[type[errors.EmbellamaError], int, str, str | None]] = [
     (errors.OverloadedError, 429, "server_overloaded", "queue_full"),
     (errors.RequestTimeoutError, 504, "timeout_error", "request_timeout"),
     (errors.NoWorkerError, 503, "service_unavailable", "no_worker"),
+    (errors.DrainingError, 503, "service_unavailable", "draining"),
     (errors.WorkerCrashedError, 503, "service_unavailable", "worker_crashed"),
     (errors.ModelUnloadingError, 503, "service_unavailable", "model_unloading"),
     (errors.EngineClosedError, 503, "service_unavailable", "engine_closed"),

@@ -63,14 +63,16 @@ class RequestContextMiddleware:
             seconds = time.perf_counter() - started
             self.metrics.observe_request(scope["path"], status, extra.get("model", ""), seconds)
             if _log.isEnabledFor(logging.INFO):  # skip building the line when it is off
+                client = scope["state"].get("client") or _address(scope)
                 details = "".join(f" {key}={value}" for key, value in extra.items())
                 _log.info(
-                    "%s %s %d %.1fms id=%s%s",
+                    "%s %s %d %.1fms id=%s client=%s%s",
                     scope["method"],
                     scope["path"],
                     status,
                     seconds * 1000,
                     request_id,
+                    client,
                     details,
                     extra={
                         "request_id": request_id,
@@ -78,10 +80,16 @@ class RequestContextMiddleware:
                         "path": scope["path"],
                         "status": status,
                         "duration_ms": round(seconds * 1000, 2),
-                        "client": scope["state"].get("client"),
+                        "client": client,
                         **extra,
                     },
                 )
+
+
+def _address(scope: Scope) -> str:
+    """Who called, where no key identified the caller (public paths, refused keys)."""
+    peer = scope.get("client")
+    return f"addr:{peer[0]}" if peer else "addr:unknown"
 
 
 def _incoming_id(scope: Scope) -> str | None:

@@ -485,7 +485,7 @@ def _paths() -> dict[str, Schema]:
                 "summary": "Can serve now (503 while starting, draining or full)",
                 "responses": {
                     "200": _ok(_ref("Object")),
-                    "503": _ok(_ref("Object"), "Not ready"),
+                    "503": _ok(_ref("Object"), "Not ready; `reason` says why"),
                 },
             }
         },
@@ -540,7 +540,8 @@ def _paths() -> dict[str, Schema]:
         "/admin/config": _admin("get", "Settings in force, secrets masked"),
         "/admin/workers": _admin("get", "Worker processes per model"),
         "/admin/reload": _admin("post", "Re-read the config file and install it"),
-        "/admin/drain": _admin("post", "Stop accepting work; answer when idle"),
+        "/admin/drain": _admin("post", "Stop accepting work (503 draining); answer when idle"),
+        "/admin/undrain": _admin("post", "Accept work again after a drain"),
         "/admin/cache/clear": _admin(
             "post",
             "Clear cached vectors (all, or one model)",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -46,6 +47,9 @@ __all__ = [
 ]
 
 Rejecter = Callable[[ApiError], ASGIApp]
+
+# Who did what through the admin API: one INFO line per call, the caller's key masked.
+_audit = logging.getLogger("embellama.audit")
 
 PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
 PUBLIC_PREFIXES = ("/docs/static/",)
@@ -186,6 +190,7 @@ class AccessControl:
         self._keys = [_digest(key.encode()) for key in keys]
         self._admin_keys = [_digest(key.encode()) for key in admin_keys]
         self.masked_keys = [mask_key(key) for key in keys]
+        self._admin_masked = [mask_key(key) for key in admin_keys]
         self.limits = limits or RateLimits()
         own = key_limits or {}
         self._key_limits = {
@@ -215,7 +220,12 @@ class AccessControl:
         return None if matched is None else f"key#{matched}:{self.masked_keys[matched]}"
 
     def is_admin(self, scope: Scope) -> bool:
-        return _match(_bearer(scope), self._admin_keys) is not None
+        return self.admin_identity(scope) is not None
+
+    def admin_identity(self, scope: Scope) -> str | None:
+        """The admin key that matched, masked and numbered like `identify`'s, or None."""
+        matched = _match(_bearer(scope), self._admin_keys)
+        return None if matched is None else f"admin#{matched}:{self._admin_masked[matched]}"
 
     def describe(self, identity: str | None) -> dict[str, object]:
         """What /info says about access to this caller: its own masked key, never the
@@ -355,6 +365,7 @@ class SecurityMiddleware:
         try:
             if path == "/admin" or path.startswith("/admin/"):
                 _check_admin(control, scope)
+                scope.setdefault("state", {})["client"] = control.admin_identity(scope)
                 await self.app(scope, receive, send)
                 return
             identity = control.identify(scope)
@@ -390,13 +401,35 @@ class AdminGuard:
         self.reject = reject
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            try:
-                _check_admin(self.control(), scope)
-            except ApiError as error:
-                await self.reject(error)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        control = self.control()
+        try:
+            _check_admin(control, scope)
+        except ApiError as error:
+            await self.reject(error)(scope, receive, send)
+            return
+        caller = control.admin_identity(scope)
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:  # one audit line per admin call, whatever its outcome
+            _audit.info(
+                "admin %s %s by %s: %d",
+                scope["method"],
+                scope["path"],
+                caller,
+                status,
+                extra={"admin": caller, "action": scope["path"], "status": status},
+            )
 
 
 def _check_admin(control: AccessControl, scope: Scope) -> None:

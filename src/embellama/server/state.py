@@ -1,7 +1,7 @@
 """What the running server holds, and the only code that changes it while it runs.
 
 The engine (its registry holds the served models), limits, access control, metrics.
-Reload, load, unload and drain go through here: new models are started before they
+Reload, load, unload, drain and undrain go through here: new models are started before they
 are swapped in, and a replaced model keeps answering what it accepted until its queue
 is empty. Models loaded through the admin API survive reloads unless the file names them.
 Settings read once at start (socket, cache, logging) keep their running value through a
@@ -87,6 +87,8 @@ class ServerState:
     restart_required: dict[str, dict[str, Any]] = field(init=False)
     _change_lock: asyncio.Lock = field(init=False)
     _retiring: set[asyncio.Task[None]] = field(init=False)
+    # Models whose queues a timed-out drain closed: an undrain opens them again.
+    _drain_closed: list[ServedModel] = field(init=False)
 
     def __post_init__(self) -> None:
         make_cache = self.deployment.cache
@@ -98,6 +100,7 @@ class ServerState:
         self.restart_required = {}
         self._change_lock = asyncio.Lock()
         self._retiring = set()
+        self._drain_closed = []
 
     @property
     def services(self) -> list[ServedModel]:
@@ -235,18 +238,33 @@ class ServerState:
             self.admin_loaded.pop(service.name, None)
             await drain_and_stop(service)
 
-    async def drain(self, timeout: float = 300.0) -> bool:
-        """Stop accepting embeddings; return once every queue is empty (True) or on
-        timeout, when what is still queued or running fails instead of waiting on."""
+    async def drain(self, timeout: float = 300.0) -> str:
+        """Stop accepting embeddings until `undrain`; return "idle" once every queue is
+        empty, "timeout" when what is still queued or running failed instead of waiting
+        on, or "undrained" when an undrain came first (nothing is failed then)."""
         self.draining = True
         deadline = time.monotonic() + timeout
         while any(s.scheduler.queued_requests for s in self.services):
+            if not self.draining:
+                return "undrained"
             if time.monotonic() > deadline:
                 for service in self.services:
                     service.scheduler.close(_drained)
-                return False
+                    self._drain_closed.append(service)
+                return "timeout"
             await asyncio.sleep(0.02)
-        return True
+        return "idle" if self.draining else "undrained"
+
+    def undrain(self) -> bool:
+        """Accept new work again, in the queues a timed-out drain closed too; return
+        whether the server was draining. A model retired meanwhile stays closed."""
+        was_draining, self.draining = self.draining, False
+        serving = {id(s) for s in self.services}
+        for service in self._drain_closed:
+            if id(service) in serving:
+                service.scheduler.reopen()
+        self._drain_closed = []
+        return was_draining
 
     async def stop(self) -> None:
         await asyncio.gather(*self._retiring, return_exceptions=True)

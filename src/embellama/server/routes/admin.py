@@ -1,4 +1,5 @@
-"""`/admin/*`: config, reload, workers, load/unload a model, drain. Needs an admin key."""
+"""`/admin/*`: config, reload, workers, load/unload a model, drain/undrain. Needs an admin
+key; the guard in front of these routes logs one audit line per call (security.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,16 @@ from embellama.server.errors import ApiError
 from embellama.server.schemas import parse_json_object
 from embellama.server.state import ServerState
 
-__all__ = ["clear_cache", "config", "drain", "load_model", "reload", "unload_model", "workers"]
+__all__ = [
+    "clear_cache",
+    "config",
+    "drain",
+    "load_model",
+    "reload",
+    "undrain",
+    "unload_model",
+    "workers",
+]
 
 # One answer for every refused path (outside the models directory, existing or not,
 # readable or not, or not a path at all): an admin key must not become a way to probe
@@ -169,11 +179,15 @@ async def unload_model(request: Request) -> Response:
 
 
 async def drain(request: Request) -> Response:
+    """New embeddings and reranks get 503 `draining` and /ready says "draining" until
+    `POST /admin/undrain`; answers when the queues are empty."""
     state = _state(request)
-    idle = await state.drain()
+    status = await state.drain()
     return _json(
-        {
-            "status": "idle" if idle else "timeout",
-            "queued": sum(s.scheduler.queued_requests for s in state.services),
-        }
+        {"status": status, "queued": sum(s.scheduler.queued_requests for s in state.services)}
     )
+
+
+async def undrain(request: Request) -> Response:
+    was_draining = _state(request).undrain()
+    return _json({"status": "serving", "was_draining": was_draining})

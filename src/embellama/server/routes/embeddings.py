@@ -9,7 +9,7 @@ from typing import TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
-from embellama.errors import NoWorkerError
+from embellama.errors import DrainingError
 from embellama.inputs import InputItem
 from embellama.pipeline import EmbedOptions, ServedModel
 from embellama.results import EmbeddingResult
@@ -28,7 +28,7 @@ T = TypeVar("T")
 async def create_embeddings(request: Request) -> Response:
     state: ServerState = request.app.state.embellama
     if state.draining:
-        raise NoWorkerError("the server is draining and accepts no new work")
+        raise DrainingError("the server is draining and accepts no new work")
     limits = state.limits
     parsed = await read_request(
         request,

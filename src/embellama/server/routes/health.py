@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
@@ -32,12 +34,27 @@ async def ready(request: Request) -> Response:
         }
         for s in state.services
     }
-    is_ready = bool(models) and all(m["ready"] for m in models.values()) and not state.draining
-    body: dict[str, object] = {"status": "ready" if is_ready else "unavailable", "models": models}
+    reason = _unready_reason(state, models)
+    body: dict[str, object] = {"status": "ready", "models": models}
+    if reason is not None:
+        body.update(status="unavailable", reason=reason)
     if state.failed:  # the others serve: ready, but say what is missing
         body["failed"] = state.failed
-        body["status"] = "degraded" if is_ready else body["status"]
-    return _json(body, 200 if is_ready else 503)
+        body["status"] = "degraded" if reason is None else body["status"]
+    return _json(body, 200 if reason is None else 503)
+
+
+def _unready_reason(state: ServerState, models: Mapping[str, Mapping[str, object]]) -> str | None:
+    """Why /ready is a 503, for an operator reading it (a balancer needs only the status)."""
+    if state.draining:
+        return "draining: POST /admin/undrain to serve again"
+    if not models:
+        return "no model is loaded"
+    for name, model in models.items():
+        if not model["ready"]:
+            dead = not model["workers_alive"]
+            return f"model {name!r} has no live worker" if dead else f"model {name!r} is full"
+    return None
 
 
 async def info(request: Request) -> Response:

@@ -13,7 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from embellama.errors import NoWorkerError
+from embellama.errors import DrainingError
 from embellama.pipeline import RerankOptions
 from embellama.results import RerankHit, RerankResult
 from embellama.server.body import read_request
@@ -27,7 +27,7 @@ __all__ = ["rerank"]
 async def rerank(request: Request) -> Response:
     state: ServerState = request.app.state.embellama
     if state.draining:
-        raise NoWorkerError("the server is draining and accepts no new work")
+        raise DrainingError("the server is draining and accepts no new work")
     most = state.limits.max_inputs_per_request
     parsed = await read_request(
         request,
