@@ -46,7 +46,9 @@ def test_the_configured_prefix_is_applied(prefixed: ServerProcess) -> None:
 
 
 def test_token_ids_are_never_prefixed_and_say_so(prefixed: ServerProcess) -> None:
-    ids = httpx.post(prefixed.url + "/tokenize", json={"content": TEXT, "add_special": True}, timeout=30)
+    ids = httpx.post(
+        prefixed.url + "/tokenize", json={"content": TEXT, "add_special": True}, timeout=30
+    )
     ids = ids.json()["tokens"]
     typed = _post(prefixed, {"input": [ids], "input_type": "query", "encoding_format": "base64"})
     plain = _post(prefixed, {"input": [ids], "encoding_format": "base64"})
