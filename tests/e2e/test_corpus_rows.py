@@ -13,6 +13,7 @@ import csv
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -194,3 +195,53 @@ def test_a_parquet_job_says_what_the_cache_served(tiny_model: Path, tmp_path: Pa
     assert "embellama: cache: 19 hits of 19 inputs" in runs[1].stderr
     plain = _embed(tiny_model, "--input", source, "--output", output, "--overwrite")
     assert "cache:" not in plain.stderr
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(child) for child in (task / "children").read_text().split()}
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_a_killed_job_s_workers_leave_quietly(minilm_gguf: Path, tmp_path: Path) -> None:
+    """SIGKILL of the job mid-decode: its worker processes, orphaned, finish their batch,
+    find nobody to answer and exit, without a BrokenPipeError traceback each."""
+    rows = [
+        {"text": f"{i} " + "a long row of words to keep the workers busy " * 40}
+        for i in range(4000)
+    ]
+    source = _write(tmp_path / "in.jsonl", rows)
+    output = tmp_path / "out.parquet"
+    command = [sys.executable, "-m", "embellama", "embed", "--model-path", str(minilm_gguf),
+               "--no-progress", "--workers", "2", "--row-group-size", "64",
+               "--input", str(source), "--output", str(output)]  # fmt: skip
+    with (tmp_path / "stderr.txt").open("w") as stderr:
+        job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 120
+            parts = output.with_name(output.name + ".parts")
+            while not list(parts.glob("part-*.parquet")) and time.monotonic() < deadline:
+                assert job.poll() is None, (tmp_path / "stderr.txt").read_text()
+                time.sleep(0.05)
+            workers = _children(job.pid)
+            assert len(workers) >= 2  # the two workers (and multiprocessing's tracker)
+            job.kill()
+            job.wait(10)
+        finally:
+            job.kill()
+        deadline = time.monotonic() + 60
+        while any(map(_running, workers)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert not any(map(_running, workers))
+    text = (tmp_path / "stderr.txt").read_text()
+    assert "Traceback" not in text and "BrokenPipeError" not in text, text

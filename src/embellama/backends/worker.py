@@ -57,7 +57,10 @@ def run_worker(
             break
         if crash_token is not None:
             _crash_on(int(crash_token), job)
-        connection.send(run_job(model, job))
+        try:
+            connection.send(run_job(model, job))
+        except OSError:  # a broken pipe: the parent was killed; nobody is left to answer
+            break
     model.close()
 
 
