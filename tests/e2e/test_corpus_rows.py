@@ -216,7 +216,7 @@ def _running(pid: int) -> bool:
 def test_a_killed_job_s_workers_leave_quietly(minilm_gguf: Path, tmp_path: Path) -> None:
     """SIGKILL of the job mid-decode: its worker processes, orphaned, finish their batch,
     find nobody to answer and exit, without a BrokenPipeError traceback each."""
-    rows = [
+    rows: list[dict[str, object]] = [
         {"text": f"{i} " + "a long row of words to keep the workers busy " * 40}
         for i in range(4000)
     ]
