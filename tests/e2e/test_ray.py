@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import ray
@@ -94,8 +95,7 @@ import ray
 from embellama.ray import embed_dataset
 
 ray.init(num_cpus=2, include_dashboard=False)  # a 2-CPU machine
-texts = [f"row {i}: local embeddings on a small machine" for i in range(200)]
-ds = embed_dataset(ray.data.from_items([{"text": t} for t in texts]), model=sys.argv[1],
+ds = embed_dataset(ray.data.read_parquet(sys.argv[3]), model=sys.argv[1],
                    concurrency=2, threads_per_actor=1)
 rows = ds.take_all()
 np.save(sys.argv[2], np.array([r["embedding"] for r in sorted(rows, key=lambda r: r["text"])]))
@@ -106,15 +106,17 @@ def test_the_readme_numbers_run_on_a_2_cpu_cluster(minilm_gguf: Path, tmp_path: 
     """2 actors x 1 thread on 2 CPUs: the actors reserve less than all, so the read runs
     (it used to wait forever on "3/2 CPU")."""
     out = tmp_path / "vectors.npy"
+    texts = sorted(f"row {i}: local embeddings on a small machine" for i in range(200))
+    docs = tmp_path / "docs.parquet"
+    pq.write_table(pa.table({"text": texts}), docs)
     done = subprocess.run(
-        [sys.executable, "-c", README_SNIPPET, str(minilm_gguf), str(out)],
+        [sys.executable, "-c", README_SNIPPET, str(minilm_gguf), str(out), str(docs)],
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "each actor reserves 0.50 CPUs" in done.stderr
-    texts = sorted(f"row {i}: local embeddings on a small machine" for i in range(200))
     with EmbeddingEngine.from_path(minilm_gguf) as engine:
         assert_batch_invariant(np.load(out), engine.embed(texts))
 
