@@ -5,10 +5,11 @@ streamed; output columns id, embedding (fixed_size_list<float32>[dim]), tokens a
 `--keep-columns`; bad rows to FILE.errors.jsonl; an interrupted run started again with
 the same command resumes. `--ray` runs the same job on Ray Data (embellama.ray).
 
-Otherwise JSONL out (stdout or `--output FILE.jsonl`): input texts as arguments or a
-JSONL file of strings or objects with "text" (and optionally "id"); one JSON object per
-input with index, id, token count and embedding. With `--cache-url` (Redis) a re-run
-reads its vectors back instead of computing them.
+Otherwise JSONL out (stdout or `--output FILE.jsonl`, embellama.cli.jsonl_job): input
+texts as arguments or a JSONL file of strings or objects with `--text-column` (and
+`--id-column`, else "id" when present); one JSON object per row with index, id, token
+count and embedding; bad rows set aside as the Parquet job does, `--strict` too. With
+`--cache-url` (Redis) a re-run reads its vectors back instead of computing them.
 """
 
 from __future__ import annotations
@@ -54,7 +55,10 @@ def register(commands: Any) -> None:
         type=Path,
         help="FILE.parquet: a resumable corpus job; FILE.jsonl (or stdout): JSON lines.",
     )
-    corpus = parser.add_argument_group("corpus jobs (--output FILE.parquet)")
+    corpus = parser.add_argument_group(
+        "corpus jobs (--output FILE.parquet; --text-column, --id-column and --strict also "
+        "for JSONL)"
+    )
     corpus.add_argument("--text-column", default="text", help="Column with the text.")
     corpus.add_argument("--id-column", help="Column copied to `id` (default: the row number).")
     corpus.add_argument(
