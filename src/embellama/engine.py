@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,9 @@ __all__ = ["AsyncEmbeddingEngine", "EmbeddingEngine"]
 
 TruncateArg = bool | str | Truncation | None
 T = TypeVar("T")
+# One input (a string or one flat token-id list) gives one value; a list of them, a list.
+SingleInput = str | Sequence[int]
+ManyInputs = Sequence[str] | Sequence[Sequence[int]]
 
 
 class AsyncEmbeddingEngine:
@@ -168,12 +171,31 @@ class AsyncEmbeddingEngine:
         )
         return await self.embedder(model).embed(parse_inputs(input).items, options)
 
+    @overload
+    async def embed_per_token(  # type: ignore[overload-overlap]  # a str is a Sequence[str]
+        self, input: SingleInput, model: str | None = None, *, truncate: TruncateArg = False
+    ) -> Matrix: ...
+
+    @overload
+    async def embed_per_token(
+        self, input: ManyInputs, model: str | None = None, *, truncate: TruncateArg = False
+    ) -> list[Matrix]: ...
+
     async def embed_per_token(
         self, input: EmbedInput, model: str | None = None, *, truncate: TruncateArg = False
-    ) -> list[Matrix]:
-        """Unpooled `(n_tokens, dim)` outputs per input, special tokens included."""
+    ) -> Matrix | list[Matrix]:
+        """Unpooled outputs, special tokens included: a string (or one token list) ->
+        its `(n_tokens, dim)`; a list -> a list of them, in input order."""
+        return await self._per_token_any(input, model, truncate=truncate)
+
+    async def _per_token_any(
+        self, input: EmbedInput, model: str | None = None, *, truncate: TruncateArg = False
+    ) -> Matrix | list[Matrix]:
+        """`embed_per_token` for an input whose form is known only at run time."""
         served = self.embedder(model)
-        return await served.embed_per_token(parse_inputs(input).items, Truncation.parse(truncate))
+        parsed = parse_inputs(input)
+        outputs = await served.embed_per_token(parsed.items, Truncation.parse(truncate))
+        return outputs[0] if parsed.single else outputs
 
     def embedder(self, name: str | None) -> ServedModel:
         """`name`, or with none given the first embedding model (not a reranker)."""
@@ -307,18 +329,32 @@ class AsyncEmbeddingEngine:
             max_tokens=max_tokens,
         )
 
-    async def count_tokens(self, input: EmbedInput, model: str | None = None) -> list[int]:
-        """Tokens each input would use, before truncation, special tokens included."""
+    @overload
+    async def count_tokens(  # type: ignore[overload-overlap]  # a str is a Sequence[str]
+        self, input: SingleInput, model: str | None = None
+    ) -> int: ...
+
+    @overload
+    async def count_tokens(self, input: ManyInputs, model: str | None = None) -> list[int]: ...
+
+    async def count_tokens(self, input: EmbedInput, model: str | None = None) -> int | list[int]:
+        """Tokens an input would use, before truncation, special tokens included: a
+        string (or one token list) -> an int; a list -> one count per input."""
+        return await self._count_any(input, model)
+
+    async def _count_any(self, input: EmbedInput, model: str | None = None) -> int | list[int]:
+        """`count_tokens` for an input whose form is known only at run time."""
         tokenizer = self._tokenizer(model)
+        parsed = parse_inputs(input)
 
         def count() -> list[int]:
-            items = parse_inputs(input).items
             return [
                 len(tokenizer.encode_text(item, index) if isinstance(item, str) else item)
-                for index, item in enumerate(items)
+                for index, item in enumerate(parsed.items)
             ]
 
-        return await asyncio.to_thread(count)
+        counts = await asyncio.to_thread(count)
+        return counts[0] if parsed.single else counts
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -340,6 +376,10 @@ class AsyncEmbeddingEngine:
         await asyncio.gather(*(served.stop(_engine_closed) for served in models))
         if self.cache is not None:
             await self.cache.close()
+
+    async def close(self) -> None:
+        """`await engine.close()`: the same as `aclose`, under the blocking twin's name."""
+        await self.aclose()
 
     async def __aenter__(self) -> AsyncEmbeddingEngine:
         return self
@@ -472,11 +512,22 @@ class EmbeddingEngine:
         """Like `embed`, always `(n, dim)`, plus token counts and per-stage timings."""
         return self._call(self.engine.embed_with_details(input, model, **options))
 
+    @overload
+    def embed_per_token(  # type: ignore[overload-overlap]  # a str is a Sequence[str]
+        self, input: SingleInput, model: str | None = None, *, truncate: TruncateArg = False
+    ) -> Matrix: ...
+
+    @overload
+    def embed_per_token(
+        self, input: ManyInputs, model: str | None = None, *, truncate: TruncateArg = False
+    ) -> list[Matrix]: ...
+
     def embed_per_token(
         self, input: EmbedInput, model: str | None = None, *, truncate: TruncateArg = False
-    ) -> list[Matrix]:
-        """Unpooled `(n_tokens, dim)` outputs per input, special tokens included."""
-        return self._call(self.engine.embed_per_token(input, model, truncate=truncate))
+    ) -> Matrix | list[Matrix]:
+        """A string (or one token list) -> its unpooled `(n_tokens, dim)`; a list -> a
+        list of them. Special tokens included."""
+        return self._call(self.engine._per_token_any(input, model, truncate=truncate))
 
     def rerank(
         self,
@@ -534,9 +585,18 @@ class EmbeddingEngine:
             )
         )
 
-    def count_tokens(self, input: EmbedInput, model: str | None = None) -> list[int]:
-        """Tokens each input would use, before truncation, special tokens included."""
-        return self._call(self.engine.count_tokens(input, model))
+    @overload
+    def count_tokens(  # type: ignore[overload-overlap]  # a str is a Sequence[str]
+        self, input: SingleInput, model: str | None = None
+    ) -> int: ...
+
+    @overload
+    def count_tokens(self, input: ManyInputs, model: str | None = None) -> list[int]: ...
+
+    def count_tokens(self, input: EmbedInput, model: str | None = None) -> int | list[int]:
+        """A string (or one token list) -> its token count; a list -> one per input.
+        Before truncation, special tokens included."""
+        return self._call(self.engine._count_any(input, model))
 
     # -- lifecycle ------------------------------------------------------------------
 

@@ -139,7 +139,8 @@ class InputTooLongError(InputError):
         super().__init__(
             message
             or f"input {index} has {n_tokens} tokens, more than the model's limit of {limit}; "
-            "shorten it or pass truncate='end' or 'start'",
+            "shorten it, or pass truncate='end' or 'start' (cut it to fit) or 'chunk' "
+            "(embed it as overlapping windows)",
             index=index,
             param=param,
         )

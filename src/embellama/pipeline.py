@@ -345,7 +345,7 @@ class ServedModel:
             outputs = await compute(list(range(len(sequences))))
         finished = time.perf_counter()
         pooled = _combine_windows(outputs, sequences, owners, len(prepared))
-        cached: tuple[bool, ...] = ()
+        cached = (False,) * len(prepared)  # no cache consulted: no input was a hit
         if hits is not None:  # an input is a hit when all its windows are
             all_hit = [True] * len(prepared)
             for hit, owner in zip(hits, owners, strict=True):

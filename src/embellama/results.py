@@ -36,7 +36,7 @@ class EmbeddingResult:
     token_counts: tuple[int, ...]
     truncated: tuple[bool, ...]
     timings: Timings
-    # Per input: served from the cache (empty when no cache was consulted).
+    # Per input: served from the cache (all False when no cache was consulted).
     cached: tuple[bool, ...] = ()
     # The prefix put in front of the texts: None when no input_type was given, "" when
     # one was but the model has no prefix for it (the texts were embedded unchanged).

@@ -92,12 +92,24 @@ def test_embed_jsonl_file(tmp_path: Path, minilm_gguf: Path, engine: EmbeddingEn
     assert_batch_invariant(got, engine.embed(texts, dimensions=128))
 
 
-def test_embed_bad_jsonl_line(tmp_path: Path, minilm_gguf: Path) -> None:
+def test_embed_bad_jsonl_lines_are_bad_rows(tmp_path: Path, minilm_gguf: Path) -> None:
+    """As in a Parquet job: each bad line is named, the rest are embedded; `--strict`
+    stops at the first."""
     source = tmp_path / "bad.jsonl"
-    source.write_text('"fine"\n{"nope": 1}\n')
+    source.write_text('"fine"\n{"text": "also fine", "other": 1}\n{"nope": 1}\nnot json\n')
     done = _cli("embed", "--input", str(source), "--model-path", str(minilm_gguf))
-    assert done.returncode == 2
-    assert "bad.jsonl:2: expected a JSON string or an object with 'text'" in done.stderr
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["index"] for line in done.stdout.splitlines()] == [0, 1]
+    assert done.stderr.splitlines() == [
+        "embellama: bad row 2 (line 3): no text (missing, null or not a string)",
+        "embellama: bad row 3 (line 4): not valid JSON (Expecting value)",
+        "embellama: 2 rows embedded, 2 bad rows",
+    ]
+    strict = _cli("embed", "--input", str(source), "--model-path", str(minilm_gguf), "--strict")
+    assert strict.returncode == 2 and strict.stdout == ""
+    assert strict.stderr.splitlines() == [
+        "embellama: error: row 2: no text (missing, null or not a string) (line 3)"
+    ]
 
 
 def test_inspect(minilm_gguf: Path) -> None:

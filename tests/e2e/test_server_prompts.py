@@ -37,12 +37,26 @@ def test_the_configured_prefix_is_applied(prefixed: ServerProcess) -> None:
     )
     glued = _post(prefixed, {"input": ["query: " + TEXT], "encoding_format": "base64"})
     assert typed.status_code == glued.status_code == 200
-    assert typed.headers["x-prefix"] == "applied" and "x-prefix" not in glued.headers
+    assert typed.headers["x-prefix"] == "applied" and glued.headers["x-prefix"] == "none"
     assert typed.json()["data"] == glued.json()["data"]
     assert typed.json()["usage"]["prompt_tokens"] == glued.json()["usage"]["prompt_tokens"]
     card = httpx.get(prefixed.url + "/v1/models/m").json()
     assert card["prompts"]["query_prefix"] == "query: "
     assert card["prompts"]["document_prefix"] == "passage: "
+
+
+def test_token_ids_are_never_prefixed_and_say_so(prefixed: ServerProcess) -> None:
+    ids = httpx.post(
+        prefixed.url + "/tokenize", json={"content": TEXT, "add_special": True}, timeout=30
+    )
+    ids = ids.json()["tokens"]
+    typed = _post(prefixed, {"input": [ids], "input_type": "query", "encoding_format": "base64"})
+    plain = _post(prefixed, {"input": [ids], "encoding_format": "base64"})
+    assert typed.status_code == plain.status_code == 200, typed.text
+    assert typed.headers["x-prefix"] == plain.headers["x-prefix"] == "none"
+    assert typed.json()["data"] == plain.json()["data"]  # nothing was put in front
+    per_token = _post(prefixed, {"input": [TEXT], "input_type": "query", "pooling": "none"})
+    assert per_token.status_code == 200 and per_token.headers["x-prefix"] == "applied"
 
 
 def test_input_type_through_the_openai_sdk(prefixed: ServerProcess) -> None:

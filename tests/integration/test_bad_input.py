@@ -6,6 +6,7 @@ files), so surviving to the follow-up call is part of what is tested.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,12 @@ def test_bad_model_files(
 def test_context_larger_than_trained_is_rejected(minilm_gguf: Path) -> None:
     with pytest.raises(ConfigError, match="exceeds the model's trained context of 512"):
         EmbeddingEngine.from_path(minilm_gguf, n_ctx=4096)
+
+
+def test_too_long_names_every_way_out_and_each_works(engine: EmbeddingEngine) -> None:
+    with pytest.raises(InputTooLongError) as caught:
+        engine.embed(LONG)
+    offered = re.findall(r"'(\w+)'", str(caught.value).split("truncate=", 1)[1])
+    assert offered == ["end", "start", "chunk"]
+    for mode in offered:
+        assert engine.embed(LONG, truncate=mode).shape == (384,)

@@ -29,7 +29,8 @@ def cached(minilm_gguf: Path) -> Iterator[EmbeddingEngine]:
 
 def test_off_by_default_in_the_library(engine: EmbeddingEngine) -> None:
     assert engine.engine.cache is None
-    assert engine.embed_with_details(TEXTS).cached == ()
+    result = engine.embed_with_details(TEXTS)
+    assert result.cached == (False, False, False) and result.cache_hits == 0
 
 
 @pytest.mark.parametrize(
@@ -73,7 +74,7 @@ def test_duplicates_in_one_call_and_bypass(cached: EmbeddingEngine) -> None:
     stats = cached.engine.cache.stats if cached.engine.cache else None
     assert stats is not None and stats.shared >= 1
     bypass = cached.embed_with_details(["twice"], "mean", use_cache=False)
-    assert bypass.cached == ()
+    assert bypass.cached == (False,) and bypass.cached_tokens == 0
 
 
 def test_clear_one_model(cached: EmbeddingEngine) -> None:

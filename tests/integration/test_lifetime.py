@@ -90,6 +90,27 @@ def test_every_native_call_after_close_is_a_typed_error(minilm_gguf: Path) -> No
         assert name  # every call refused, none touched freed memory
 
 
+def test_async_engine_closes_by_close_aclose_or_async_with(minilm_gguf: Path) -> None:
+    """The lifecycle the README documents: `close()` (as on the blocking engine),
+    `aclose()` and `async with` all free the models; closing twice is harmless."""
+
+    async def scenario() -> None:
+        for how in ("close", "aclose", "with"):
+            engine = await AsyncEmbeddingEngine.create()
+            await engine.load_model(ModelConfig(path=minilm_gguf, name="m"))
+            if how == "with":
+                async with engine:
+                    assert (await engine.embed("x")).shape == (384,)
+            else:
+                await getattr(engine, how)()
+                await getattr(engine, how)()
+            assert engine.list_models() == []
+            with pytest.raises(EngineClosedError):
+                await engine.embed("x")
+
+    asyncio.run(scenario())
+
+
 def test_aclose_fails_every_queued_and_running_embed(minilm_gguf: Path) -> None:
     async def scenario() -> tuple[list[Any], float]:
         engine = await AsyncEmbeddingEngine.create()

@@ -56,6 +56,23 @@ def test_token_helpers(engine: EmbeddingEngine) -> None:
     assert engine.count_tokens([[1, 2, 3]]) == [3]
 
 
+def test_one_input_gives_one_value_a_list_gives_a_list(engine: EmbeddingEngine) -> None:
+    """As `embed` does: a string (or one token list) in, one value out; a list in, a list."""
+    ids = engine.tokenize("hello world")
+    assert engine.count_tokens("hello world") == len(ids)
+    assert engine.count_tokens(ids) == len(ids)
+    assert engine.count_tokens(["hello world"]) == [len(ids)]
+    one = engine.embed_per_token("hello world")
+    assert isinstance(one, np.ndarray) and one.shape == (len(ids), 384)
+    many = engine.embed_per_token(["hello world", "a"])
+    assert isinstance(many, list) and [m.shape for m in many] == [(len(ids), 384), (3, 384)]
+    np.testing.assert_array_equal(many[0], one)
+    assert engine.embed_per_token(ids).shape == one.shape
+    # No cache in the library by default: one False per input, not an empty tuple.
+    result = engine.embed_with_details(["a", "b"], use_cache=False)
+    assert result.cached == (False, False) and result.cache_hits == 0
+
+
 def test_default_model_not_prepared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EMBELLAMA_HOME", str(tmp_path))
     with pytest.raises(Exception, match="run: embellama models prepare-default") as caught:

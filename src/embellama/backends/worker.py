@@ -57,14 +57,16 @@ def run_worker(
     try:
         model = LoadedModel(config, expect_fingerprint=fingerprint)
     except ModelFileError as exc:
-        connection.send(WorkerRefused(str(exc)))
+        _tell(connection, WorkerRefused(str(exc)))
         return
     except EmbellamaError as exc:  # llama.cpp refused the file or a context's memory
-        connection.send(WorkerLoadFailed(first_error.explain(exc)))
+        _tell(connection, WorkerLoadFailed(first_error.explain(exc)))
         return
     finally:
         first_error.detach()
-    connection.send(WorkerReady(pid=os.getpid(), dimensions=model.dimensions))
+    if not _tell(connection, WorkerReady(pid=os.getpid(), dimensions=model.dimensions)):
+        model.close()
+        return
     while True:
         try:
             job = connection.recv()
@@ -81,6 +83,15 @@ def run_worker(
         except OSError:  # the server is gone (killed): nobody waits for the result
             break
     model.close()
+
+
+def _tell(connection: Connection, message: object) -> bool:
+    """Send to the server; False (quietly) when it is gone, killed while this loaded."""
+    try:
+        connection.send(message)
+    except OSError:
+        return False
+    return True
 
 
 class _FirstNativeError(logging.Handler):

@@ -5,26 +5,26 @@ streamed; output columns id, embedding (fixed_size_list<float32>[dim]), tokens a
 `--keep-columns`; bad rows to FILE.errors.jsonl; an interrupted run started again with
 the same command resumes. `--ray` runs the same job on Ray Data (embellama.ray).
 
-Otherwise JSONL out (stdout or `--output FILE.jsonl`): input texts as arguments or a
-JSONL file of strings or objects with "text" (and optionally "id"); one JSON object per
-input with index, id, token count and embedding. With `--cache-url` (Redis) a re-run
-reads its vectors back instead of computing them.
+Otherwise JSONL out (stdout or `--output FILE.jsonl`, embellama.cli.jsonl_job): input
+texts as arguments or a JSONL file of strings or objects with `--text-column` (and
+`--id-column`, else "id" when present); one JSON object per row with index, id, token
+count and embedding; bad rows set aside as the Parquet job does, `--strict` too. With
+`--cache-url` (Redis) a re-run reads its vectors back instead of computing them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from itertools import islice
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from embellama.cli.jsonl_job import SAMPLE_LINES, Record, embed_records, read_jsonl, summary
 from embellama.cli.options import (
     CACHE_OPTIONS,
     MODEL_OPTIONS,
@@ -36,13 +36,12 @@ from embellama.cli.options import (
 from embellama.config import EngineConfig, ModelConfig, Truncation
 from embellama.engine import EmbeddingEngine
 from embellama.errors import ConfigError, InputError
-from embellama.jsonl import json_lines
+from embellama.jsonl import check_jsonl_columns
 from embellama.pipeline import ServiceLimits
+from embellama.rows import plural
 
 if TYPE_CHECKING:
     from embellama.corpus import CorpusOptions, CorpusProgress, CorpusReport, CorpusSource
-
-_CHUNK = 256
 
 
 def register(commands: Any) -> None:
@@ -56,7 +55,10 @@ def register(commands: Any) -> None:
         type=Path,
         help="FILE.parquet: a resumable corpus job; FILE.jsonl (or stdout): JSON lines.",
     )
-    corpus = parser.add_argument_group("corpus jobs (--output FILE.parquet)")
+    corpus = parser.add_argument_group(
+        "corpus jobs (--output FILE.parquet; --text-column, --id-column and --strict also "
+        "for JSONL)"
+    )
     corpus.add_argument("--text-column", default="text", help="Column with the text.")
     corpus.add_argument("--id-column", help="Column copied to `id` (default: the row number).")
     corpus.add_argument(
@@ -140,62 +142,47 @@ def run(args: argparse.Namespace) -> int:
         return _corpus_job(args)
     if args.input is not None and args.input.suffix.lower() in (".csv", ".parquet"):
         raise InputError(f"{args.input}: CSV and Parquet inputs write --output FILE.parquet")
+    for flag in ("keep_columns", "ray"):
+        if getattr(args, flag):
+            raise InputError(f"--{flag.replace('_', '-')} needs --output FILE.parquet")
+    return _jsonl_job(args)
+
+
+def _jsonl_job(args: argparse.Namespace) -> int:
+    from_file = args.input is not None and str(args.input) != "-"
+    if from_file:
+        wanted = [args.text_column, *([args.id_column] if args.id_column else [])]
+        check_jsonl_columns(args.input, wanted, args.text_column, SAMPLE_LINES)
     records = (
-        _read_jsonl(args.input) if args.input else iter([{"text": text} for text in args.texts])
+        read_jsonl(args.input, args.text_column, args.id_column)
+        if args.input
+        else iter([Record(row, None, text) for row, text in enumerate(args.texts)])
     )
-    total = _count_lines(args.input) if args.input and str(args.input) != "-" else None
+    total = _count_lines(args.input) if from_file else None
     cache_values = resolve(args, CACHE_OPTIONS)
     if args.cache_size is None and not cache_values["cache_url"]:
         cache_values["cache_size"] = 0  # the server caches by default; a one-off job does not
     config = EngineConfig(models=(model_config_from(resolve(args, MODEL_OPTIONS)),))
-    with EmbeddingEngine(config, cache=cache_from(cache_values)) as engine:
-        out = args.output.open("w") if args.output else sys.stdout
-        try:
-            show = not args.no_progress and (args.output is not None) and sys.stderr.isatty()
-            with tqdm(total=total, unit="text", disable=not show, file=sys.stderr) as bar:
-                hits, inputs = _embed_records(engine, records, out, args, bar)
-        finally:
-            if args.output:
-                out.close()
-    if engine.engine.cache is not None:
-        print(f"embellama: cache: {hits} hits of {inputs} inputs", file=sys.stderr)
-    return 0
-
-
-def _embed_records(
-    engine: EmbeddingEngine,
-    records: Iterator[dict[str, Any]],
-    out: TextIO,
-    args: argparse.Namespace,
-    bar: tqdm,
-) -> tuple[int, int]:
-    """Write every record's line; return (cache hits, inputs)."""
-    index = hits = 0
-    while chunk := list(islice(records, _CHUNK)):
-        result = engine.embed_with_details(
-            [record["text"] for record in chunk], dimensions=args.dimensions, truncate=args.truncate
+    show = not args.no_progress and (args.output is not None) and sys.stderr.isatty()
+    with (
+        EmbeddingEngine(config, cache=cache_from(cache_values)) as engine,
+        tqdm(total=total, unit="text", disable=not show, file=sys.stderr) as bar,
+    ):
+        totals = embed_records(
+            engine,
+            records,
+            args.output,
+            truncate=Truncation(args.truncate),
+            dimensions=args.dimensions,
+            strict=args.strict,
+            bar=bar,
         )
-        for record, vector, tokens in zip(chunk, result.vectors, result.token_counts, strict=True):
-            line: dict[str, Any] = {"index": index, "tokens": tokens, "embedding": vector.tolist()}
-            if "id" in record:
-                line["id"] = record["id"]
-            out.write(json.dumps(line) + "\n")
-            index += 1
-        hits += result.cache_hits
-        bar.update(len(chunk))
-    return hits, index
-
-
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    handle = sys.stdin if str(path) == "-" else path.open()
-    with handle:
-        for number, value in json_lines(handle, path):
-            record = {"text": value} if isinstance(value, str) else value
-            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise InputError(
-                    f"{path}:{number}: expected a JSON string or an object with 'text'"
-                )
-            yield record
+    if totals.bad_rows:
+        print(summary(totals, args.output), file=sys.stderr)
+    if engine.engine.cache is not None:
+        inputs = totals.rows
+        print(f"embellama: cache: {totals.cache_hits} hits of {inputs} inputs", file=sys.stderr)
+    return 0
 
 
 def _count_lines(path: Path) -> int:
@@ -248,8 +235,9 @@ def _corpus_job(args: argparse.Namespace) -> int:
         print(f"embellama: {args.output} is already complete for this job", file=sys.stderr)
         return 0
     print(
-        f"embellama: {report.rows} rows embedded in {report.seconds:.1f} s "
-        f"({report.rows / max(report.seconds, 1e-9):.0f} rows/s), {report.bad_rows} bad rows"
+        f"embellama: {plural(report.rows, 'row')} embedded in {report.seconds:.1f} s "
+        f"({report.rows / max(report.seconds, 1e-9):.0f} rows/s), "
+        f"{plural(report.bad_rows, 'bad row')}"
         + (f" listed in {errors_path(args.output)}" if report.bad_rows else "")
         + (
             f"; resumed after {report.resumed_chunks} finished row groups"
@@ -258,6 +246,11 @@ def _corpus_job(args: argparse.Namespace) -> int:
         ),
         file=sys.stderr,
     )
+    if report.cache_hits is not None:
+        print(
+            f"embellama: cache: {report.cache_hits} hits of {report.rows} inputs",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -284,12 +277,18 @@ def _local_job(
     config = EngineConfig(models=(model,))
     total = source.total_rows()
     show = not args.no_progress and sys.stderr.isatty()
-    with (
-        EmbeddingEngine(config, cache=cache_from(cache_values), limits=limits) as engine,
-        tqdm(total=total, unit="row", disable=not show, file=sys.stderr) as bar,
-    ):
-        reporter = _Reporter(bar, total, show)
-        return embed_corpus(engine, source, store, options, reporter)
+    try:
+        with (
+            EmbeddingEngine(config, cache=cache_from(cache_values), limits=limits) as engine,
+            tqdm(total=total, unit="row", disable=not show, file=sys.stderr) as bar,
+        ):
+            reporter = _Reporter(bar, total, show)
+            return embed_corpus(engine, source, store, options, reporter)
+    except KeyboardInterrupt:
+        raise  # the parts are what the next run resumes from
+    except Exception as exc:
+        store.abandon(exc)
+        raise
 
 
 class _Reporter:

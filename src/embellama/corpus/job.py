@@ -27,6 +27,7 @@ from embellama.corpus.sources import Chunk, CorpusSource
 from embellama.engine import EmbeddingEngine
 from embellama.errors import InputError
 from embellama.results import EmbeddingResult
+from embellama.rows import EmbeddedRows, embed_rows
 
 __all__ = [
     "CorpusOptions",
@@ -58,6 +59,7 @@ class CorpusProgress:
     bad_rows: int = 0
     skipped_chunks: int = 0
     started: float = 0.0
+    cache_hits: int = 0
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class CorpusReport:
     resumed_chunks: int
     # The output was already complete for this very job: nothing was run.
     already_complete: bool = False
+    # Rows whose vector came from the cache; None when the job ran without one.
+    cache_hits: int | None = None
 
 
 @dataclass(frozen=True)
@@ -116,45 +120,8 @@ def embed_corpus(
         tokens=progress.tokens,
         seconds=time.monotonic() - progress.started,
         resumed_chunks=progress.skipped_chunks,
+        cache_hits=progress.cache_hits if engine.engine.cache is not None else None,
     )
-
-
-@dataclass(frozen=True)
-class EmbeddedRows:
-    keep: list[int]  # positions that were embedded, in order
-    result: EmbeddingResult | None  # their vectors; None when no row could be
-    problems: dict[int, str]  # position -> why it has no vector
-
-
-def embed_rows(
-    engine: EmbeddingEngine,
-    texts: list[Any],
-    truncate: Truncation,
-    dimensions: int | None,
-) -> EmbeddedRows:
-    """Embed the rows that can be; a row the engine refuses is taken out with its
-    reason and the rest embedded again (one retry per bad row, rare in a real corpus).
-    The local job and the Ray actor both run this."""
-    problems: dict[int, str] = {}
-    keep = []
-    for position, text in enumerate(texts):
-        reason = _text_problem(text)
-        if reason is None:
-            keep.append(position)
-        else:
-            problems[position] = reason
-    while keep:
-        try:
-            result = engine.embed_with_details(
-                [texts[p] for p in keep], truncate=truncate, dimensions=dimensions
-            )
-        except InputError as exc:
-            if exc.index is None:
-                raise
-            problems[keep.pop(exc.index)] = str(exc)
-            continue
-        return EmbeddedRows(keep, result, problems)
-    return EmbeddedRows(keep, None, problems)
 
 
 def _embed_chunk(engine: EmbeddingEngine, chunk: Chunk, options: CorpusOptions) -> _Embedded:
@@ -165,16 +132,6 @@ def _embed_chunk(engine: EmbeddingEngine, chunk: Chunk, options: CorpusOptions) 
     errors = [_error(chunk, p, problems[p], options) for p in sorted(problems)]
     errors += [_rejected(record, options) for record in chunk.rejected]
     return _Embedded(chunk, rows.keep, rows.result, errors)
-
-
-def _text_problem(text: object) -> str | None:
-    if text is None:
-        return "no text (missing, null or not a string)"
-    if not isinstance(text, str):
-        return f"text is a {type(text).__name__}, not a string"
-    if not text.strip():
-        return "empty text"
-    return None
 
 
 def _error(chunk: Chunk, position: int, reason: str, options: CorpusOptions) -> dict[str, Any]:
@@ -223,6 +180,7 @@ def _store(
     progress.rows += len(chunk.texts)
     progress.tokens += sum(tokens)
     progress.bad_rows += len(embedded.errors)
+    progress.cache_hits += result.cache_hits if result is not None else 0
 
 
 def _schema(source: CorpusSource, dimensions: int) -> pa.Schema:

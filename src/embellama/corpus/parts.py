@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embellama.corpus.manifest import differences
-from embellama.errors import ConfigError
+from embellama.errors import ConfigError, InputError
+from embellama.rows import errors_path
 
 __all__ = ["PartStore", "errors_path"]
 
@@ -59,6 +60,14 @@ class PartStore:
         else:
             self.directory.mkdir(parents=True, exist_ok=True)
             _write_atomically(manifest, json.dumps(job, indent=2, sort_keys=True).encode())
+
+    def abandon(self, error: BaseException) -> None:
+        """After a failed run: an input error (a bad row under `--strict`, an unreadable
+        record) fails the same way on every rerun, and a fixed input is another job, so
+        its parts go; after any other failure finished parts stay to resume from, and a
+        directory with none (only the manifest) goes."""
+        if isinstance(error, InputError) or not self.done():
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def done(self) -> set[int]:
         """Chunk numbers whose part is complete."""
@@ -108,11 +117,6 @@ class PartStore:
 
     def _errors_part(self, number: int) -> Path:
         return self.directory / f"errors-{number:08d}.jsonl"
-
-
-def errors_path(output: Path) -> Path:
-    """Where a job writing `output` lists its bad rows: `vectors.errors.jsonl`."""
-    return output.with_name(output.stem + ".errors.jsonl")
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

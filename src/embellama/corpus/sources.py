@@ -22,6 +22,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from embellama.errors import InputError
+from embellama.jsonl import check_jsonl_columns
 
 __all__ = ["Chunk", "CorpusSource", "open_source"]
 
@@ -59,6 +60,18 @@ class CorpusSource:
         # Zero would cut the input into empty chunks forever.
         if self.chunk_rows < 1:
             raise InputError(f"rows per chunk must be >= 1, got {self.chunk_rows}")
+
+    def check_columns(self) -> None:
+        """Every column named for the job is in the input, or a one-line error now,
+        before any work or output: one rule for every format (a CSV header, a Parquet
+        schema, a JSONL file's first chunk of lines)."""
+        columns = self._columns()
+        if self.format == "parquet":
+            _check_columns(self.path, pq.ParquetFile(self.path).schema_arrow.names, columns)
+        elif self.format == "csv":
+            _check_columns(self.path, _csv_header(self.path), columns)
+        else:
+            check_jsonl_columns(self.path, columns, self.text_column, self.chunk_rows)
 
     def total_rows(self) -> int | None:
         """Rows in the input: free for Parquet (footer), one pass otherwise (CSV records,
@@ -385,4 +398,6 @@ def open_source(
         raise InputError(f"{path}: unknown input format; use .jsonl, .csv or .parquet")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    return CorpusSource(path, kind, text_column, id_column, tuple(keep_columns), chunk_rows)
+    source = CorpusSource(path, kind, text_column, id_column, tuple(keep_columns), chunk_rows)
+    source.check_columns()
+    return source

@@ -14,6 +14,7 @@ batch-invariance bound. Ray retries failed tasks; a rerun of a killed driver sta
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["EmbedActor", "embed_dataset", "embed_file"]
 
 ERROR_COLUMN = "embellama_error"
+_log = logging.getLogger("embellama.ray")
 
 
 class EmbedActor:
@@ -95,6 +97,7 @@ def embed_dataset(
         model = ModelConfig(path=Path(model))
     threads = threads_per_actor or model.n_threads or max(1, (os.cpu_count() or 1) // concurrency)
     config = ModelConfig(**{**vars(model), "n_threads": threads})
+    reserved = actor_cpus(concurrency, threads, _cluster_cpus())
     return ds.map_batches(
         EmbedActor,
         fn_constructor_kwargs={
@@ -106,8 +109,48 @@ def embed_dataset(
         batch_format="pyarrow",
         batch_size=batch_size,
         compute=ray.data.ActorPoolStrategy(size=concurrency),
-        num_cpus=threads,
+        num_cpus=reserved,
     )
+
+
+def actor_cpus(concurrency: int, threads: int, cluster_cpus: float) -> float:
+    """The CPUs each actor reserves: its `threads`, or its share of what the cluster
+    has once one CPU is left for the read and write tasks. Actors that reserve every
+    CPU leave none to read with, and Ray waits forever ("3/2 CPU") without an error.
+    A cluster of one CPU (or none) cannot run both: that is an error, with the sums."""
+    wanted = concurrency * threads
+    room = cluster_cpus - 1
+    if wanted <= room:
+        return float(threads)
+    if room <= 0:
+        raise ConfigError(
+            f"{concurrency} actors x {threads} threads plus 1 CPU to read with need "
+            f"{wanted + 1} CPUs; the Ray cluster has {cluster_cpus:g}, and at least 2 are "
+            "needed: start Ray with more CPUs (ray.init(num_cpus=2)) or join a larger one"
+        )
+    share = room / concurrency
+    _log.warning(
+        "%d actors x %d threads plus 1 CPU to read with need %d CPUs; the Ray cluster has "
+        "%g: each actor reserves %.2f CPUs and still runs %d threads",
+        concurrency,
+        threads,
+        wanted + 1,
+        cluster_cpus,
+        share,
+        threads,
+    )
+    return share
+
+
+def _cluster_cpus() -> float:
+    """The CPUs of the cluster this job runs on (Ray Data would start a local one on
+    first use; here it is started now, to size the actors)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init()
+    resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    return float(resources.get("CPU", 0))
 
 
 def embed_file(
@@ -140,10 +183,15 @@ def embed_file(
     threads = model.n_threads or max(1, (os.cpu_count() or 1) // actors)
     # A local cluster gets one logical CPU more than the actors reserve, for the read
     # and write tasks: with exactly the actors' CPUs, reading waits forever on them.
+    # The job's own summary is what a user reads: Ray's INFO lines stay in its session
+    # logs, its warnings and errors still show.
     if address:
-        ray.init(address=address)
+        ray.init(address=address, logging_level=logging.WARNING)
     else:
-        ray.init(num_cpus=actors * threads + 1, include_dashboard=False)
+        ray.init(
+            num_cpus=actors * threads + 1, include_dashboard=False, logging_level=logging.WARNING
+        )
+    _quiet_ray_data()
     try:
         read = {
             "parquet": ray.data.read_parquet,
@@ -162,20 +210,64 @@ def embed_file(
             truncate=options.truncate,
             dimensions=options.dimensions,
         ).materialize()
-        rows = embedded.filter(lambda row: row[ERROR_COLUMN] is None)
-        bad = embedded.filter(lambda row: row[ERROR_COLUMN] is not None)
+        rows = embedded.map_batches(_rows_without_error, batch_format="pyarrow")
+        bad = embedded.select_columns([source.id_column, ERROR_COLUMN]).map_batches(
+            _rows_with_error, batch_format="pyarrow"
+        )
         keep = ["id", "embedding", "tokens", *source.keep_columns]
         rows = rows.rename_columns({source.id_column: "id"}).select_columns(keep)
         rows.write_parquet(str(output))
-        errors = [
-            {"id": row[source.id_column], "reason": row[ERROR_COLUMN]} for row in bad.iter_rows()
-        ]
+        reasons = {row[source.id_column]: row[ERROR_COLUMN] for row in bad.iter_rows()}
+        errors = _located(source, reasons)
         if errors:
             errors_path(output).write_text(
-                "".join(json.dumps(e, default=str) + "\n" for e in errors)
+                "".join(json.dumps(e, default=str, ensure_ascii=False) + "\n" for e in errors)
             )
         count = rows.count()
         tokens = int(rows.sum("tokens") or 0) if count else 0
     finally:
         ray.shutdown()
     return CorpusReport(count, len(errors), tokens, time.monotonic() - started, 0)
+
+
+def _rows_without_error(batch: pa.Table) -> pa.Table:
+    return batch.filter(pc.is_null(batch.column(ERROR_COLUMN)))
+
+
+def _rows_with_error(batch: pa.Table) -> pa.Table:
+    return batch.filter(pc.is_valid(batch.column(ERROR_COLUMN)))
+
+
+def _located(source: CorpusSource, reasons: dict[object, str]) -> list[dict[str, object]]:
+    """The bad rows as the local job lists them, with their row (and line) found by id in
+    one pass over the input file: Ray Data keeps no row numbers. Only run when a row is
+    bad; in file order."""
+    if not reasons:
+        return []
+    errors: list[dict[str, object]] = []
+    for chunk in source.chunks():
+        for position, identity in enumerate(chunk.ids.to_pylist()):
+            if identity not in reasons:
+                continue
+            error: dict[str, object] = {
+                "row": chunk.start_row + position,
+                "id": identity,
+                "reason": reasons.pop(identity),
+            }
+            if chunk.lines is not None:
+                error["line"] = chunk.lines[position]
+            errors.append(error)
+    # An id the pass did not find again (a null id, say): still listed, without a row.
+    errors += [{"row": None, "id": identity, "reason": r} for identity, r in reasons.items()]
+    return errors
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data prints every execution plan and a progress line per operator at INFO;
+    its session log keeps them. The console shows its warnings and errors only."""
+    import ray.data
+
+    ray.data.DataContext.get_current().print_on_execution_start = False
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler):  # the console, not the session file
+            handler.setLevel(logging.WARNING)

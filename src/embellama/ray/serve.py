@@ -10,7 +10,9 @@ replica's own process. Settings come from `EMBELLAMA_*` variables and `--config`
 `embellama serve`; `build`'s other arguments are `embellama serve` flags without the
 dashes (`model_path=...` is `--model-path ...`; `metrics_auth=true` is `--metrics-auth`,
 `false` its `--no-` form). Replicas share vectors through Redis
-when `cache_url` (or `EMBELLAMA_CACHE_URL`) is set. `pip install 'embellama[ray]'`.
+when `cache_url` (or `EMBELLAMA_CACHE_URL`) is set. It listens where Ray Serve's proxy
+does (127.0.0.1:8000 unless `http_options` say otherwise), not on embellama's host and
+port. `pip install 'embellama[ray]'`.
 """
 
 from __future__ import annotations

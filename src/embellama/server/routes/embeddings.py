@@ -67,7 +67,7 @@ async def create_embeddings(request: Request) -> Response:
     }
     return Response(
         encode_embeddings(result, parsed.encoding_format),
-        headers=_timing_headers(result),
+        headers={**_timing_headers(result), **_prefix_header(result.prefix, parsed.items)},
         media_type="application/json",
     )
 
@@ -80,13 +80,14 @@ def _timing_headers(result: EmbeddingResult) -> dict[str, str]:
         "x-inference-time": f"{timings.inference * 1000:.2f}",
         "x-tokens": str(result.total_tokens),
         "x-cache-hits": str(result.cache_hits),
-        # Only when input_type was sent: "applied", or "none" for a model without one.
-        **(
-            {"x-prefix": "applied" if result.prefix else "none"}
-            if result.prefix is not None
-            else {}
-        ),
     }
+
+
+def _prefix_header(prefix: str | None, items: Sequence[InputItem]) -> dict[str, str]:
+    """`applied` only when a prefix went in front of a text; token-id inputs are never
+    prefixed, so they answer `none`, as does a request without input_type."""
+    applied = bool(prefix) and any(isinstance(item, str) for item in items)
+    return {"x-prefix": "applied" if applied else "none"}
 
 
 def _no_cache(request: Request) -> bool:
@@ -148,4 +149,5 @@ async def _per_token(
         "tokens": sum(counts),
     }
     body = encode_token_embeddings(service.name, matrices, counts, encoding_format)
-    return Response(body, headers={"x-tokens": str(sum(counts))}, media_type="application/json")
+    headers = {"x-tokens": str(sum(counts)), **_prefix_header(prefix, items)}
+    return Response(body, headers=headers, media_type="application/json")
