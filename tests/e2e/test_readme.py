@@ -54,6 +54,7 @@ SKIPPED = {
     "pip install 'embellama[ray]'": "installs from PyPI; the test stack has the extra",
     "import ray": "needs S3 and a cluster: 16 actors x 8 threads reserve 128 CPUs",
     "serve run embellama.ray.serve": "needs a Ray cluster (tests/e2e/test_ray_replica.py)",
+    "curl localhost:8000/v1/embeddings": "talks to the Ray Serve deployment above",
     "make image": "needs Docker (tests/e2e/test_container_image.py builds it with buildah)",
     "docker run -p 8080:8080 embellama ": "needs Docker",
     "docker run -p 8080:8080 -v": "needs Docker",

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.server import ServerProcess, serving
+from tests.e2e.server import ServerProcess, free_port, serving
 
 USER_KEY = "sk-keys-user-0000000001"
 ADMIN_KEY = "sk-keys-admin-000000001"
@@ -28,7 +28,7 @@ def _environ(extra: dict[str, str]) -> dict[str, str]:
 def _refused(args: list[str], env: dict[str, str]) -> str:
     """The server must exit 2 at start with exactly one line on stderr."""
     done = subprocess.run(
-        [sys.executable, "-m", "embellama.cli.main", "serve", "--port", "0", *args],
+        [sys.executable, "-m", "embellama.cli.main", "serve", "--port", str(free_port()), *args],
         capture_output=True,
         text=True,
         timeout=30,  # a server that starts anyway would run until this

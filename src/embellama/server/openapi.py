@@ -354,8 +354,18 @@ _SCHEMAS: dict[str, Schema] = {
                         "max_tokens_per_input": {"type": "integer"},
                         "max_chunks_per_input": {"type": "integer"},
                         "max_token_vectors_per_request": {"type": "integer"},
+                        "memory_per_worker_bytes": {
+                            "type": "integer",
+                            "description": "Upper bound of one worker's KV cache, compute "
+                            "and output buffers and weight copy, from the GGUF header.",
+                        },
                     },
                 },
+            },
+            "failed_models": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Models that could not start, with why (the others serve).",
             },
             "cache": {"type": ["object", "null"]},
         },
