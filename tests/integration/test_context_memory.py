@@ -128,3 +128,17 @@ def test_an_encoder_always_fits_and_keeps_its_context(minilm_gguf: Path) -> None
     fitted = fit_context(ModelConfig(path=minilm_gguf), header, workers=2, budget=1 << 30)
     assert fitted.limit == header.context_length == 512
     assert fitted.estimate.kv_cache == 0  # encoders keep no KV cache
+
+
+def test_only_unquantized_weights_are_repacked(minilm_gguf: Path, gemma3_gguf: Path) -> None:
+    """Repacking speeds F16 kernels up, but gives each worker a private copy of quantized
+    weights (and segfaults on Q4_K with AMX): quantized files stay mapped and shared."""
+    assert not read_gguf_info(minilm_gguf).quantized
+    assert read_gguf_info(gemma3_gguf).quantized
+    for path, repacked in ((minilm_gguf, True), (gemma3_gguf, False)):
+        config = ModelConfig(path=path, n_ctx=512, allow_unverified_architecture=True)
+        model = LoadedModel(config, inference=False)
+        try:
+            assert model._backend.params.repack_weights is repacked
+        finally:
+            model.close()

@@ -76,6 +76,9 @@ _TENSOR_BLOCKS = {
     39: (17, 32),
 }
 
+# ggml's F32, F16 and BF16: the unquantized tensor types.
+_FLOAT_TYPES = frozenset({0, 1, 30})
+
 # llama.cpp's enum llama_pooling_type, as stored under `<arch>.pooling_type`.
 POOLING_TYPE_NAMES = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
 
@@ -118,6 +121,8 @@ class GGUFInfo:
     # (absolute offset, bytes): what the content fingerprint (fingerprint.py) samples.
     data_offset: int = 0
     tensor_extents: tuple[tuple[int, int], ...] = field(default=(), repr=False)
+    # Some tensor is in a quantized type (not F32, F16 or BF16).
+    quantized: bool = False
 
 
 def read_gguf_info(path: str | Path) -> GGUFInfo:
@@ -217,7 +222,9 @@ def _parse(path: Path, size: int, reader: _Reader) -> GGUFInfo:
     for _ in range(n_kv):
         key = reader.string()
         metadata[key] = reader.value(reader.scalar("I"))
-    names, data_offset, extents = _check_tensor_extents(path, size, reader, n_tensors, metadata)
+    names, data_offset, extents, types = _check_tensor_extents(
+        path, size, reader, n_tensors, metadata
+    )
     info = _describe(path, size, version, n_tensors, metadata)
     labels = metadata.get(f"{info.architecture}.classifier.output_labels")
     head = "cls.output.weight" in names
@@ -229,16 +236,18 @@ def _parse(path: Path, size: int, reader: _Reader) -> GGUFInfo:
         classifier_outputs=(len(labels) if labels else 1) if head else 0,
         data_offset=data_offset,
         tensor_extents=extents,
+        quantized=bool(types - _FLOAT_TYPES),
     )
 
 
 def _check_tensor_extents(
     path: Path, size: int, reader: _Reader, n_tensors: int, metadata: dict[str, Any]
-) -> tuple[list[str], int, tuple[tuple[int, int], ...]]:
+) -> tuple[list[str], int, tuple[tuple[int, int], ...], set[int]]:
     """Check every tensor ends inside the file; return the tensor names, where the data
-    section starts, and each tensor's (absolute offset, bytes)."""
+    section starts, each tensor's (absolute offset, bytes) and the tensor types."""
     data_end = 0
     names = []
+    types: set[int] = set()
     spans: list[tuple[int, int]] = []
     for _ in range(n_tensors):
         name = reader.string()
@@ -246,6 +255,7 @@ def _check_tensor_extents(
         n_dims = reader.scalar("I")
         dims = [reader.scalar("Q") for _ in range(n_dims)]
         type_id = reader.scalar("I")
+        types.add(type_id)
         offset = reader.scalar("Q")
         spans.append((offset, _tensor_bytes(type_id, dims)))
         data_end = max(data_end, offset + spans[-1][1])
@@ -256,7 +266,7 @@ def _check_tensor_extents(
             f"GGUF file is truncated: tensors need {data_start + data_end} bytes, "
             f"the file has {size}: {path}"
         )
-    return names, data_start, _absolute_extents(spans, data_start, size)
+    return names, data_start, _absolute_extents(spans, data_start, size), types
 
 
 def _absolute_extents(

@@ -129,6 +129,7 @@ class LoadedModel:
                 path=str(config.path),
                 n_ctx=self.shape.n_ctx,
                 n_batch=self.shape.n_batch,
+                repack_weights=not self.header.quantized,
                 n_seq_max=config.batching.max_batch_sequences,
                 n_threads=config.resolved_threads,
                 n_gpu_layers=config.n_gpu_layers,
