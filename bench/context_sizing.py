@@ -104,8 +104,8 @@ def _write(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) ->
         tokens = int(runs["after"][0][f"{name}_tokens"])
         ratios = [a / b for a, b in zip(after, before, strict=True)]
         rows.append(
-            f"| {label} of ~{tokens} tokens | {statistics.median(before):.1f} "
-            f"| {statistics.median(after):.1f} | {statistics.median(ratios):.2f}x "
+            f"| {label} of ~{tokens} tokens | {statistics.median(before):.3g} "
+            f"| {statistics.median(after):.3g} | {statistics.median(ratios):.2f}x "
             f"({min(ratios):.2f}-{max(ratios):.2f}) |"
         )
     OUT.write_text(
