@@ -4,6 +4,7 @@ ones, bounded client memory, reload adoption, and admin decided on the routed pa
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -108,6 +109,33 @@ def test_concurrent_requests_cannot_overdraw_tokens_per_minute() -> None:
     assert refused.value.status == 429 and "Retry-After" in refused.value.headers
     first.settle(100)  # it used far less than its bound: the rest comes back
     control.reserve_tokens(identity, 600)
+
+
+def test_a_token_debt_paid_back_by_waiting_admits_again() -> None:
+    control = AccessControl(limits=RateLimits(tokens_per_minute=6000))  # 100 a second
+    identity = "addr:10.0.0.8"
+    control.admit(identity)
+    control.reserve_tokens(identity, 6000).settle(6030)  # 30 tokens of debt
+    with pytest.raises(ApiError):
+        control.admit(identity)
+    time.sleep(0.6)  # 60 tokens refilled: the debt is paid, whatever the stale level says
+    control.admit(identity)
+
+
+def test_an_estimate_is_computed_only_for_a_client_with_a_token_budget() -> None:
+    calls: list[int] = []
+
+    def estimate() -> int:
+        calls.append(1)
+        return 10
+
+    open_server = AccessControl()
+    open_server.reserve_tokens(open_server.identify(scope("/v1/embeddings")), estimate)
+    assert calls == []
+    limited = AccessControl(limits=RateLimits(tokens_per_minute=100))
+    limited.admit("addr:10.0.0.7")
+    assert limited.reserve_tokens("addr:10.0.0.7", estimate).reserved == 10
+    assert calls == [1]
 
 
 def test_a_failed_request_costs_nothing() -> None:

@@ -210,7 +210,7 @@ class Tokenizer:
         return self._prefix_lengths(prefix) if prefix else 0
 
     def _count_prefix(self, prefix: str) -> int:
-        return len(self.encode_text(prefix, add_special=False))
+        return len(self._encode_text(prefix, add_special=False))
 
     def _chunk(
         self, item: TokenizedInput, index: int, chunking: Chunking, kept: int
@@ -254,6 +254,21 @@ class Tokenizer:
     ) -> TokenIds:
         """`max_tokens`: refuse a text with more tokens before any buffer for them exists,
         so the memory one call can take is bounded by the cap, not by the text."""
+        return self._encode_text(
+            text, index, add_special=add_special, parse_special=parse_special, max_tokens=max_tokens
+        )
+
+    def _encode_text(
+        self,
+        text: str,
+        index: int = 0,
+        *,
+        add_special: bool = True,
+        parse_special: bool = False,
+        max_tokens: int | None = None,
+    ) -> TokenIds:
+        """`encode_text` for callers already holding the lease: one hold per call, not
+        one per input, and a call that holds it never fails halfway once it started."""
         if not text:
             raise EmptyInputError(f"input {index} is an empty string", index=index)
         try:
@@ -330,7 +345,7 @@ class Tokenizer:
         """Ids and the pieces of the distinct ones under one lease: both from the same
         vocabulary, even if a reload swaps the model between two separate calls."""
         ids = (
-            self.encode_text(
+            self._encode_text(
                 text, add_special=add_special, parse_special=parse_special, max_tokens=max_tokens
             )
             if text
@@ -346,7 +361,7 @@ class Tokenizer:
         if isinstance(item, str):
             if not item:  # a prefix must not turn an empty input into a valid one
                 raise EmptyInputError(f"input {index} is an empty string", index=index)
-            ids = self.encode_text(prefix + item, index)
+            ids = self._encode_text(prefix + item, index)
             leading, trailing = self._leading + kept, self._trailing
         else:
             ids, leading, trailing = self.check_ids(item, index), 0, 0

@@ -122,6 +122,11 @@ class TokenBucket:
         self._refill(now)
         self.level = min(self.capacity, self.level - amount)
 
+    def has_credit(self, now: float) -> bool:
+        """Above zero once refilled to `now`: a debt paid back by waiting admits again."""
+        self._refill(now)
+        return self.level > 0
+
     def seconds_until(self, amount: float, now: float) -> float:
         self._refill(now)
         return max(0.0, (amount - self.level) / self.rate)
@@ -273,7 +278,7 @@ class AccessControl:
         for name, bucket in (("requests", client.requests), ("tokens", client.tokens)):
             if bucket is None:
                 continue
-            allowed = bucket.try_take(1.0, now) if name == "requests" else bucket.level > 0
+            allowed = bucket.try_take(1.0, now) if name == "requests" else bucket.has_credit(now)
             if not allowed:
                 raise _rate_limited(name, bucket, 1.0, now)
             headers += [
@@ -287,18 +292,23 @@ class AccessControl:
             return self._key_limits.get(index, self.limits)
         return self.limits
 
-    def reserve_tokens(self, identity: str | None, estimate: int) -> TokenReservation:
+    def reserve_tokens(
+        self, identity: str | None, estimate: int | Callable[[], int]
+    ) -> TokenReservation:
         """Set aside `estimate` tokens (capped at the budget) or refuse with 429.
 
         A text never has more tokens than bytes plus a few specials, so the body size
-        bounds what the request can cost; `settle` then charges the real count.
+        bounds what the request can cost; `settle` then charges the real count. A
+        callable estimate is computed only for a client with a token budget: counting a
+        16 MiB body's bytes is work a server without tokens per minute never needs.
         """
         client = self._clients.get(identity) if identity else None
         bucket = client.tokens if client is not None else None
         if bucket is None:
             return TokenReservation(None, 0.0)
         now = time.monotonic()
-        amount = min(float(estimate), bucket.capacity)
+        most = estimate() if callable(estimate) else estimate
+        amount = min(float(most), bucket.capacity)
         if not bucket.try_take(amount, now):
             raise _rate_limited("tokens", bucket, amount, now)
         return TokenReservation(bucket, amount)

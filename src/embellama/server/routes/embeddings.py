@@ -109,9 +109,9 @@ async def charged(
     """Run `work` for a client that may leave, inside its tokens-per-minute budget:
     reserve the most `items` (each behind `prefix`, plus `extra`) can cost, then settle
     to what was used (nothing on failure)."""
-    most = most_tokens(items, prefix) + extra
+    client = request.scope["state"].get("client")
     try:
-        budget = state.access.reserve_tokens(request.scope["state"].get("client"), most)
+        budget = state.access.reserve_tokens(client, lambda: most_tokens(items, prefix) + extra)
     except BaseException:
         if inspect.iscoroutine(work):
             work.close()  # refused before it ran: no "never awaited" warning
