@@ -21,12 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.batch_budget import machine
 from bench.corpus import short_texts
 from embellama import prepare_default_model
-from embellama.model.backend import FLASH_ATTENTION_TILE, BackendParams, LlamaBackend
+from embellama.model.native import FLASH_ATTENTION_TILE, NativeModel, NativeParams
 
 
-def backend(path: str, *, small_flash: bool, large_flash: bool) -> LlamaBackend:
+def backend(path: str, *, small_flash: bool, large_flash: bool) -> NativeModel:
     """A backend whose two contexts use the given attention kind."""
-    b = LlamaBackend(BackendParams(path, 512, 16, 2, 0))
+    b = NativeModel(NativeParams(path, 512, 16, 2, 0))
     b._large = b._create_context(b.params, 512, 512, flash_attention=large_flash)
     b._small = b._create_context(
         b.params, FLASH_ATTENTION_TILE, FLASH_ATTENTION_TILE, flash_attention=small_flash
@@ -35,7 +35,7 @@ def backend(path: str, *, small_flash: bool, large_flash: bool) -> LlamaBackend:
     return b
 
 
-def pooled(b: LlamaBackend, seqs: list[np.ndarray]) -> list[np.ndarray]:
+def pooled(b: NativeModel, seqs: list[np.ndarray]) -> list[np.ndarray]:
     out = []
     for tokens in b.decode(seqs):
         v = tokens.mean(axis=0)

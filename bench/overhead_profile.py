@@ -52,7 +52,7 @@ REQUESTS = 1200
 PORT = 18561
 # Innermost frame wins: the first rule (leaf to root) whose path fragment matches.
 STAGES = (
-    ("tokenization", ("model/tokenizer.py", "model/backend.py")),
+    ("tokenization", ("model/tokenizer.py", "model/native.py")),
     ("request parsing and validation", ("server/schemas.py", "embellama/inputs.py", "body.py")),
     ("response encoding", ("server/encoding.py",)),
     ("normalization", ("embellama/vectors.py",)),

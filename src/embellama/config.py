@@ -21,6 +21,8 @@ __all__ = [
     "ModelKind",
     "Normalization",
     "Pooling",
+    "QueueLimits",
+    "ServiceLimits",
     "Truncation",
 ]
 
@@ -212,3 +214,50 @@ class EngineConfig:
                 if name in seen:
                     raise ConfigError(f"model name or alias {name!r} is used twice")
                 seen.add(name)
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    """Admission and fairness; `None` means unbounded (the library's default)."""
+
+    max_queued_requests: int | None = None
+    # Tokens of all queued requests: the memory a full queue holds, whatever its shape.
+    max_queued_tokens: int | None = None
+    # The longest a bulk request waits behind a stream of small ones before it goes next.
+    bulk_max_wait: float = 0.5
+    request_timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    """Where decodes run and how much may wait. `workers=0`: in this process (library)."""
+
+    workers: int = 0
+    max_queued_requests: int | None = None
+    max_queued_tokens: int | None = None
+    request_timeout: float | None = None
+    # Seconds one decode may run in a worker process before the worker is killed as hung.
+    worker_hang_timeout: float | None = 300.0
+    bulk_max_wait: float = 0.5
+    # truncate="chunk": most windows one input may be split into (shown in /info).
+    max_chunks_per_input: int = 64
+    # "pooling": "none" over the API: most token vectors one response may hold.
+    max_token_vectors: int = 16384
+    # Bytes the model's workers may plan to use (None: 80 % of what the machine has
+    # available); a default context that would need more is lowered to fit.
+    memory_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        hang = self.worker_hang_timeout
+        if hang is not None and not hang > 0:
+            raise ConfigError(f"worker_hang_timeout must be > 0, got {hang}")
+
+    def queue(self) -> QueueLimits:
+        return QueueLimits(
+            max_queued_requests=self.max_queued_requests,
+            max_queued_tokens=self.max_queued_tokens,
+            bulk_max_wait=self.bulk_max_wait,
+            request_timeout=self.request_timeout,
+        )

@@ -22,15 +22,15 @@ import numpy as np
 import numpy.typing as npt
 
 from embellama.cache import EmbeddingCache
-from embellama.config import EngineConfig, ModelConfig, ModelKind, Truncation
+from embellama.config import EngineConfig, ModelConfig, ModelKind, ServiceLimits, Truncation
 from embellama.default_model import DEFAULT_MODEL_NAME, require_default_model
 from embellama.errors import EngineClosedError, InputError
 from embellama.inputs import EmbedInput, parse_inputs
 from embellama.loop_thread import LoopThread, close_at_exit
-from embellama.model.backend import TokenIds
 from embellama.model.loaded import ModelInfo
+from embellama.model.native import TokenIds
 from embellama.model.tokenizer import Tokenizer, TokenPieces
-from embellama.pipeline import EmbedOptions, RerankOptions, ServedModel, ServiceLimits
+from embellama.pipeline import EmbedOptions, RerankOptions, ServedModel
 from embellama.prompts import InputType
 from embellama.registry import ModelRegistry
 from embellama.results import EmbeddingResult, RerankResult

@@ -26,9 +26,9 @@ import numpy as np
 from embellama.backends.base import Backend, WorkerStatus
 from embellama.backends.inprocess import InProcessBackend
 from embellama.backends.pool import WorkerPool
-from embellama.batching.scheduler import QueueLimits, Scheduled, Scheduler
+from embellama.batching.scheduler import Scheduled, Scheduler
 from embellama.cache import EmbeddingCache, ModelTag
-from embellama.config import ModelConfig, ModelKind, Pooling, Truncation
+from embellama.config import ModelConfig, ModelKind, Pooling, ServiceLimits, Truncation
 from embellama.errors import (
     ConfigError,
     InputError,
@@ -40,17 +40,17 @@ from embellama.errors import (
     WrongModelKindError,
 )
 from embellama.inputs import InputItem
-from embellama.model.backend import TokenIds
 from embellama.model.fingerprint import gguf_fingerprint
 from embellama.model.gguf import read_gguf_info
 from embellama.model.loaded import LoadedModel, ModelInfo
 from embellama.model.memory import fit_context, format_bytes
+from embellama.model.native import TokenIds
 from embellama.model.tokenizer import Chunking, TokenizedInput
 from embellama.prompts import InputType, Prompts, resolve_prompts
 from embellama.results import EmbeddingResult, RerankHit, RerankResult, Timings
 from embellama.vectors import Matrix, check_dimensions, finish, resolve_normalization
 
-__all__ = ["EmbedOptions", "FileStamp", "RerankOptions", "ServedModel", "ServiceLimits"]
+__all__ = ["EmbedOptions", "FileStamp", "RerankOptions", "ServedModel"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -59,41 +59,6 @@ _log = logging.getLogger("embellama.pipeline")
 # Tokenizing more than this many characters (or token ids) moves off the event loop:
 # measured ~1 ms per 10 kB of text, so the loop never stalls for more than a few ms.
 OFF_LOOP_TOKENIZE_SIZE = 32 * 1024
-
-
-@dataclass(frozen=True)
-class ServiceLimits:
-    """Where decodes run and how much may wait. `workers=0`: in this process (library)."""
-
-    workers: int = 0
-    max_queued_requests: int | None = None
-    max_queued_tokens: int | None = None
-    request_timeout: float | None = None
-    # Seconds one decode may run in a worker process before the worker is killed as hung.
-    worker_hang_timeout: float | None = 300.0
-    bulk_max_wait: float = 0.5
-    # truncate="chunk": most windows one input may be split into (shown in /info).
-    max_chunks_per_input: int = 64
-    # "pooling": "none" over the API: most token vectors one response may hold.
-    max_token_vectors: int = 16384
-    # Bytes the model's workers may plan to use (None: 80 % of what the machine has
-    # available); a default context that would need more is lowered to fit.
-    memory_limit: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.workers < 0:
-            raise ConfigError(f"workers must be >= 0, got {self.workers}")
-        hang = self.worker_hang_timeout
-        if hang is not None and not hang > 0:
-            raise ConfigError(f"worker_hang_timeout must be > 0, got {hang}")
-
-    def queue(self) -> QueueLimits:
-        return QueueLimits(
-            max_queued_requests=self.max_queued_requests,
-            max_queued_tokens=self.max_queued_tokens,
-            bulk_max_wait=self.bulk_max_wait,
-            request_timeout=self.request_timeout,
-        )
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ vector differs from transformers by up to ~1.5e-3 (at most ~6e-4 of its largest
 value), cosine >= 0.9999998. The error is the F16 KV cache (K and V rounded to half
 precision); with an F32 cache and plain attention it was 1.5e-6. The value test
 therefore allows 1e-3 of the vector's largest value (`tests/tolerances.py`). Causal models run with plain
-attention in every decode (see model/backend.py), so batching changes nothing.
+attention in every decode (see model/native.py), so batching changes nothing.
 """
 
 from __future__ import annotations

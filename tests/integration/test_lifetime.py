@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from embellama import AsyncEmbeddingEngine, EmbeddingCache, EmbeddingEngine, ModelConfig
-from embellama.config import Truncation
+from embellama.config import ServiceLimits, Truncation
 from embellama.errors import (
     EngineClosedError,
     ModelUnloadingError,
@@ -26,7 +26,7 @@ from embellama.errors import (
     RequestTimeoutError,
 )
 from embellama.model.loaded import LoadedModel
-from embellama.pipeline import EmbedOptions, ServedModel, ServiceLimits
+from embellama.pipeline import EmbedOptions, ServedModel
 from embellama.server.state import Deployment, ServerState
 
 BIG_TEXT = "hello world, tokenize me " * 200_000  # 5 MB: ~1 s of tokenizing

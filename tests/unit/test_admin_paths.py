@@ -15,8 +15,7 @@ import pytest
 
 from embellama.cli.options import SERVER_OPTIONS, resolve
 from embellama.cli.plan import model_plan_from_fields
-from embellama.config import ModelConfig
-from embellama.pipeline import ServiceLimits
+from embellama.config import ModelConfig, ServiceLimits
 from embellama.server.app import create_app
 from embellama.server.security import AccessControl
 from embellama.server.state import Deployment, ServerState

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from embellama.backends.messages import DecodeDone, DecodeJob
-from embellama.batching.scheduler import QueueLimits, Scheduled, Scheduler
-from embellama.config import BatchingConfig, Pooling
+from embellama.batching.scheduler import Scheduled, Scheduler
+from embellama.config import BatchingConfig, Pooling, QueueLimits
 from embellama.errors import (
     InferenceError,
     InternalError,

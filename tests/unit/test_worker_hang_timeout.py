@@ -8,8 +8,8 @@ import pytest
 
 from embellama.cli.plan import load_plan
 from embellama.cli.serve import parse_serve_args
+from embellama.config import ServiceLimits
 from embellama.errors import ConfigError
-from embellama.pipeline import ServiceLimits
 
 
 def _hang_timeout(minilm_gguf: Path, *flags: str, config: Path | None = None) -> float | None:

@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from embellama.backends.base import Runner
 from embellama.backends.messages import DecodeJob
-from embellama.config import BatchingConfig, Pooling
+from embellama.config import BatchingConfig, Pooling, QueueLimits
 from embellama.errors import (
     EmbellamaError,
     InternalError,
@@ -36,26 +36,14 @@ from embellama.errors import (
     ServiceError,
     WorkerCrashedError,
 )
-from embellama.model.backend import TokenIds
+from embellama.model.native import TokenIds
 
-__all__ = ["PoisonMemory", "QueueLimits", "Scheduled", "Scheduler"]
+__all__ = ["PoisonMemory", "Scheduled", "Scheduler"]
 
 _log = logging.getLogger("embellama.scheduler")
 _job_ids = itertools.count(1)
 # A request of at most this many tokens rides the priority lane.
 SMALL_REQUEST_TOKENS = 256
-
-
-@dataclass(frozen=True)
-class QueueLimits:
-    """Admission and fairness; `None` means unbounded (the library's default)."""
-
-    max_queued_requests: int | None = None
-    # Tokens of all queued requests: the memory a full queue holds, whatever its shape.
-    max_queued_tokens: int | None = None
-    # The longest a bulk request waits behind a stream of small ones before it goes next.
-    bulk_max_wait: float = 0.5
-    request_timeout: float | None = None
 
 
 @dataclass(frozen=True)

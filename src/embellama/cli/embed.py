@@ -3,7 +3,7 @@
 `--output FILE.parquet`: a corpus job (embellama.corpus). Input JSONL, CSV or Parquet,
 streamed; output columns id, embedding (fixed_size_list<float32>[dim]), tokens and any
 `--keep-columns`; bad rows to FILE.errors.jsonl; an interrupted run started again with
-the same command resumes. `--ray` runs the same job on Ray Data (embellama.ray).
+the same command resumes. `--ray` runs the same job on Ray Data (embellama.corpus.ray).
 
 Otherwise JSONL out (stdout or `--output FILE.jsonl`, embellama.cli.jsonl_job): input
 texts as arguments or a JSONL file of strings or objects with `--text-column` (and
@@ -33,11 +33,10 @@ from embellama.cli.options import (
     model_config_from,
     resolve,
 )
-from embellama.config import EngineConfig, ModelConfig, Truncation
+from embellama.config import EngineConfig, ModelConfig, ServiceLimits, Truncation
 from embellama.engine import EmbeddingEngine
 from embellama.errors import ConfigError, InputError
 from embellama.jsonl import check_jsonl_columns
-from embellama.pipeline import ServiceLimits
 from embellama.rows import plural
 
 if TYPE_CHECKING:
@@ -210,7 +209,7 @@ def _corpus_job(args: argparse.Namespace) -> int:
     options = CorpusOptions(Truncation(args.truncate), args.dimensions, args.strict)
     try:
         if args.ray:
-            from embellama.ray import embed_file
+            from embellama.corpus.ray import embed_file
 
             report = embed_file(
                 source,

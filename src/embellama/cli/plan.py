@@ -40,9 +40,8 @@ from embellama.cli.options import (
     model_config_from,
     resolve,
 )
-from embellama.config import ModelConfig
+from embellama.config import ModelConfig, ServiceLimits
 from embellama.errors import ConfigError
-from embellama.pipeline import ServiceLimits
 from embellama.server.security import RateLimits, key_problem, mask_key
 from embellama.server.state import ServerLimits
 

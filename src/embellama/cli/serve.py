@@ -26,12 +26,11 @@ from embellama.cli.plan import (
     masked_settings,
     model_plan_from_fields,
 )
-from embellama.config import ModelConfig
+from embellama.config import ModelConfig, ServiceLimits
 from embellama.default_model import embellama_home
 from embellama.model.gguf import read_gguf_info
 from embellama.model.loaded import LoadedModel
 from embellama.model.memory import fit_context
-from embellama.pipeline import ServiceLimits
 
 if TYPE_CHECKING:
     from embellama.server.state import ServerState

@@ -1,1 +1,1 @@
-"""Everything that touches llama.cpp: GGUF headers, the native backend, tokenization."""
+"""Everything that touches llama.cpp: GGUF headers, the native model, tokenization."""

@@ -1,4 +1,4 @@
-"""A model that is loaded and ready: backend, tokenizer, resolved settings, one lock.
+"""A model that is loaded and ready: native handles, tokenizer, resolved settings, one lock.
 
 Runs one packed batch of token ids through llama.cpp per call and returns per-token
 outputs in input order. Packing is the scheduler's job; pooling the caller's. Owns the
@@ -15,11 +15,11 @@ from pathlib import Path
 from embellama.config import ModelConfig, ModelKind, Normalization, Pooling
 from embellama.errors import ConfigError, ModelFileError
 from embellama.model.architectures import check_architecture, model_kind
-from embellama.model.backend import BackendParams, LlamaBackend, TokenIds
 from embellama.model.fingerprint import gguf_fingerprint
 from embellama.model.gguf import GGUFInfo, file_sha256, read_gguf_info
 from embellama.model.lease import Leases
 from embellama.model.memory import context_limit, context_shape, estimate_memory
+from embellama.model.native import NativeModel, NativeParams, TokenIds
 from embellama.model.tokenizer import Tokenizer
 from embellama.vectors import Matrix
 
@@ -124,8 +124,8 @@ class LoadedModel:
         rank = self.kind is ModelKind.RERANK
         self.shape = context_shape(config, self.header, self.limit, rank=rank)
         self.memory = estimate_memory(self.header, self.shape)
-        self._backend = LlamaBackend(
-            BackendParams(
+        self._native = NativeModel(
+            NativeParams(
                 path=str(config.path),
                 n_ctx=self.shape.n_ctx,
                 n_batch=self.shape.n_batch,
@@ -140,9 +140,9 @@ class LoadedModel:
         )
         self._check_loaded_file()
         self.leases = Leases(self.name)
-        self.tokenizer = Tokenizer(self._backend, self.limit, config.add_eos, self.leases)
+        self.tokenizer = Tokenizer(self._native, self.limit, config.add_eos, self.leases)
         # A vocabulary-only load reports no output size; the header has it.
-        self.dimensions = self._backend.n_embd or self.header.n_embd
+        self.dimensions = self._native.n_embd or self.header.n_embd
         self._lock = threading.Lock()
         self._closed = False
 
@@ -162,7 +162,7 @@ class LoadedModel:
         except ModelFileError:
             again = None
         if again != self.fingerprint:
-            self._backend.close()
+            self._native.close()
             raise ModelFileError(f"{self.config.path} was replaced while it was being loaded")
 
     @staticmethod
@@ -211,7 +211,7 @@ class LoadedModel:
         Raises `ModelUnloadingError` once the model is closing.
         """
         with self.leases.hold(), self._lock:
-            return self._backend.decode(sequences, threads=threads)
+            return self._native.decode(sequences, threads=threads)
 
     def close(self) -> None:
         """Refuse new calls, wait for those holding a lease (decodes, tokenizer calls on
@@ -220,4 +220,4 @@ class LoadedModel:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._backend.close()
+                self._native.close()

@@ -35,7 +35,7 @@ _log = logging.getLogger("embellama.memory")
 
 # ggml's CPU flash attention switches to a tiled kernel at this many query rows in a
 # micro-batch; encoders decode shorter batches on a second, plain-attention context
-# of this size (model/backend.py explains why).
+# of this size (model/native.py explains why).
 FLASH_ATTENTION_TILE = 64
 # The smallest context a default is lowered to; below it a model is not worth serving.
 MIN_FITTED_CONTEXT = 512

@@ -25,8 +25,8 @@ from embellama.errors import (
     TokenLimitError,
 )
 from embellama.inputs import InputItem
-from embellama.model.backend import LlamaBackend, TokenIds
 from embellama.model.lease import Leases
+from embellama.model.native import NativeModel, TokenIds
 
 __all__ = ["PREFIX_MEMO_SIZE", "Chunking", "TokenPieces", "TokenizedInput", "Tokenizer"]
 
@@ -87,11 +87,11 @@ class TokenPieces:
 
 
 class Tokenizer:
-    """Validating front of a backend's vocabulary, with a per-input token limit."""
+    """Validating front of a native model's vocabulary, with a per-input token limit."""
 
     def __init__(
         self,
-        backend: LlamaBackend,
+        native: NativeModel,
         limit: int,
         add_eos: bool | None = None,
         leases: Leases | None = None,
@@ -102,15 +102,15 @@ class Tokenizer:
         text and give wrong vectors without it; a GGUF converted without the flag needs
         `add_eos=True`. Token-id inputs are the caller's own ids and never get one.
         """
-        self._backend = backend
+        self._native = native
         self.leases = leases or Leases("tokenizer")
         self.limit = limit
-        self.vocab_size = backend.n_vocab
-        self._leading = int(backend.adds_leading_special)
-        native = backend.adds_trailing_special
-        self._append_eos = add_eos is True and not native
-        self._drop_trailing = add_eos is False and native
-        self._trailing = int(native if add_eos is None else add_eos)
+        self.vocab_size = native.n_vocab
+        self._leading = int(native.adds_leading_special)
+        trailing = native.adds_trailing_special
+        self._append_eos = add_eos is True and not trailing
+        self._drop_trailing = add_eos is False and trailing
+        self._trailing = int(trailing if add_eos is None else add_eos)
         # Bounded: every request may send its own instruction, so an unbounded memo of
         # prefixes would grow with the traffic; a model's few fixed prefixes stay in it.
         self._prefix_lengths = functools.lru_cache(maxsize=PREFIX_MEMO_SIZE)(self._count_prefix)
@@ -155,7 +155,7 @@ class Tokenizer:
         """
         if not query:
             raise EmptyInputError("the query is an empty string", param="query")
-        bos, middle, end = self._backend.pair_specials()
+        bos, middle, end = self._native.pair_specials()
         query_ids = self._encode_part(query, "the query", "query")
         head = np.asarray([*bos, *query_ids, *middle], np.int32)
         tail = np.asarray(end, np.int32)
@@ -198,7 +198,7 @@ class Tokenizer:
     def _encode_part(self, text: str, name: str, param: str) -> TokenIds:
         """One half of a pair, without specials; an unencodable text names its field."""
         try:
-            return self._backend.tokenize(text.encode("utf-8"), add_special=False)
+            return self._native.tokenize(text.encode("utf-8"), add_special=False)
         except UnicodeEncodeError as exc:
             raise InvalidTextError(
                 f"{name} is not valid Unicode text (character {exc.start}: {exc.reason})",
@@ -280,11 +280,11 @@ class Tokenizer:
             ) from exc
         if max_tokens is not None and len(data) > max_tokens:
             self._refuse_if_over(data, max_tokens, parse_special)
-        ids = self._backend.tokenize(
+        ids = self._native.tokenize(
             data, add_special=add_special, parse_special=parse_special, max_tokens=max_tokens
         )
         if add_special and self._append_eos:
-            ids = np.append(ids, np.int32(self._backend.eos_token)).astype(np.int32)
+            ids = np.append(ids, np.int32(self._native.eos_token)).astype(np.int32)
         elif add_special and self._drop_trailing and len(ids) > 1:
             ids = ids[:-1]
         if len(ids) == 0:
@@ -302,7 +302,7 @@ class Tokenizer:
             end = min(start + window, len(data))
             while end < len(data) and data[end] & 0xC0 == 0x80:  # not inside a character
                 end -= 1
-            counted = self._backend.tokenize(
+            counted = self._native.tokenize(
                 data[start:end], add_special=False, parse_special=parse_special
             )
             total, start = total + len(counted), end
@@ -327,11 +327,11 @@ class Tokenizer:
 
     @_leased
     def detokenize(self, tokens: Sequence[int] | npt.NDArray[np.integer]) -> str:
-        return self._backend.detokenize(self.check_ids(tokens))
+        return self._native.detokenize(self.check_ids(tokens))
 
     @_leased
     def pieces(self, tokens: Sequence[int] | npt.NDArray[np.integer]) -> list[bytes]:
-        return [self._backend.piece(int(token)) for token in self.check_ids(tokens)]
+        return [self._native.piece(int(token)) for token in self.check_ids(tokens)]
 
     @_leased
     def encode_with_pieces(
@@ -352,7 +352,7 @@ class Tokenizer:
             else np.zeros(0, np.int32)
         )
         distinct, positions = np.unique(ids, return_inverse=True)
-        pieces = [self._backend.piece(int(token)) for token in distinct]
+        pieces = [self._native.piece(int(token)) for token in distinct]
         return TokenPieces(ids, distinct.astype(np.int32), positions, pieces)
 
     def _prepare_one(

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from embellama.model.backend import TokenIds
+from embellama.model.native import TokenIds
 from embellama.results import EmbeddingResult
 from embellama.vectors import Matrix
 

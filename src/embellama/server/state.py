@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from embellama.cache import EmbeddingCache
-from embellama.config import ModelConfig
+from embellama.config import ModelConfig, ServiceLimits
 from embellama.engine import AsyncEmbeddingEngine, drain_and_stop
 from embellama.errors import ConfigError, EmbellamaError, ModelNotFoundError, NoWorkerError
-from embellama.pipeline import FileStamp, ServedModel, ServiceLimits
+from embellama.pipeline import FileStamp, ServedModel
 from embellama.registry import ModelSpec, plan_reload
 from embellama.server.metrics import Metrics, ServiceView
 from embellama.server.security import AccessControl

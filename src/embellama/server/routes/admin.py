@@ -12,9 +12,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from embellama.config import ModelConfig
+from embellama.config import ModelConfig, ServiceLimits
 from embellama.errors import ConfigError
-from embellama.pipeline import ServiceLimits
 from embellama.server.body import read_body
 from embellama.server.errors import ApiError
 from embellama.server.schemas import parse_json_object

@@ -1,6 +1,6 @@
 """The only code that holds llama.cpp handles: load, tokenize, decode, free.
 
-One `LlamaBackend` owns one model and one context. It is not thread-safe (llama.cpp
+One `NativeModel` owns one model and one context. It is not thread-safe (llama.cpp
 contexts are not); callers serialize `decode`. It returns raw per-token outputs and
 knows nothing about pooling, normalization or batching policy.
 """
@@ -22,7 +22,7 @@ import numpy.typing as npt
 from embellama.errors import InferenceError, ModelLoadError, TokenLimitError
 from embellama.model.memory import FLASH_ATTENTION_TILE
 
-__all__ = ["FLASH_ATTENTION_TILE", "BackendParams", "LlamaBackend", "TokenIds"]
+__all__ = ["FLASH_ATTENTION_TILE", "NativeModel", "NativeParams", "TokenIds"]
 
 TokenIds = npt.NDArray[np.int32]
 
@@ -79,7 +79,7 @@ def _init_llama_cpp() -> None:
 
 
 @dataclass(frozen=True)
-class BackendParams:
+class NativeParams:
     """What the context needs; sized by the caller so no input exceeds a batch."""
 
     path: str
@@ -108,10 +108,10 @@ class BackendParams:
         return self.n_batch or self.n_ctx
 
 
-class LlamaBackend:
+class NativeModel:
     """One llama.cpp model plus one embedding context with per-token outputs."""
 
-    def __init__(self, params: BackendParams) -> None:
+    def __init__(self, params: NativeParams) -> None:
         _init_llama_cpp()
         self.params = params
         with _load_time_logging():
@@ -129,7 +129,7 @@ class LlamaBackend:
         self._batch = _NativeBatch(params.batch_tokens)
         self._closed = False
 
-    def _create_contexts(self, params: BackendParams) -> None:
+    def _create_contexts(self, params: NativeParams) -> None:
         try:
             self._large = self._create_context(
                 params, params.n_ctx, params.batch_tokens, flash_attention=not params.causal
@@ -146,7 +146,7 @@ class LlamaBackend:
             raise
 
     @staticmethod
-    def _load_model(params: BackendParams) -> llama_cpp.llama_model_p:
+    def _load_model(params: NativeParams) -> llama_cpp.llama_model_p:
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = params.n_gpu_layers if params.n_gpu_layers >= 0 else 0x7FFFFFFF
         model_params.vocab_only = params.vocab_only
@@ -161,13 +161,13 @@ class LlamaBackend:
         return cast(llama_cpp.llama_model_p, model)
 
     def _create_context(
-        self, params: BackendParams, n_ctx: int, n_batch: int, *, flash_attention: bool
+        self, params: NativeParams, n_ctx: int, n_batch: int, *, flash_attention: bool
     ) -> llama_cpp.llama_context_p:
         ctx_params = llama_cpp.llama_context_default_params()
         ctx_params.n_ctx = n_ctx
         # Non-causal models need a whole sequence in one micro-batch, so both batch
         # sizes equal the context: an input never fails for being longer than a batch.
-        # Causal ones take `n_batch` tokens per call (see `BackendParams.n_batch`).
+        # Causal ones take `n_batch` tokens per call (see `NativeParams.n_batch`).
         ctx_params.n_batch = n_batch
         ctx_params.n_ubatch = n_batch
         # Every sequence has at least one token; llama.cpp aborts if more are allowed.
