@@ -19,6 +19,7 @@ __all__ = [
     "EngineConfig",
     "ModelConfig",
     "ModelKind",
+    "ModelSpec",
     "Normalization",
     "Pooling",
     "QueueLimits",
@@ -261,3 +262,13 @@ class ServiceLimits:
             bulk_max_wait=self.bulk_max_wait,
             request_timeout=self.request_timeout,
         )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What one served model should be: its file and settings, and its serving limits.
+
+    The unit a configuration, a reload plan and the admin API hand around."""
+
+    config: ModelConfig
+    limits: ServiceLimits = field(default_factory=ServiceLimits)

@@ -30,7 +30,8 @@ from embellama.loop_thread import LoopThread, close_at_exit
 from embellama.model.loaded import ModelInfo
 from embellama.model.native import TokenIds
 from embellama.model.tokenizer import Tokenizer, TokenPieces
-from embellama.pipeline import EmbedOptions, RerankOptions, ServedModel
+from embellama.options import EmbedOptions, RerankOptions
+from embellama.pipeline import ServedModel
 from embellama.prompts import InputType
 from embellama.registry import ModelRegistry
 from embellama.results import EmbeddingResult, RerankResult

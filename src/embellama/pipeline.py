@@ -46,11 +46,12 @@ from embellama.model.loaded import LoadedModel, ModelInfo
 from embellama.model.memory import fit_context, format_bytes
 from embellama.model.native import TokenIds
 from embellama.model.tokenizer import Chunking, TokenizedInput
-from embellama.prompts import InputType, Prompts, resolve_prompts
+from embellama.options import EmbedOptions, RerankOptions
+from embellama.prompts import Prompts, resolve_prompts
 from embellama.results import EmbeddingResult, RerankHit, RerankResult, Timings
 from embellama.vectors import Matrix, check_dimensions, finish, resolve_normalization
 
-__all__ = ["EmbedOptions", "FileStamp", "RerankOptions", "ServedModel"]
+__all__ = ["FileStamp", "ModelStats", "ServedModel"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -62,54 +63,19 @@ OFF_LOOP_TOKENIZE_SIZE = 32 * 1024
 
 
 @dataclass(frozen=True)
-class EmbedOptions:
-    normalize: bool | None = None
-    dimensions: int | None = None
-    truncate: Truncation = Truncation.NONE
-    # False: neither read nor fill the cache for this call (a caller checking freshness).
-    use_cache: bool = True
-    # Retrieval role of the texts: selects the model's query or document prefix.
-    input_type: InputType | None = None
-    # Fills an instruction template (Qwen3-Embedding style) in front of queries.
-    instruction: str | None = None
-    # truncate="chunk": tokens each window shares with the one before.
-    chunk_overlap: int = 0
+class ModelStats:
+    """One served model's state at a moment: what /ready, /info and /metrics show."""
 
-    def __post_init__(self) -> None:
-        # An option that would silently do nothing is refused: the caller meant something.
-        if self.instruction is not None and self.input_type is None:
-            raise InputError(
-                "'instruction' fills the query prefix and needs input_type='query'",
-                param="instruction",
-            )
-        if self.chunk_overlap and self.truncate is not Truncation.CHUNK:
-            raise InputError(
-                "'chunk_overlap' applies only with truncate='chunk'", param="chunk_overlap"
-            )
-
-
-@dataclass(frozen=True)
-class RerankOptions:
-    top_n: int | None = None
-    # A pair over the context: cut the document's end ("end", the default, as Cohere and
-    # Jina do) or refuse the request ("none"). The query is never cut.
-    truncate: Truncation = Truncation.END
-    max_tokens_per_doc: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.truncate not in (Truncation.NONE, Truncation.END):
-            raise InputError(
-                f"truncate={self.truncate.value!r} does not apply to rerank; a pair is cut "
-                "at the document's end (true/'end') or refused (false/'none')",
-                param="truncate",
-            )
-        if self.top_n is not None and self.top_n < 1:
-            raise InputError(f"top_n must be >= 1, got {self.top_n}", param="top_n")
-        if self.max_tokens_per_doc is not None and self.max_tokens_per_doc < 1:
-            raise InputError(
-                f"max_tokens_per_doc must be >= 1, got {self.max_tokens_per_doc}",
-                param="max_tokens_per_doc",
-            )
+    name: str
+    ready: bool
+    queued_requests: int
+    queued_tokens: int
+    # Requests refused because an input had crashed a worker twice before.
+    poison_refused: int
+    workers_alive: int
+    # Why no worker serves, when none does.
+    reason: str | None
+    workers: list[WorkerStatus]
 
 
 @dataclass(frozen=True)
@@ -254,6 +220,30 @@ class ServedModel:
 
     def workers(self) -> list[WorkerStatus]:
         return self.backend.status()
+
+    def stats(self) -> ModelStats:
+        return ModelStats(
+            name=self.name,
+            ready=self.ready,
+            queued_requests=self.scheduler.queued_requests,
+            queued_tokens=self.scheduler.queued_tokens,
+            poison_refused=self.scheduler.poison.refused,
+            workers_alive=self.backend.alive_count,
+            reason=self.backend.reason,
+            workers=self.backend.status(),
+        )
+
+    def observe_batches(self, observer: Callable[[list[int]], None]) -> None:
+        """Call `observer` with the token counts of every batch this model decodes."""
+        self.scheduler.batch_observer = observer
+
+    def close_queue(self, error: Callable[[], ServiceError]) -> None:
+        """Fail queued and running work with `error()` and refuse new work until
+        `reopen_queue` (a drain that timed out)."""
+        self.scheduler.close(error)
+
+    def reopen_queue(self) -> None:
+        self.scheduler.reopen()
 
     async def start(self) -> None:
         await self.backend.start(self.scheduler.feed)

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from embellama.config import ModelConfig
+from embellama.config import ModelConfig, ModelSpec, ServiceLimits
 from embellama.errors import ConfigError, ModelNotFoundError
 
-__all__ = ["ModelRegistry", "ModelSpec", "ReloadPlan", "plan_reload"]
+__all__ = ["ModelRegistry", "ReloadPlan", "plan_reload"]
 
 
 class _Registered(Protocol):
@@ -87,20 +87,12 @@ class ModelRegistry(Generic[M]):
             self.add(model)
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a model should be: its config and serving limits (opaque here)."""
-
-    config: ModelConfig
-    limits: object
-
-
 class _Reloadable(_Registered, Protocol):
     @property
     def config(self) -> ModelConfig: ...
 
     @property
-    def limits(self) -> object: ...
+    def limits(self) -> ServiceLimits: ...
 
     @property
     def stamp(self) -> object: ...

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from embellama import AsyncEmbeddingEngine, EmbeddingCache, EmbeddingEngine, ModelConfig
-from embellama.config import ServiceLimits, Truncation
+from embellama.config import ModelSpec, ServiceLimits, Truncation
 from embellama.errors import (
     EngineClosedError,
     ModelUnloadingError,
@@ -26,7 +26,8 @@ from embellama.errors import (
     RequestTimeoutError,
 )
 from embellama.model.loaded import LoadedModel
-from embellama.pipeline import EmbedOptions, ServedModel
+from embellama.options import EmbedOptions
+from embellama.pipeline import ServedModel
 from embellama.server.state import Deployment, ServerState
 
 BIG_TEXT = "hello world, tokenize me " * 200_000  # 5 MB: ~1 s of tokenizing
@@ -214,7 +215,7 @@ def test_request_timeout_bounds_a_single_flight_waiter(minilm_gguf: Path) -> Non
 def test_a_drain_that_times_out_fails_what_is_still_waiting(minilm_gguf: Path) -> None:
     async def scenario() -> tuple[str, object, float]:
         config = ModelConfig(path=minilm_gguf, name="m")
-        state = ServerState(Deployment(models=((config, ServiceLimits()),)))
+        state = ServerState(Deployment(models=(ModelSpec(config),)))
         await state.start()
         served = state.embedder("m")
         try:
@@ -239,7 +240,7 @@ def test_an_undrain_after_a_timed_out_drain_serves_again(minilm_gguf: Path) -> N
 
     async def scenario() -> tuple[str, int]:
         config = ModelConfig(path=minilm_gguf, name="m")
-        state = ServerState(Deployment(models=((config, ServiceLimits()),)))
+        state = ServerState(Deployment(models=(ModelSpec(config),)))
         await state.start()
         served = state.embedder("m")
         try:
@@ -260,7 +261,7 @@ def test_an_undrain_after_a_timed_out_drain_serves_again(minilm_gguf: Path) -> N
 def test_an_undrain_during_a_drain_ends_it_without_failing_the_work(minilm_gguf: Path) -> None:
     async def scenario() -> tuple[str, int]:
         config = ModelConfig(path=minilm_gguf, name="m")
-        state = ServerState(Deployment(models=((config, ServiceLimits()),)))
+        state = ServerState(Deployment(models=(ModelSpec(config),)))
         await state.start()
         served = state.embedder("m")
         try:

@@ -9,7 +9,7 @@ import pytest
 
 from embellama import ConfigError
 from embellama.cli.options import SERVER_OPTIONS, resolve
-from embellama.cli.plan import model_plan_from_fields
+from embellama.cli.plan import model_spec_from_fields
 
 SERVER = resolve(None, SERVER_OPTIONS, environ={})
 
@@ -17,7 +17,7 @@ SERVER = resolve(None, SERVER_OPTIONS, environ={})
 def test_booleans_and_kind() -> None:
     """JSON true/false for switches (`add_eos`, `allow_unverified_architecture`), and the
     model kind a load must find."""
-    plan = model_plan_from_fields(
+    plan = model_spec_from_fields(
         "reranker",
         {
             "path": "/models/r.gguf",
@@ -32,7 +32,7 @@ def test_booleans_and_kind() -> None:
 
 
 def test_a_valid_body() -> None:
-    plan = model_plan_from_fields(
+    plan = model_spec_from_fields(
         "extra",
         {"path": "/models/m.gguf", "aliases": ["x"], "n_ctx": 128, "workers": 2, "norm_p": 3},
         SERVER,
@@ -47,7 +47,7 @@ def test_a_valid_body() -> None:
 
 def test_cache_version_from_a_body() -> None:
     fields = {"path": "/models/m.gguf", "cache_version": "bge-m3-2024-06"}
-    plan = model_plan_from_fields("extra", fields, SERVER)
+    plan = model_spec_from_fields("extra", fields, SERVER)
     assert plan.config.cache_version == "bge-m3-2024-06"
 
 
@@ -73,4 +73,4 @@ def test_cache_version_from_a_body() -> None:
 )
 def test_bad_bodies_are_refused(fields: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        model_plan_from_fields("extra", fields, SERVER)
+        model_spec_from_fields("extra", fields, SERVER)

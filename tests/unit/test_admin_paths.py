@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from embellama.cli.options import SERVER_OPTIONS, resolve
-from embellama.cli.plan import model_plan_from_fields
-from embellama.config import ModelConfig, ServiceLimits
+from embellama.cli.plan import model_spec_from_fields
+from embellama.config import ModelSpec
 from embellama.server.app import create_app
 from embellama.server.security import AccessControl
 from embellama.server.state import Deployment, ServerState
@@ -25,9 +25,8 @@ SERVER = resolve(None, SERVER_OPTIONS, environ={})
 SECRET = b"secret bytes that must never show up in an answer"
 
 
-def _from_fields(name: str, fields: object) -> tuple[ModelConfig, ServiceLimits]:
-    plan = model_plan_from_fields(name, fields, SERVER)
-    return plan.config, plan.limits
+def _from_fields(name: str, fields: object) -> ModelSpec:
+    return model_spec_from_fields(name, fields, SERVER)
 
 
 def _load(models_dir: Path | None, body: dict[str, Any]) -> httpx.Response:

@@ -8,13 +8,16 @@ from pathlib import Path
 import pytest
 
 from embellama import ConfigError, ModelConfig, ModelNotFoundError, Pooling
-from embellama.registry import ModelRegistry, ModelSpec, plan_reload
+from embellama.config import ModelSpec, ServiceLimits
+from embellama.registry import ModelRegistry, plan_reload
+
+ONE = ServiceLimits(workers=1)
 
 
 @dataclass(eq=False)
 class Fake:
     config: ModelConfig
-    limits: object = 1
+    limits: ServiceLimits = ONE
     stamp: object = "v1"
     aliases: tuple[str, ...] = field(init=False)
 
@@ -56,10 +59,10 @@ def test_reload_keeps_only_what_is_unchanged() -> None:
         Fake(cfg("dropped")),
     )
     desired = [
-        ModelSpec(cfg("new"), 1),
-        ModelSpec(cfg("changed", pooling=Pooling.CLS), 1),
-        ModelSpec(cfg("same"), 1),
-        ModelSpec(cfg("replaced"), 1),
+        ModelSpec(cfg("new"), ONE),
+        ModelSpec(cfg("changed", pooling=Pooling.CLS), ONE),
+        ModelSpec(cfg("same"), ONE),
+        ModelSpec(cfg("replaced"), ONE),
     ]
     stamps = {"replaced": "v2"}  # the file was replaced in place: new size or mtime
     plan = plan_reload(
@@ -74,8 +77,10 @@ def test_reload_keeps_only_what_is_unchanged() -> None:
 
 
 def test_new_limits_restart_a_model() -> None:
-    model = Fake(cfg("m"), limits=1)
-    plan = plan_reload([model], [ModelSpec(cfg("m"), 2)], lambda config: "v1")
+    model = Fake(cfg("m"), limits=ONE)
+    plan = plan_reload(
+        [model], [ModelSpec(cfg("m"), ServiceLimits(workers=2))], lambda config: "v1"
+    )
     assert plan.keep == [] and plan.retire == [model]
 
 

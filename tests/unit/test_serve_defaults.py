@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from embellama.cli.options import SERVING_MAX_BATCH_TOKENS, default_workers
-from embellama.cli.plan import ModelPlan, load_plan
+from embellama.cli.plan import load_plan
 from embellama.cli.serve import parse_serve_args
-from embellama.config import DEFAULT_MAX_BATCH_TOKENS
+from embellama.config import DEFAULT_MAX_BATCH_TOKENS, ModelSpec
 
 CORES = os.cpu_count() or 1
 
 
-def _plan(minilm_gguf: Path, *flags: str, config: Path | None = None) -> ModelPlan:
+def _plan(minilm_gguf: Path, *flags: str, config: Path | None = None) -> ModelSpec:
     # A config file's [[models]] name their own paths (a --model-path beside them is refused).
     model = [] if config else ["--model-path", str(minilm_gguf)]
     args = parse_serve_args([*model, *flags])

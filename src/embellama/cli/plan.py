@@ -40,12 +40,12 @@ from embellama.cli.options import (
     model_config_from,
     resolve,
 )
-from embellama.config import ModelConfig, ServiceLimits
+from embellama.config import ModelSpec, ServiceLimits
 from embellama.errors import ConfigError
 from embellama.server.security import RateLimits, key_problem, mask_key
 from embellama.server.state import ServerLimits
 
-__all__ = ["ModelPlan", "ServePlan", "load_plan", "masked_settings", "model_plan_from_fields"]
+__all__ = ["ServePlan", "load_plan", "masked_settings", "model_spec_from_fields"]
 
 _WORKERS = next(option for option in SERVER_OPTIONS if option.dest == "workers")
 _MODEL_KEYS = {option.file_key for option in (*MODEL_OPTIONS, _WORKERS)}
@@ -53,15 +53,9 @@ _SERVER_KEYS = {option.file_key for option in SERVER_OPTIONS} - {"config"}
 
 
 @dataclass(frozen=True)
-class ModelPlan:
-    config: ModelConfig
-    limits: ServiceLimits
-
-
-@dataclass(frozen=True)
 class ServePlan:
     server: dict[str, Any]
-    models: tuple[ModelPlan, ...]
+    models: tuple[ModelSpec, ...]
     limits: ServerLimits
     keys: tuple[str, ...]
     admin_keys: tuple[str, ...]
@@ -143,14 +137,14 @@ def _beside(section: dict[str, Any], keys: tuple[str, ...], folder: Path) -> dic
 
 def _models(
     args: argparse.Namespace, server: dict[str, Any], entries: object, name: str, folder: Path
-) -> list[ModelPlan]:
+) -> list[ModelSpec]:
     if not isinstance(entries, list):
         raise ConfigError(f"{name}: 'models' must be an array of tables ([[models]])")
     if not entries:
         values = resolve(args, MODEL_OPTIONS)
         workers = server["workers"] or default_workers(values["n_gpu_layers"])
         config = model_config_from(values, workers=workers, serving=True)
-        return [ModelPlan(config, _service_limits(server, workers))]
+        return [ModelSpec(config, _service_limits(server, workers))]
     _refuse_model_flags(args, name)
     checked = [
         _entry_values(entry, f"{name} [[models]] #{index + 1}", folder)
@@ -206,18 +200,18 @@ def _entry_values(entry: object, where: str, folder: Path | None) -> dict[str, A
 
 def _model_plan(
     values: dict[str, Any], server: dict[str, Any], workers: int, sharing: int | None = None
-) -> ModelPlan:
+) -> ModelSpec:
     config = model_config_from(values, workers=workers, serving=True, sharing=sharing)
-    return ModelPlan(config, _service_limits(server, workers))
+    return ModelSpec(config, _service_limits(server, workers))
 
 
-def _model_entry(entry: object, server: dict[str, Any], where: str) -> ModelPlan:
+def _model_entry(entry: object, server: dict[str, Any], where: str) -> ModelSpec:
     values = _entry_values(entry, where, None)
     workers = values["workers"] or default_workers(values["n_gpu_layers"])
     return _model_plan(values, server, workers)
 
 
-def model_plan_from_fields(name: str, fields: object, server: dict[str, Any]) -> ModelPlan:
+def model_spec_from_fields(name: str, fields: object, server: dict[str, Any]) -> ModelSpec:
     """An admin API body, checked like a `[[models]]` entry and, being JSON, by type too.
 
     `{"n_ctx": "8"}`, `{"aliases": "abc"}` or `{"n_threads": 1.5}` are refused, never

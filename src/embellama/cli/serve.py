@@ -24,9 +24,9 @@ from embellama.cli.plan import (
     config_path_from,
     load_plan,
     masked_settings,
-    model_plan_from_fields,
+    model_spec_from_fields,
 )
-from embellama.config import ModelConfig, ServiceLimits
+from embellama.config import ModelSpec
 from embellama.default_model import embellama_home
 from embellama.model.gguf import read_gguf_info
 from embellama.model.loaded import LoadedModel
@@ -131,14 +131,12 @@ def build_state(args: argparse.Namespace) -> tuple[ServerState, dict[str, Any]]:
             admin_keys=plan.admin_keys,
             public_metrics=not plan.server["metrics_auth"],
         )
-        models = tuple((m.config, m.limits) for m in plan.models)
 
-        def model_from_fields(name: str, fields: object) -> tuple[ModelConfig, ServiceLimits]:
-            model = model_plan_from_fields(name, fields, plan.server)
-            return model.config, model.limits
+        def model_from_fields(name: str, fields: object) -> ModelSpec:
+            return model_spec_from_fields(name, fields, plan.server)
 
         return Deployment(
-            models=models,
+            models=plan.models,
             limits=plan.limits,
             access=access,
             settings=masked_settings(plan),
@@ -158,7 +156,8 @@ def build_state(args: argparse.Namespace) -> tuple[ServerState, dict[str, Any]]:
             server["host"],
         )
     first = deployment(plan)
-    for model, limits in first.models:  # a bad file fails here, in one line, before binding
+    for spec in first.models:  # a bad file fails here, in one line, before binding
+        model, limits = spec.config, spec.limits
         LoadedModel(model, inference=False).close()
         fit_context(
             model, read_gguf_info(model.path), limits.workers, limits.memory_limit, quiet=True

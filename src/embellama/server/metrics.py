@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from embellama.backends.base import WorkerStatus
 from embellama.cache import EmbeddingCache
+from embellama.pipeline import ModelStats
 from embellama.results import EmbeddingResult, RerankResult
 
-__all__ = ["Metrics", "ServiceView"]
+__all__ = ["Metrics"]
 
 _ROUTES = frozenset(
     {
@@ -46,17 +45,6 @@ _SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 _TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
-@dataclass(frozen=True)
-class ServiceView:
-    """What the scrape-time collector reads from one served model."""
-
-    name: str
-    queued: Callable[[], int]
-    queued_tokens: Callable[[], int]
-    poison_refused: Callable[[], int]
-    workers: Callable[[], list[WorkerStatus]]
-
-
 def _rss_bytes(pid: int | None) -> int:
     try:
         pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
@@ -66,7 +54,7 @@ def _rss_bytes(pid: int | None) -> int:
 
 
 class _LiveState(Collector):
-    def __init__(self, views: Callable[[], Iterable[ServiceView]]) -> None:
+    def __init__(self, views: Callable[[], Iterable[ModelStats]]) -> None:
         self._views = views
 
     def collect(self) -> Iterable[Metric]:
@@ -95,10 +83,10 @@ class _LiveState(Collector):
             "embellama_worker_resident_memory_bytes", "RSS of each model's workers.", labels=label
         )
         for view in self._views():
-            workers = view.workers()
-            depth.add_metric([view.name], view.queued())
-            queued_tokens.add_metric([view.name], view.queued_tokens())
-            poison.add_metric([view.name], view.poison_refused())
+            workers = view.workers
+            depth.add_metric([view.name], view.queued_requests)
+            queued_tokens.add_metric([view.name], view.queued_tokens)
+            poison.add_metric([view.name], view.poison_refused)
             alive.add_metric([view.name], sum(1 for w in workers if w.state == "ready"))
             busy.add_metric([view.name], sum(1 for w in workers if w.in_flight > 0))
             restarts.add_metric([view.name], sum(w.restarts for w in workers))
@@ -144,7 +132,7 @@ class _CacheState(Collector):
 class Metrics:
     def __init__(
         self,
-        views: Callable[[], Iterable[ServiceView]],
+        views: Callable[[], Iterable[ModelStats]],
         cache: Callable[[], EmbeddingCache | None] = lambda: None,
     ) -> None:
         self.registry = CollectorRegistry()

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from embellama.cache import EmbeddingCache
-from embellama.config import ModelConfig, ServiceLimits
+from embellama.config import ModelSpec
 from embellama.engine import AsyncEmbeddingEngine, drain_and_stop
 from embellama.errors import ConfigError, EmbellamaError, ModelNotFoundError, NoWorkerError
-from embellama.pipeline import FileStamp, ServedModel
-from embellama.registry import ModelSpec, plan_reload
-from embellama.server.metrics import Metrics, ServiceView
+from embellama.pipeline import FileStamp, ModelStats, ServedModel
+from embellama.registry import plan_reload
+from embellama.server.metrics import Metrics
 from embellama.server.security import AccessControl
 
 __all__ = ["Deployment", "ServerLimits", "ServerState"]
@@ -52,7 +52,7 @@ class ServerLimits:
 class Deployment:
     """Everything a (re)load installs: the models and the request-facing settings."""
 
-    models: tuple[tuple[ModelConfig, ServiceLimits], ...]
+    models: tuple[ModelSpec, ...]
     limits: ServerLimits = field(default_factory=ServerLimits)
     access: AccessControl = field(default_factory=AccessControl)
     # The settings in force, secrets already masked: what GET /admin/config shows.
@@ -60,7 +60,7 @@ class Deployment:
     # Admin-loaded model files must lie under this directory; None refuses every path.
     models_dir: Path | None = None
     # Turns an admin API body into a model, with the same checks as the config file.
-    model_from_fields: Callable[[str, object], tuple[ModelConfig, ServiceLimits]] | None = None
+    model_from_fields: Callable[[str, object], ModelSpec] | None = None
     # Builds the embedding cache; used once, at start (a reload keeps the running cache).
     cache: Callable[[], EmbeddingCache | None] | None = None
     # Names in `settings` that only a restart changes (host, port, cache, logging).
@@ -82,7 +82,7 @@ class ServerState:
     failed: dict[str, str] = field(init=False)
     _failed_names: dict[str, str] = field(init=False)  # names and aliases -> name
     # Models loaded by `POST /admin/models/{name}/load`, by name: kept across reloads.
-    admin_loaded: dict[str, tuple[ModelConfig, ServiceLimits]] = field(init=False)
+    admin_loaded: dict[str, ModelSpec] = field(init=False)
     # Settings the last reload read but could not apply: name -> in force / configured.
     restart_required: dict[str, dict[str, Any]] = field(init=False)
     _change_lock: asyncio.Lock = field(init=False)
@@ -106,21 +106,15 @@ class ServerState:
     def services(self) -> list[ServedModel]:
         return list(self.engine.registry)
 
-    def _views(self) -> list[ServiceView]:
-        return [
-            ServiceView(
-                s.name,
-                queued=lambda s=s: s.scheduler.queued_requests,  # type: ignore[misc]
-                queued_tokens=lambda s=s: s.scheduler.queued_tokens,  # type: ignore[misc]
-                poison_refused=lambda s=s: s.scheduler.poison.refused,  # type: ignore[misc]
-                workers=s.workers,
-            )
-            for s in self.services
-        ]
+    def _views(self) -> list[ModelStats]:
+        return [s.stats() for s in self.services]
+
+    def queued_requests(self) -> int:
+        return sum(s.stats().queued_requests for s in self.services)
 
     def _observe(self, service: ServedModel) -> ServedModel:
         name = service.name
-        service.scheduler.batch_observer = lambda sizes: self.metrics.observe_batch(name, sizes)
+        service.observe_batches(lambda sizes: self.metrics.observe_batch(name, sizes))
         return service
 
     def resolve(self, name: str | None) -> ServedModel:
@@ -153,9 +147,10 @@ class ServerState:
         one; among several it is reported (`failed`: /ready, /v1/models, /info) and the
         others serve."""
         models = self.deployment.models
-        for config, limits in models:
+        for spec in models:
+            config = spec.config
             try:
-                await self.load_model(config, limits, from_admin=False)
+                await self.load_model(spec, from_admin=False)
             except EmbellamaError as exc:
                 if len(models) == 1:
                     raise
@@ -178,18 +173,15 @@ class ServerState:
             raise ConfigError("this server was not started with a config file to reload")
         async with self._change_lock:
             deployment, pending = self._in_force(await asyncio.to_thread(self.source))
-            named = {config.resolved_name for config, _ in deployment.models}
-            desired = [ModelSpec(c, lim) for c, lim in deployment.models] + [
-                ModelSpec(c, lim)
-                for name, (c, lim) in self.admin_loaded.items()
-                if name not in named
+            named = {spec.config.resolved_name for spec in deployment.models}
+            desired = [*deployment.models] + [
+                spec for name, spec in self.admin_loaded.items() if name not in named
             ]
             plan = await asyncio.to_thread(plan_reload, self.services, desired, FileStamp.of)
             fresh: list[ServedModel] = []
             try:
                 for spec in plan.start:
-                    assert isinstance(spec.limits, ServiceLimits)
-                    fresh.append(await self._start(spec.config, spec.limits, replacing=plan.retire))
+                    fresh.append(await self._start(spec, replacing=plan.retire))
             except BaseException:
                 await asyncio.gather(*(service.stop() for service in fresh))
                 raise
@@ -222,14 +214,12 @@ class ServerState:
         kept = {**new.settings, **{name: running.get(name) for name in pending}}
         return dataclasses.replace(new, settings=kept), pending
 
-    async def load_model(
-        self, config: ModelConfig, limits: ServiceLimits, *, from_admin: bool = True
-    ) -> ServedModel:
+    async def load_model(self, spec: ModelSpec, *, from_admin: bool = True) -> ServedModel:
         async with self._change_lock:
-            service = await self._start(config, limits)
+            service = await self._start(spec)
             self.engine.registry.add(service)
             if from_admin:
-                self.admin_loaded[service.name] = (config, limits)
+                self.admin_loaded[service.name] = spec
             return service
 
     async def unload_model(self, name: str) -> None:
@@ -244,12 +234,12 @@ class ServerState:
         on, or "undrained" when an undrain came first (nothing is failed then)."""
         self.draining = True
         deadline = time.monotonic() + timeout
-        while any(s.scheduler.queued_requests for s in self.services):
+        while self.queued_requests():
             if not self.draining:
                 return "undrained"
             if time.monotonic() > deadline:
                 for service in self.services:
-                    service.scheduler.close(_drained)
+                    service.close_queue(_drained)
                     self._drain_closed.append(service)
                 return "timeout"
             await asyncio.sleep(0.02)
@@ -262,7 +252,7 @@ class ServerState:
         serving = {id(s) for s in self.services}
         for service in self._drain_closed:
             if id(service) in serving:
-                service.scheduler.reopen()
+                service.reopen_queue()
         self._drain_closed = []
         return was_draining
 
@@ -271,10 +261,10 @@ class ServerState:
         await self.engine.aclose()
 
     async def _start(
-        self, config: ModelConfig, limits: ServiceLimits, replacing: list[ServedModel] | None = None
+        self, spec: ModelSpec, replacing: list[ServedModel] | None = None
     ) -> ServedModel:
         return self._observe(
-            await self.engine.start_model(config, limits, replacing=replacing or [])
+            await self.engine.start_model(spec.config, spec.limits, replacing=replacing or [])
         )
 
     def _retire(self, service: ServedModel) -> None:

@@ -12,7 +12,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from embellama.config import ModelConfig, ServiceLimits
+from embellama.config import ModelSpec
 from embellama.errors import ConfigError
 from embellama.server.body import read_body
 from embellama.server.errors import ApiError
@@ -111,14 +111,14 @@ async def load_model(request: Request) -> Response:
     name = request.path_params["name"]
     body = await read_body(request, state.limits.max_body_bytes)
     if body.strip():
-        model, limits = _from_body(state, name, body)
+        spec = _from_body(state, name, body)
     else:
-        model, limits = await asyncio.to_thread(_from_source, state, name)
-    service = await state.load_model(model, limits)
-    return _json({"status": "loaded", "model": service.name, "workers": limits.workers})
+        spec = await asyncio.to_thread(_from_source, state, name)
+    service = await state.load_model(spec)
+    return _json({"status": "loaded", "model": service.name, "workers": spec.limits.workers})
 
 
-def _from_body(state: ServerState, name: str, body: bytes) -> tuple[ModelConfig, ServiceLimits]:
+def _from_body(state: ServerState, name: str, body: bytes) -> ModelSpec:
     try:
         fields: Any = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -148,12 +148,12 @@ def _under_models_dir(state: ServerState, text: str) -> Path:
     return resolved
 
 
-def _from_source(state: ServerState, name: str) -> tuple[ModelConfig, ServiceLimits]:
+def _from_source(state: ServerState, name: str) -> ModelSpec:
     if state.source is None:
         raise ConfigError("no config file to load the model from; send its fields as JSON")
-    for model, limits in state.source().models:
-        if model.resolved_name == name:
-            return model, limits
+    for spec in state.source().models:
+        if spec.config.resolved_name == name:
+            return spec
     raise ConfigError(f"the config file defines no model named {name!r}")
 
 
@@ -182,9 +182,7 @@ async def drain(request: Request) -> Response:
     `POST /admin/undrain`; answers when the queues are empty."""
     state = _state(request)
     status = await state.drain()
-    return _json(
-        {"status": status, "queued": sum(s.scheduler.queued_requests for s in state.services)}
-    )
+    return _json({"status": status, "queued": state.queued_requests()})
 
 
 async def undrain(request: Request) -> Response:

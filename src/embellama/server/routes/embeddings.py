@@ -11,7 +11,8 @@ from starlette.responses import Response
 
 from embellama.errors import DrainingError
 from embellama.inputs import InputItem
-from embellama.pipeline import EmbedOptions, ServedModel
+from embellama.options import EmbedOptions
+from embellama.pipeline import ServedModel
 from embellama.results import EmbeddingResult
 from embellama.server.body import read_request
 from embellama.server.disconnect import unless_disconnected

@@ -28,11 +28,11 @@ async def ready(request: Request) -> Response:
     models = {
         s.name: {
             "ready": s.ready,
-            "workers_alive": s.backend.alive_count,
-            "queued": s.scheduler.queued_requests,
-            "reason": s.backend.reason,
+            "workers_alive": s.workers_alive,
+            "queued": s.queued_requests,
+            "reason": s.reason,
         }
-        for s in state.services
+        for s in (service.stats() for service in state.services)
     }
     reason = _unready_reason(state, models)
     body: dict[str, object] = {"status": "ready", "models": models}

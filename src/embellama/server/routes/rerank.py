@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from embellama.errors import DrainingError
-from embellama.pipeline import RerankOptions
+from embellama.options import RerankOptions
 from embellama.results import RerankHit, RerankResult
 from embellama.server.body import read_request
 from embellama.server.routes.embeddings import charged
