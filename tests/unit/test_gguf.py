@@ -6,6 +6,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
 
 from embellama import ModelFileError, read_gguf_info
 
@@ -79,3 +80,58 @@ def test_missing_and_directory(tmp_path: Path) -> None:
         read_gguf_info(tmp_path / "nope.gguf")
     with pytest.raises(ModelFileError, match="not a file"):
         read_gguf_info(tmp_path)
+
+
+def _one_tensor_gguf(type_id: int, elements: int, data_bytes: int) -> bytes:
+    """A valid header with one tensor of `type_id`, then `data_bytes` of data."""
+    kvs = [
+        _kv_str("general.architecture", "bert"),
+        _kv_u32("bert.embedding_length", 8),
+        _kv_u32("bert.context_length", 128),
+    ]
+    header = b"GGUF" + struct.pack("<IQQ", 3, 1, len(kvs)) + b"".join(kvs)
+    header += _string("blk.0.w") + struct.pack("<IQIQ", 1, elements, type_id, 0)
+    header += b"\0" * (-len(header) % 32)
+    return header + b"\0" * data_bytes
+
+
+@pytest.mark.parametrize(
+    ("kind", "elements", "nbytes"),
+    [
+        (GGMLQuantizationType.Q4_K, 512, 2 * 144),
+        (GGMLQuantizationType.BF16, 10, 20),
+        # Unknown to the old hand-written table, which counted it as 0 bytes.
+        (GGMLQuantizationType.NVFP4, 128, 2 * 36),
+    ],
+)
+def test_tensor_sizes_come_from_the_package(
+    tmp_path: Path, kind: GGMLQuantizationType, elements: int, nbytes: int
+) -> None:
+    assert GGML_QUANT_SIZES[kind][1] * elements // GGML_QUANT_SIZES[kind][0] == nbytes
+    path = tmp_path / "m.gguf"
+    path.write_bytes(_one_tensor_gguf(kind, elements, nbytes))
+    info = read_gguf_info(path)
+    assert info.tensor_extents == ((info.data_offset, nbytes),)
+    assert info.quantized is (kind is not GGMLQuantizationType.BF16)
+    path.write_bytes(_one_tensor_gguf(kind, elements, nbytes - 1))
+    with pytest.raises(ModelFileError, match=f"truncated: tensors need {info.file_size} bytes"):
+        read_gguf_info(path)
+
+
+def test_an_unknown_tensor_type_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "m.gguf"
+    path.write_bytes(_one_tensor_gguf(4, 32, 64))  # Q4_2: removed from ggml long ago
+    with pytest.raises(ModelFileError, match=r"GGUF tensor 'blk\.0\.w' has unknown tensor type 4"):
+        read_gguf_info(path)
+
+
+def test_the_extents_agree_with_the_packages_own_reader(tmp_path: Path) -> None:
+    """GGUFReader (too slow to run on every load) is the reference for a small file."""
+    path = tmp_path / "m.gguf"
+    path.write_bytes(_one_tensor_gguf(GGMLQuantizationType.Q8_0, 64, 2 * 34))
+    info, reference = read_gguf_info(path), GGUFReader(path)
+    assert info.data_offset == reference.data_offset
+    assert info.tensor_extents == tuple((t.data_offset, t.n_bytes) for t in reference.tensors)
+    assert (
+        info.metadata["bert.context_length"] == reference.fields["bert.context_length"].contents()
+    )
