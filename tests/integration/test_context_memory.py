@@ -139,6 +139,6 @@ def test_only_unquantized_weights_are_repacked(minilm_gguf: Path, gemma3_gguf: P
         config = ModelConfig(path=path, n_ctx=512, allow_unverified_architecture=True)
         model = LoadedModel(config, inference=False)
         try:
-            assert model._backend.params.repack_weights is repacked
+            assert model._native.params.repack_weights is repacked
         finally:
             model.close()
