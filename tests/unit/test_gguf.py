@@ -135,3 +135,12 @@ def test_the_extents_agree_with_the_packages_own_reader(tmp_path: Path) -> None:
     assert (
         info.metadata["bert.context_length"] == reference.fields["bert.context_length"].contents()
     )
+
+
+def test_q8_1_is_sized_as_the_ggml_that_reads_the_file(tmp_path: Path) -> None:
+    """ggml (llama-cpp-python 0.3.36) asserts a Q8_1 block is 2 halves + 32 bytes = 36;
+    the package's table says 40, which would refuse a whole valid file as truncated."""
+    path = tmp_path / "m.gguf"
+    path.write_bytes(_one_tensor_gguf(GGMLQuantizationType.Q8_1, 64, 2 * 36))
+    info = read_gguf_info(path)
+    assert info.tensor_extents == ((info.data_offset, 2 * 36),)

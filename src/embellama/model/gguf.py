@@ -55,6 +55,14 @@ _SCALARS: dict[int, str] = {
 _STRING, _ARRAY = int(GGUFValueType.STRING), int(GGUFValueType.ARRAY)
 _U64 = struct.Struct("<Q")  # a string's length prefix, read once per vocabulary entry
 
+# Elements and bytes per block of every tensor type, from the package, except Q8_1: the
+# package lists 40 bytes, the ggml that llama-cpp-python 0.3.36 builds asserts
+# `sizeof(block_q8_1) == 2*sizeof(ggml_half) + QK8_1` (36), and that ggml reads the file.
+_BLOCK_SIZES: dict[GGMLQuantizationType, tuple[int, int]] = {
+    **GGML_QUANT_SIZES,
+    GGMLQuantizationType.Q8_1: (32, 36),
+}
+
 # ggml's F32, F16 and BF16: the unquantized tensor types.
 _FLOAT_TYPES = frozenset(
     {GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16}
@@ -244,14 +252,14 @@ def _tensor(path: Path, reader: _Reader) -> _Tensor:
     offset = reader.scalar("Q")
     try:
         kind = GGMLQuantizationType(type_id)
-    except ValueError:
+        block_elements, block_bytes = _BLOCK_SIZES[kind]
+    except (ValueError, KeyError):
         raise ModelFileError(
             f"GGUF tensor {name!r} has unknown tensor type {type_id}: {path}"
         ) from None
     elements = 1
     for dim in dims:
         elements *= dim
-    block_elements, block_bytes = GGML_QUANT_SIZES[kind]
     return _Tensor(name, kind, offset, elements // block_elements * block_bytes)
 
 
