@@ -429,14 +429,15 @@ class EmbeddingEngine:
         *,
         cache: EmbeddingCache | None = None,
         limits: ServiceLimits | None = None,
+        backends: BackendFactory = default_backends,
     ) -> None:
         """`cache`: see `AsyncEmbeddingEngine`; off by default, one argument to turn on.
         `limits`: `ServiceLimits(workers=N)` decodes in N worker processes instead of a
-        thread of this process."""
+        thread of this process. `backends`: see `AsyncEmbeddingEngine`."""
         self._runner = LoopThread("embellama-engine")
         try:
             self.engine = self._call(
-                AsyncEmbeddingEngine.create(config, cache=cache, limits=limits)
+                AsyncEmbeddingEngine.create(config, cache=cache, limits=limits, backends=backends)
             )
         except BaseException:
             self._runner.close()
