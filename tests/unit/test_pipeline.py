@@ -23,10 +23,13 @@ from embellama.errors import (
     RequestTimeoutError,
     WrongModelKindError,
 )
+from embellama.inputs import InputItem
+from embellama.model.native import TokenIds
 from embellama.model.tokenizer import Chunking
 from embellama.options import EmbedOptions, RerankOptions
 from embellama.pipeline import ServedModel
 from embellama.prompts import InputType
+from embellama.vectors import Matrix
 from tests.unit.fake_backend import FakeBackend, FakeBackends, expected_pooled, token_outputs
 
 LONG = "the quick brown fox jumps over the lazy dog " * 150  # ~1350 tokens, context 512
@@ -69,23 +72,24 @@ def run(
     asyncio.run(body())
 
 
-def ids_of(served: ServedModel, text: str) -> np.ndarray:
+def ids_of(served: ServedModel, text: str) -> TokenIds:
     return served.model.tokenizer.encode_text(text)
 
 
-def l2(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+def l2(vectors: Matrix) -> Matrix:
+    norms: Matrix = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / norms
 
 
 def test_vectors_are_the_backends_pooled_outputs_l2_normalized(config: ModelConfig) -> None:
     async def test(served: ServedModel, backend: FakeBackend) -> None:
-        texts = ["hello world", "a longer sentence about foxes"]
+        texts: list[InputItem] = ["hello world", "a longer sentence about foxes"]
         result = await served.embed(texts, EmbedOptions())
         expected = np.stack(
-            [expected_pooled(ids_of(served, t), 384, served.pooling) for t in texts]
+            [expected_pooled(ids_of(served, str(t)), 384, served.pooling) for t in texts]
         )
         np.testing.assert_allclose(result.vectors, l2(expected), rtol=1e-5, atol=1e-6)
-        assert result.token_counts == tuple(len(ids_of(served, t)) for t in texts)
+        assert result.token_counts == tuple(len(ids_of(served, str(t))) for t in texts)
         assert result.vectors.dtype == np.float32
 
         raw = await served.embed(texts, EmbedOptions(normalize=False))
