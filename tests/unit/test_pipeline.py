@@ -206,6 +206,26 @@ def test_request_timeout_bounds_a_stalled_decode(config: ModelConfig) -> None:
     run(config, test, limits=ServiceLimits(request_timeout=0.05))
 
 
+def test_request_timeout_bounds_the_whole_call_not_each_wait(config: ModelConfig) -> None:
+    """A call that waited on another's in-flight result, then computed it itself once
+    that one timed out, still ends within its own timeout (per wait: 1.5x here)."""
+
+    async def test(served: ServedModel, backend: FakeBackend) -> None:
+        backend.gate.clear()
+        owner = asyncio.create_task(served.embed(["shared"], EmbedOptions()))
+        await asyncio.sleep(0.25)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(RequestTimeoutError):
+            await served.embed(["shared"], EmbedOptions())
+        assert loop.time() - started < 0.65
+        with pytest.raises(RequestTimeoutError):
+            await owner
+        backend.gate.set()
+
+    run(config, test, limits=ServiceLimits(request_timeout=0.5), cache=EmbeddingCache.create("1MB"))
+
+
 def test_a_backend_error_fails_the_request_with_its_type(config: ModelConfig) -> None:
     async def test(served: ServedModel, backend: FakeBackend) -> None:
         backend.error = InferenceError("llama_decode returned -3")
