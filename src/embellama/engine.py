@@ -156,13 +156,8 @@ class AsyncEmbeddingEngine:
     ) -> Matrix:
         """`str` (or one token list) -> `(dim,)`; a list -> `(n, dim)`, in input order.
 
-        Options (`EmbedKeywords`): `normalize`, `dimensions` (Matryoshka cut),
-        `truncate` (False, True/"end", "start", "chunk"), `use_cache`, `input_type`,
-        `instruction`, `chunk_overlap`. `input_type` ("query" / "document", also
-        "search_query", "search_document", "passage") puts the model's prefix for that
-        role in front of each text. `truncate="chunk"` embeds an input over the context
-        as overlapping windows (`chunk_overlap` tokens) and returns their token-weighted
-        mean.
+        `options` are `EmbedKeywords` (options.py, which says what each one does):
+        e.g. `truncate=True`, `dimensions=256`, `input_type="query"`.
         """
         parsed = parse_inputs(input)
         result = await self.embedder(model).embed(parsed.items, EmbedOptions.from_keywords(options))
@@ -237,9 +232,7 @@ class AsyncEmbeddingEngine:
     ) -> RerankResult:
         """Score each document against `query` with a cross-encoder; best first.
 
-        Options (`RerankKeywords`): `truncate=True` (default) cuts a pair over the
-        context at the document's end, `False` refuses it; `max_tokens_per_doc`.
-        Scores are the sigmoid of the model's logit (`hit.logit`).
+        `options` are `RerankKeywords` (options.py). Scores are the sigmoid of the model's logit (`hit.logit`).
         """
         if isinstance(documents, str) or not all(isinstance(d, str) for d in documents):
             raise InputError("documents must be a list of strings", param="documents")

@@ -35,10 +35,16 @@ class EmbedKeywords(TypedDict, total=False):
     """The keywords of every embed call (`engine.embed(..., **options)`), as callers
     write them; `EmbedOptions` holds the same names, parsed. Defaults are the dataclass's."""
 
+    # None: the model's configured normalization; False: none; True: on (L2 if it had none).
     normalize: bool | None
+    # Matryoshka cut to the first N dimensions, renormalized.
     dimensions: int | None
+    # An input over the context: False/None fails, True/"end" or "start" cuts that end,
+    # "chunk" embeds overlapping windows and returns their token-weighted mean.
     truncate: TruncateArg
     use_cache: bool
+    # "query" / "document" (also "search_query", "search_document", "passage"): puts the
+    # model's prefix for that role in front of each text.
     input_type: str | InputType | None
     instruction: str | None
     chunk_overlap: int
@@ -48,6 +54,7 @@ class RerankKeywords(TypedDict, total=False):
     """The keywords of a rerank call; `RerankOptions` holds the same names, parsed, and
     `top_n`, which callers pass by position (`rerank(query, documents, 3)`)."""
 
+    # True/"end" (default): a pair over the context loses the document's end; False: refused.
     truncate: TruncateArg
     max_tokens_per_doc: int | None
 
