@@ -16,11 +16,12 @@ import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, Unpack, overload
 
 import numpy as np
 import numpy.typing as npt
 
+from embellama.backends.factory import BackendFactory, default_backends
 from embellama.cache import EmbeddingCache
 from embellama.config import EngineConfig, ModelConfig, ModelKind, ServiceLimits, Truncation
 from embellama.default_model import DEFAULT_MODEL_NAME, require_default_model
@@ -30,16 +31,20 @@ from embellama.loop_thread import LoopThread, close_at_exit
 from embellama.model.loaded import ModelInfo
 from embellama.model.native import TokenIds
 from embellama.model.tokenizer import Tokenizer, TokenPieces
-from embellama.options import EmbedOptions, RerankOptions
+from embellama.options import (
+    EmbedKeywords,
+    EmbedOptions,
+    RerankKeywords,
+    RerankOptions,
+    TruncateArg,
+)
 from embellama.pipeline import ServedModel
-from embellama.prompts import InputType
 from embellama.registry import ModelRegistry
 from embellama.results import EmbeddingResult, RerankResult
 from embellama.vectors import Matrix
 
 __all__ = ["AsyncEmbeddingEngine", "EmbeddingEngine"]
 
-TruncateArg = bool | str | Truncation | None
 T = TypeVar("T")
 # One input (a string or one flat token-id list) gives one value; a list of them, a list.
 SingleInput = str | Sequence[int]
@@ -50,15 +55,21 @@ class AsyncEmbeddingEngine:
     """Loads models and embeds with them on the running event loop; never blocks it."""
 
     def __init__(
-        self, limits: ServiceLimits | None = None, *, cache: EmbeddingCache | None = None
+        self,
+        limits: ServiceLimits | None = None,
+        *,
+        cache: EmbeddingCache | None = None,
+        backends: BackendFactory = default_backends,
     ) -> None:
         """An engine with no models; `limits` apply to models loaded without their own.
 
         `cache` (off by default in the library): `EmbeddingCache.create("256MB")`, with
         `redis_url=` for a tier shared by processes. The engine closes it on `aclose`.
+        `backends`: where models' decodes run (default: by `limits.workers`).
         """
         self.limits = limits or ServiceLimits()
         self.cache = cache
+        self.backends = backends
         self.registry: ModelRegistry[ServedModel] = ModelRegistry()
         self._closed = False
 
@@ -69,8 +80,9 @@ class AsyncEmbeddingEngine:
         *,
         limits: ServiceLimits | None = None,
         cache: EmbeddingCache | None = None,
+        backends: BackendFactory = default_backends,
     ) -> AsyncEmbeddingEngine:
-        engine = cls(limits, cache=cache)
+        engine = cls(limits, cache=cache, backends=backends)
         try:
             for model in (config or EngineConfig()).models:
                 await engine.load_model(model)
@@ -87,11 +99,20 @@ class AsyncEmbeddingEngine:
         limits: ServiceLimits | None = None,
         *,
         replacing: Sequence[ServedModel] = (),
+        backends: BackendFactory | None = None,
     ) -> ServedModel:
-        """Load and start a model without registering it (a reload swaps it in later)."""
+        """Load and start a model without registering it (a reload swaps it in later).
+
+        `backends`: where its decodes run, if not where the engine's models' do."""
         self._check_open()
         self.registry.check_free([config.resolved_name, *config.aliases], ignoring=replacing)
-        served = await asyncio.to_thread(ServedModel, config, limits or self.limits, self.cache)
+        served = await asyncio.to_thread(
+            ServedModel,
+            config,
+            limits or self.limits,
+            self.cache,
+            backends=backends or self.backends,
+        )
         try:
             await served.start()
         except BaseException:
@@ -100,9 +121,13 @@ class AsyncEmbeddingEngine:
         return served
 
     async def load_model(
-        self, config: ModelConfig, limits: ServiceLimits | None = None
+        self,
+        config: ModelConfig,
+        limits: ServiceLimits | None = None,
+        *,
+        backends: BackendFactory | None = None,
     ) -> ModelInfo:
-        served = await self.start_model(config, limits)
+        served = await self.start_model(config, limits, backends=backends)
         try:
             self._check_open()  # closed while it loaded: it must not outlive the engine
             self.registry.add(served)  # a concurrent load may have taken the name
@@ -127,50 +152,24 @@ class AsyncEmbeddingEngine:
     # -- embedding ------------------------------------------------------------------
 
     async def embed(
-        self,
-        input: EmbedInput,
-        model: str | None = None,
-        *,
-        normalize: bool | None = None,
-        dimensions: int | None = None,
-        truncate: TruncateArg = False,
-        use_cache: bool = True,
-        input_type: str | InputType | None = None,
-        instruction: str | None = None,
-        chunk_overlap: int = 0,
+        self, input: EmbedInput, model: str | None = None, **options: Unpack[EmbedKeywords]
     ) -> Matrix:
         """`str` (or one token list) -> `(dim,)`; a list -> `(n, dim)`, in input order.
 
-        `input_type` ("query" / "document", also "search_query", "search_document",
-        "passage") puts the model's prefix for that role in front of each text.
-        `truncate="chunk"` embeds an input over the context as overlapping windows
-        (`chunk_overlap` tokens) and returns their token-weighted mean.
+        `options` are `EmbedKeywords` (options.py, which says what each one does):
+        e.g. `truncate=True`, `dimensions=256`, `input_type="query"`.
         """
         parsed = parse_inputs(input)
-        options = _options(
-            normalize, dimensions, truncate, use_cache, input_type, instruction, chunk_overlap
-        )
-        result = await self.embedder(model).embed(parsed.items, options)
+        result = await self.embedder(model).embed(parsed.items, EmbedOptions.from_keywords(options))
         return result.vectors[0] if parsed.single else result.vectors
 
     async def embed_with_details(
-        self,
-        input: EmbedInput,
-        model: str | None = None,
-        *,
-        normalize: bool | None = None,
-        dimensions: int | None = None,
-        truncate: TruncateArg = False,
-        use_cache: bool = True,
-        input_type: str | InputType | None = None,
-        instruction: str | None = None,
-        chunk_overlap: int = 0,
+        self, input: EmbedInput, model: str | None = None, **options: Unpack[EmbedKeywords]
     ) -> EmbeddingResult:
         """Like `embed`, always `(n, dim)`, plus token counts, cache hits and timings."""
-        options = _options(
-            normalize, dimensions, truncate, use_cache, input_type, instruction, chunk_overlap
+        return await self.embedder(model).embed(
+            parse_inputs(input).items, EmbedOptions.from_keywords(options)
         )
-        return await self.embedder(model).embed(parse_inputs(input).items, options)
 
     @overload
     async def embed_per_token(  # type: ignore[overload-overlap]  # a str is a Sequence[str]
@@ -229,18 +228,16 @@ class AsyncEmbeddingEngine:
         top_n: int | None = None,
         *,
         model: str | None = None,
-        truncate: TruncateArg = True,
-        max_tokens_per_doc: int | None = None,
+        **options: Unpack[RerankKeywords],
     ) -> RerankResult:
         """Score each document against `query` with a cross-encoder; best first.
 
-        `truncate=True` (default) cuts a pair over the context at the document's end,
-        `False` refuses it. Scores are the sigmoid of the model's logit (`hit.logit`).
+        `options` are `RerankKeywords` (options.py). Scores are the sigmoid of the model's logit (`hit.logit`).
         """
         if isinstance(documents, str) or not all(isinstance(d, str) for d in documents):
             raise InputError("documents must be a list of strings", param="documents")
-        options = RerankOptions(top_n, Truncation.parse(truncate), max_tokens_per_doc)
-        return await self.reranker(model).rerank(query, list(documents), options)
+        parsed = RerankOptions.from_keywords(options, top_n)
+        return await self.reranker(model).rerank(query, list(documents), parsed)
 
     # -- tokens ---------------------------------------------------------------------
 
@@ -394,28 +391,6 @@ class AsyncEmbeddingEngine:
         await self.aclose()
 
 
-def _options(
-    normalize: bool | None,
-    dimensions: int | None,
-    truncate: TruncateArg,
-    use_cache: bool,
-    input_type: str | InputType | None,
-    instruction: str | None,
-    chunk_overlap: int = 0,
-) -> EmbedOptions:
-    if chunk_overlap < 0:
-        raise InputError(f"chunk_overlap must be >= 0, got {chunk_overlap}")
-    return EmbedOptions(
-        normalize=normalize,
-        dimensions=dimensions,
-        truncate=Truncation.parse(truncate),
-        use_cache=use_cache,
-        input_type=None if input_type is None else InputType.parse(input_type),
-        instruction=instruction,
-        chunk_overlap=chunk_overlap,
-    )
-
-
 def _engine_closed() -> EngineClosedError:
     return EngineClosedError("the engine was closed")
 
@@ -447,14 +422,15 @@ class EmbeddingEngine:
         *,
         cache: EmbeddingCache | None = None,
         limits: ServiceLimits | None = None,
+        backends: BackendFactory = default_backends,
     ) -> None:
         """`cache`: see `AsyncEmbeddingEngine`; off by default, one argument to turn on.
         `limits`: `ServiceLimits(workers=N)` decodes in N worker processes instead of a
-        thread of this process."""
+        thread of this process. `backends`: see `AsyncEmbeddingEngine`."""
         self._runner = LoopThread("embellama-engine")
         try:
             self.engine = self._call(
-                AsyncEmbeddingEngine.create(config, cache=cache, limits=limits)
+                AsyncEmbeddingEngine.create(config, cache=cache, limits=limits, backends=backends)
             )
         except BaseException:
             self._runner.close()
@@ -500,15 +476,17 @@ class EmbeddingEngine:
 
     # -- embedding ------------------------------------------------------------------
 
-    def embed(self, input: EmbedInput, model: str | None = None, **options: Any) -> Matrix:
+    def embed(
+        self, input: EmbedInput, model: str | None = None, **options: Unpack[EmbedKeywords]
+    ) -> Matrix:
         """`str` (or one token list) -> `(dim,)`; a list -> `(n, dim)`, in input order.
 
-        Options: `normalize`, `dimensions` (Matryoshka cut), `truncate`.
+        Options: those of `AsyncEmbeddingEngine.embed` (`EmbedKeywords`).
         """
         return self._call(self.engine.embed(input, model, **options))
 
     def embed_with_details(
-        self, input: EmbedInput, model: str | None = None, **options: Any
+        self, input: EmbedInput, model: str | None = None, **options: Unpack[EmbedKeywords]
     ) -> EmbeddingResult:
         """Like `embed`, always `(n, dim)`, plus token counts and per-stage timings."""
         return self._call(self.engine.embed_with_details(input, model, **options))
@@ -537,20 +515,10 @@ class EmbeddingEngine:
         top_n: int | None = None,
         *,
         model: str | None = None,
-        truncate: TruncateArg = True,
-        max_tokens_per_doc: int | None = None,
+        **options: Unpack[RerankKeywords],
     ) -> RerankResult:
         """Score each document against `query` with a cross-encoder; best first."""
-        return self._call(
-            self.engine.rerank(
-                query,
-                documents,
-                top_n,
-                model=model,
-                truncate=truncate,
-                max_tokens_per_doc=max_tokens_per_doc,
-            )
-        )
+        return self._call(self.engine.rerank(query, documents, top_n, model=model, **options))
 
     # -- tokens ---------------------------------------------------------------------
 

@@ -2,18 +2,104 @@
 
 The library engine, the HTTP routes and the corpus jobs all build these values, and the
 pipeline reads only them, so an option means the same everywhere and is checked in one
-place.
+place. A caller passing keywords (`truncate=True`, `input_type="query"`) goes through
+`from_keywords`, the only code that turns those forms into the typed fields: a new
+option is one field in the dataclass and one key in its `...Keywords` twin here.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 from embellama.config import Truncation
 from embellama.errors import InputError
 from embellama.prompts import InputType
 
-__all__ = ["EmbedOptions", "RerankOptions"]
+__all__ = [
+    "EmbedKeywords",
+    "EmbedOptions",
+    "RerankKeywords",
+    "RerankOptions",
+    "TruncateArg",
+    "parse_input_type",
+]
+
+# The forms a caller may write for `truncate`: False/None (fail), True ("end"), a name.
+TruncateArg = bool | str | Truncation | None
+
+
+class EmbedKeywords(TypedDict, total=False):
+    """The keywords of every embed call (`engine.embed(..., **options)`), as callers
+    write them; `EmbedOptions` holds the same names, parsed. Defaults are the dataclass's."""
+
+    # None: the model's configured normalization; False: none; True: on (L2 if it had none).
+    normalize: bool | None
+    # Matryoshka cut to the first N dimensions, renormalized.
+    dimensions: int | None
+    # An input over the context: False/None fails, True/"end" or "start" cuts that end,
+    # "chunk" embeds overlapping windows and returns their token-weighted mean.
+    truncate: TruncateArg
+    use_cache: bool
+    # "query" / "document" (also "search_query", "search_document", "passage"): puts the
+    # model's prefix for that role in front of each text.
+    input_type: str | InputType | None
+    instruction: str | None
+    chunk_overlap: int
+
+
+class RerankKeywords(TypedDict, total=False):
+    """The keywords of a rerank call; `RerankOptions` holds the same names, parsed, and
+    `top_n`, which callers pass by position (`rerank(query, documents, 3)`)."""
+
+    # True/"end" (default): a pair over the context loses the document's end; False: refused.
+    truncate: TruncateArg
+    max_tokens_per_doc: int | None
+
+
+def parse_input_type(value: str | InputType | None) -> InputType | None:
+    return None if value is None else InputType.parse(value)
+
+
+def _check_overlap(value: int) -> int:
+    if value < 0:
+        raise InputError(f"chunk_overlap must be >= 0, got {value}")
+    return value
+
+
+# How a keyword's caller-facing form becomes its field's type; a field not named here
+# is taken as given. Checked in this order, before the dataclass's own checks.
+_EMBED_PARSERS: dict[str, Callable[[Any], object]] = {
+    "chunk_overlap": _check_overlap,
+    "truncate": Truncation.parse,
+    "input_type": parse_input_type,
+}
+_RERANK_PARSERS: dict[str, Callable[[Any], object]] = {"truncate": Truncation.parse}
+
+
+def _parsed(
+    fields: list[str],
+    keywords: Mapping[str, object],
+    parsers: dict[str, Callable[[Any], object]],
+) -> dict[str, Any]:
+    """`keywords` with each value in its field's type; an unknown name is a TypeError,
+    as it was when every option was spelled out in the engine's signatures."""
+    unknown = [name for name in keywords if name not in fields]
+    if unknown:
+        raise TypeError(
+            f"unexpected keyword argument {unknown[0]!r}; the options are: {', '.join(fields)}"
+        )
+    values = dict(keywords)
+    for name, parse in parsers.items():
+        if name in values:
+            values[name] = parse(values[name])
+    return values
+
+
+def _field_names(cls: type[EmbedOptions | RerankOptions]) -> list[str]:
+    return [field.name for field in dataclasses.fields(cls)]
 
 
 @dataclass(frozen=True)
@@ -42,6 +128,11 @@ class EmbedOptions:
                 "'chunk_overlap' applies only with truncate='chunk'", param="chunk_overlap"
             )
 
+    @classmethod
+    def from_keywords(cls, keywords: EmbedKeywords) -> EmbedOptions:
+        """The options of a call written with keywords, in any form `EmbedKeywords` takes."""
+        return cls(**_parsed(_field_names(cls), keywords, _EMBED_PARSERS))
+
 
 @dataclass(frozen=True)
 class RerankOptions:
@@ -65,3 +156,8 @@ class RerankOptions:
                 f"max_tokens_per_doc must be >= 1, got {self.max_tokens_per_doc}",
                 param="max_tokens_per_doc",
             )
+
+    @classmethod
+    def from_keywords(cls, keywords: RerankKeywords, top_n: int | None = None) -> RerankOptions:
+        values = _parsed(_field_names(cls), keywords, _RERANK_PARSERS)
+        return cls(top_n=top_n, **values)

@@ -24,8 +24,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import numpy as np
 
 from embellama.backends.base import Backend, WorkerStatus
-from embellama.backends.inprocess import InProcessBackend
-from embellama.backends.pool import WorkerPool
+from embellama.backends.factory import BackendFactory, default_backends
 from embellama.batching.scheduler import Scheduled, Scheduler
 from embellama.cache import EmbeddingCache, ModelTag
 from embellama.config import ModelConfig, ModelKind, Pooling, ServiceLimits, Truncation
@@ -128,17 +127,24 @@ class ServedModel:
     """
 
     def __init__(
-        self, config: ModelConfig, limits: ServiceLimits, cache: EmbeddingCache | None = None
+        self,
+        config: ModelConfig,
+        limits: ServiceLimits,
+        cache: EmbeddingCache | None = None,
+        *,
+        backends: BackendFactory = default_backends,
     ) -> None:
+        """`backends` chooses where decodes run (default: by `limits.workers`)."""
         self.config = config
         self.limits = limits
         self.cache = cache
-        in_process = limits.workers == 0
+        in_process = backends.decodes_here(limits)
         workers = max(1, limits.workers)
         fitted = fit_context(config, read_gguf_info(config.path), workers, limits.memory_limit)
         # What is loaded: `config`, with a default context lowered to fit the machine.
         self.loaded_config = fitted.config
-        # Worker processes hold the weights; this process then needs only the vocabulary.
+        # A backend that decodes elsewhere (worker processes) holds the weights; this
+        # process then needs only the vocabulary.
         self.model = LoadedModel(fitted.config, inference=in_process)
         _log.info(
             "model %r: %d-token context; %d worker%s x %s%s",
@@ -162,17 +168,7 @@ class ServedModel:
         self.cache_tag = ModelTag.of(
             self.model.fingerprint, self.pooling.value, cache_version=config.cache_version
         )
-        # Workers refuse to start on a file with another fingerprint than this one.
-        self.backend: Backend = (
-            InProcessBackend(self.model)
-            if in_process
-            else WorkerPool(
-                fitted.config,
-                limits.workers,
-                limits.worker_hang_timeout,
-                fingerprint=self.model.fingerprint,
-            )
-        )
+        self.backend: Backend = backends.build(self.model, fitted.config, limits)
         self.scheduler = Scheduler(config.batching, limits.queue())
         self.prompts: Prompts | None = resolve_prompts(
             self.model.header.metadata,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embellama.backends.factory import BackendFactory, default_backends
 from embellama.cache import EmbeddingCache
 from embellama.config import ModelSpec
 from embellama.engine import AsyncEmbeddingEngine, drain_and_stop
@@ -74,6 +75,8 @@ class ServerState:
     source: Callable[[], Deployment] | None = None
     started: float = field(default_factory=time.time)
     draining: bool = False
+    # Where models' decodes run (worker processes by each model's limits; tests: fakes).
+    backends: BackendFactory = default_backends
     engine: AsyncEmbeddingEngine = field(init=False)
     limits: ServerLimits = field(init=False)
     access: AccessControl = field(init=False)
@@ -92,7 +95,9 @@ class ServerState:
 
     def __post_init__(self) -> None:
         make_cache = self.deployment.cache
-        self.engine = AsyncEmbeddingEngine(cache=make_cache() if make_cache else None)
+        self.engine = AsyncEmbeddingEngine(
+            cache=make_cache() if make_cache else None, backends=self.backends
+        )
         self.limits, self.access = self.deployment.limits, self.deployment.access
         self.metrics = Metrics(self._views, lambda: self.engine.cache)
         self.admin_loaded = {}
