@@ -1,0 +1,117 @@
+"""What every wire declaration shares: strict parsing, our error texts, and schemas.
+
+Pydantic validates; its first error becomes today's OpenAI-shaped fault: the field's
+`Says` gives the message (formatted with the offending value), the error's `loc` the
+`param`. A validator refuses with `refuse(...)` to choose message, code and status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, TypeVar
+
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, TypeAdapter
+from pydantic import ValidationError as _ValidationError
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from embellama.errors import EmbellamaError
+from embellama.server.errors import ApiError
+
+__all__ = ["Says", "WireModel", "or_default", "parse", "refuse", "schema_of"]
+
+Schema = dict[str, Any]
+M = TypeVar("M", bound="WireModel")
+_REFUSED = "embellama_refused"
+
+
+class WireModel(BaseModel):
+    """A request body: extra fields ignored (clients send `user` and more), strict types
+    (`true` is not an int, `"1"` is not an int), fields checked in declaration order."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, arbitrary_types_allowed=True)
+
+
+@dataclass(frozen=True)
+class Says:
+    """A field's fault text, `{input!r}` being the value sent; `missing` for an absent
+    required field (its text and code)."""
+
+    message: str
+    missing: str | None = None
+    missing_code: str = "missing_required_parameter"
+
+
+def refuse(
+    message: str, *, code: str = "invalid_value", status: int = 400, suffix: str = ""
+) -> PydanticCustomError:
+    """A validator's fault with its exact message; `suffix` extends the param (`[2]`)."""
+    context = {"message": message, "code": code, "status": status, "suffix": suffix}
+    return PydanticCustomError(_REFUSED, "{message}", context)
+
+
+def or_default(default: object) -> BeforeValidator:
+    """JSON `null` means the field's default, as if it were absent."""
+
+    def replace(value: object) -> object:
+        return default if value is None else value
+
+    return BeforeValidator(replace)
+
+
+def parse(model: type[M], body: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> M:
+    """`body` as `model`, or the first fault (fields in declaration order) raised."""
+    try:
+        return model.model_validate(body, context=context)
+    except _ValidationError as exc:
+        raise _fault(model, exc.errors(include_url=False)[0]) from None
+
+
+def _fault(model: type[WireModel], error: ErrorDetails) -> Exception:
+    context = error.get("ctx") or {}
+    cause = context.get("error")
+    if isinstance(cause, EmbellamaError):  # a domain check (parse_inputs): its own mapping
+        return cause
+    name = str(error["loc"][0]) if error["loc"] else ""
+    param = name + "".join(f"[{step}]" for step in error["loc"][1:])
+    if error["type"] == _REFUSED:
+        return ApiError(
+            context["status"],
+            context["message"],
+            param=param + context["suffix"],
+            code=context["code"],
+        )
+    says = _says(model).get(name)
+    if says is None:  # pragma: no cover - every field of a wire model says its fault
+        return ApiError(400, f"'{name}': {error['msg']}", param=param, code="invalid_value")
+    if error["type"] == "missing":
+        text = says.missing or says.message.format(input=None)
+        return ApiError(400, text, param=param, code=says.missing_code)
+    return ApiError(
+        400, says.message.format(input=error["input"]), param=param, code="invalid_value"
+    )
+
+
+@cache
+def _says(model: type[WireModel]) -> dict[str, Says]:
+    """Each field's `Says`, under every name the body may use for it (its aliases)."""
+    found: dict[str, Says] = {}
+    for name, field in model.model_fields.items():
+        says = next((item for item in field.metadata if isinstance(item, Says)), None)
+        if says is None:
+            continue
+        names = [name]
+        if isinstance(field.validation_alias, AliasChoices):
+            names += [str(choice) for choice in field.validation_alias.choices]
+        elif isinstance(field.validation_alias, str):
+            names.append(field.validation_alias)
+        found.update(dict.fromkeys(names, says))
+    return found
+
+
+def schema_of(shape: object, ref: Callable[[str], str]) -> tuple[Schema, dict[str, Schema]]:
+    """The JSON schema of a model or TypedDict, and the definitions it refers to."""
+    adapter: TypeAdapter[Any] = TypeAdapter(shape)
+    schema = adapter.json_schema(by_alias=True, ref_template=ref("{model}"), mode="validation")
+    return schema, schema.pop("$defs", {})
