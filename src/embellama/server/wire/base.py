@@ -10,16 +10,27 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, TypeAdapter
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 from pydantic import ValidationError as _ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from embellama.errors import EmbellamaError
 from embellama.server.errors import ApiError
 
-__all__ = ["Says", "WireModel", "or_default", "parse", "refuse", "schema_of"]
+__all__ = [
+    "Name",
+    "OffFlag",
+    "OnFlag",
+    "Positive",
+    "Says",
+    "WireModel",
+    "or_default",
+    "parse",
+    "refuse",
+    "schema_of",
+]
 
 Schema = dict[str, Any]
 M = TypeVar("M", bound="WireModel")
@@ -35,19 +46,35 @@ class WireModel(BaseModel):
 
 @dataclass(frozen=True)
 class Says:
-    """A field's fault text, `{input!r}` being the value sent; `missing` for an absent
-    required field (its text and code)."""
+    """A field's fault text, `{input!r}` being the value sent and `{name}` the field's;
+    `missing` for an absent required field (its text and code)."""
 
     message: str
+    code: str | None = "invalid_value"
     missing: str | None = None
     missing_code: str = "missing_required_parameter"
 
 
 def refuse(
-    message: str, *, code: str = "invalid_value", status: int = 400, suffix: str = ""
+    message: str,
+    *,
+    code: str | None = "invalid_value",
+    status: int = 400,
+    suffix: str = "",
+    param: str | None = None,
+    named: bool = False,
 ) -> PydanticCustomError:
-    """A validator's fault with its exact message; `suffix` extends the param (`[2]`)."""
-    context = {"message": message, "code": code, "status": status, "suffix": suffix}
+    """A validator's fault with its exact message. `suffix` extends the param (`[2]`),
+    `param` replaces it; `named`: `{param}` in the message is the name the body used (a
+    field with aliases)."""
+    context = {
+        "message": message,
+        "code": code,
+        "status": status,
+        "suffix": suffix,
+        "param": param,
+        "named": named,
+    }
     return PydanticCustomError(_REFUSED, "{message}", context)
 
 
@@ -58,6 +85,16 @@ def or_default(default: object) -> BeforeValidator:
         return default if value is None else value
 
     return BeforeValidator(replace)
+
+
+# The common optional fields; JSON null is the same as leaving one out.
+Name = Annotated[str | None, Says("'{name}' must be a string")]
+Positive = Annotated[
+    int | None, Field(ge=1), Says("'{name}' must be a positive integer, got {input!r}")
+]
+_FLAG = Says("'{name}' must be true or false, got {input!r}")
+OffFlag = Annotated[bool, or_default(False), _FLAG]
+OnFlag = Annotated[bool, or_default(True), _FLAG]
 
 
 def parse(model: type[M], body: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> M:
@@ -76,21 +113,21 @@ def _fault(model: type[WireModel], error: ErrorDetails) -> Exception:
     name = str(error["loc"][0]) if error["loc"] else ""
     param = name + "".join(f"[{step}]" for step in error["loc"][1:])
     if error["type"] == _REFUSED:
+        message = context["message"]
         return ApiError(
             context["status"],
-            context["message"],
-            param=param + context["suffix"],
+            message.format(param=name) if context["named"] else message,
+            param=context["param"] or param + context["suffix"],
             code=context["code"],
         )
     says = _says(model).get(name)
     if says is None:  # pragma: no cover - every field of a wire model says its fault
         return ApiError(400, f"'{name}': {error['msg']}", param=param, code="invalid_value")
     if error["type"] == "missing":
-        text = says.missing or says.message.format(input=None)
+        text = says.missing or says.message.format(input=None, name=name)
         return ApiError(400, text, param=param, code=says.missing_code)
-    return ApiError(
-        400, says.message.format(input=error["input"]), param=param, code="invalid_value"
-    )
+    text = says.message.format(input=error["input"], name=name)
+    return ApiError(400, text, param=param, code=says.code)
 
 
 @cache

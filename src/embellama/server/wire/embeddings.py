@@ -23,7 +23,7 @@ from embellama.errors import InputError
 from embellama.inputs import InputItem, is_token_list, parse_inputs
 from embellama.options import EmbedOptions
 from embellama.prompts import InputType
-from embellama.server.wire.base import Says, WireModel, or_default, parse, refuse
+from embellama.server.wire.base import Name, Says, WireModel, or_default, parse, refuse
 
 __all__ = [
     "CachedTokens",
@@ -86,9 +86,7 @@ class EmbeddingsRequest(WireModel):
         WithJsonSchema(_INPUT_SCHEMA),
         Says("", missing="'input' is a required property"),
     ]
-    model: Annotated[str | None, Says("'model' must be a string")] = Field(
-        None, description="Name or alias; default: first model."
-    )
+    model: Name = Field(None, description="Name or alias; default: first model.")
     encoding_format: Annotated[
         Literal["float", "base64"],
         BeforeValidator(_float_unless_set),
@@ -97,7 +95,7 @@ class EmbeddingsRequest(WireModel):
     dimensions: Annotated[
         int | None, Field(ge=1), Says("'dimensions' must be a positive integer, got {input!r}")
     ] = Field(None, description="Matryoshka cut.")
-    user: Annotated[str | None, Says("'user' must be a string")] = None
+    user: Name = None
     truncate: Annotated[
         Truncation,
         PlainValidator(_truncation),
@@ -125,7 +123,7 @@ class EmbeddingsRequest(WireModel):
             }
         ),
     ] = None
-    instruction: Annotated[str | None, Says("'instruction' must be a string")] = Field(
+    instruction: Name = Field(
         None,
         description="Extension: fills the model's instruction template (queries). Needs "
         "`input_type` (a 400 without); at most `max_instruction_length` characters (/info; "
