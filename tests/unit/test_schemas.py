@@ -8,15 +8,11 @@ import orjson
 import pytest
 
 from embellama import InputError, Truncation
+from embellama.server.body import max_body_values, parse_json_object
 from embellama.server.encoding import _piece
 from embellama.server.errors import ApiError, to_api_error
-from embellama.server.schemas import (
-    max_body_values,
-    parse_detokenize_request,
-    parse_embeddings_request,
-    parse_json_object,
-    parse_tokenize_request,
-)
+from embellama.server.wire.embeddings import parse_embeddings_request
+from embellama.server.wire.tokens import parse_detokenize_request, parse_tokenize_request
 
 
 def test_a_full_request() -> None:

@@ -119,7 +119,7 @@ class EmbeddingsRequest(WireModel):
             {
                 "description": "Extension: the texts' retrieval role; selects the model's "
                 "query or document prefix.",
-                "enum": ["query", "document", "search_query", "search_document", "passage"],
+                "enum": ["query", "document", "search_query", "search_document", "passage", None],
             }
         ),
     ] = None

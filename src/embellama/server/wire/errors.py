@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing_extensions import TypedDict
 
-__all__ = ["ErrorBody", "ErrorDetail"]
+__all__ = ["Error", "ErrorDetail"]
 
 
 class ErrorDetail(TypedDict):
@@ -14,5 +14,5 @@ class ErrorDetail(TypedDict):
     code: str | None
 
 
-class ErrorBody(TypedDict):
+class Error(TypedDict):
     error: ErrorDetail

@@ -14,6 +14,7 @@ from embellama.server.wire.base import (
     Name,
     OffFlag,
     Positive,
+    Says,
     WireModel,
     parse,
     refuse,
@@ -41,11 +42,14 @@ def _query(value: object) -> str:
     return value
 
 
+_NOT_DOCUMENTS = "must be a non-empty list of strings or of objects with 'text'"
+
+
 def _documents(value: object, info: ValidationInfo) -> list[str]:
     """Counted before any document is read; each is a string or an object with `text`."""
     if not isinstance(value, list) or not value:
         raise refuse(
-            "'{param}' must be a non-empty list of strings or of objects with 'text'",
+            "'{param}' " + _NOT_DOCUMENTS,
             code="missing_required_parameter" if value is None else "invalid_value",
             named=True,
         )
@@ -92,13 +96,19 @@ _DOCUMENTS = {
 class RerankRequest(WireModel):
     """Fields are checked in this order; null is the same as leaving a field out."""
 
-    query: Annotated[str, PlainValidator(_query), WithJsonSchema({"type": "string"})] = Field(
-        None, validate_default=True
-    )
+    query: Annotated[
+        str,
+        PlainValidator(_query),
+        WithJsonSchema({"type": "string"}),
+        Says("", missing="'query' is a required property and must be a string"),
+    ]
     # `documents`, or llama-server's `texts` when no `documents` is sent.
-    documents: Annotated[list[str], PlainValidator(_documents), WithJsonSchema(_DOCUMENTS)] = Field(
-        None, validate_default=True, validation_alias=AliasChoices("documents", "texts")
-    )
+    documents: Annotated[
+        list[str],
+        PlainValidator(_documents),
+        WithJsonSchema(_DOCUMENTS),
+        Says("", missing=f"'documents' {_NOT_DOCUMENTS}"),
+    ] = Field(validation_alias=AliasChoices("documents", "texts"))
     model: Name = Field(None, description="Name or alias; default: first reranker.")
     top_n: Positive = None
     return_documents: OffFlag = False
