@@ -37,7 +37,11 @@ _ERROR_TEXT = {
     503: "No worker can run the work, or the server is draining",
     504: "The request did not finish within the request timeout",
 }
-_SECURITY = {"key": None, "public": [], "admin": [{"adminKey": []}]}
+_SECURITY: dict[str, list[dict[str, list[str]]] | None] = {
+    "key": None,
+    "public": [],
+    "admin": [{"adminKey": []}],
+}
 
 
 class _Components:
@@ -46,9 +50,10 @@ class _Components:
     def __init__(self) -> None:
         self.schemas: dict[str, Schema] = {}
 
-    def ref(self, shape: object) -> Schema:
+    def ref(self, shape: Any) -> Schema:
         name = getattr(shape, "__name__", None)
-        schema = TypeAdapter(shape).json_schema(ref_template=_REF, by_alias=True)
+        adapter: TypeAdapter[Any] = TypeAdapter(shape)
+        schema = adapter.json_schema(ref_template=_REF, by_alias=True)
         for key, value in schema.pop("$defs", {}).items():
             self._add(key, value)
         if name is None or not isinstance(shape, type):

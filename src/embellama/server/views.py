@@ -80,7 +80,7 @@ def ready_view(state: ServerState) -> tuple[Ready, int]:
     reason = _unready_reason(state, models)
     body: Ready = {"status": "ready", "models": models}
     if reason is not None:
-        body.update(status="unavailable", reason=reason)
+        body["status"], body["reason"] = "unavailable", reason
     if state.failed:
         body["failed"] = state.failed
         body["status"] = "degraded" if reason is None else body["status"]

@@ -104,7 +104,7 @@ class ModelLoaded(TypedDict):
 class CacheCleared(TypedDict):
     status: Literal["cleared"]
     model: str | None
-    removed: int
+    removed: dict[str, int]
 
 
 class ModelUnloaded(TypedDict):

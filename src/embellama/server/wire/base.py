@@ -7,12 +7,12 @@ Pydantic validates; its first error becomes today's OpenAI-shaped fault: the fie
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 from pydantic import ValidationError as _ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
@@ -26,13 +26,12 @@ __all__ = [
     "Positive",
     "Says",
     "WireModel",
+    "limit",
     "or_default",
     "parse",
     "refuse",
-    "schema_of",
 ]
 
-Schema = dict[str, Any]
 M = TypeVar("M", bound="WireModel")
 _REFUSED = "embellama_refused"
 
@@ -147,8 +146,8 @@ def _says(model: type[WireModel]) -> dict[str, Says]:
     return found
 
 
-def schema_of(shape: object, ref: Callable[[str], str]) -> tuple[Schema, dict[str, Schema]]:
-    """The JSON schema of a model or TypedDict, and the definitions it refers to."""
-    adapter: TypeAdapter[Any] = TypeAdapter(shape)
-    schema = adapter.json_schema(by_alias=True, ref_template=ref("{model}"), mode="validation")
-    return schema, schema.pop("$defs", {})
+def limit(info: ValidationInfo, key: str) -> int:
+    """A limit the parse function passed in the validation context."""
+    assert info.context is not None, "parse with the server's limits"
+    value: int = info.context[key]
+    return value

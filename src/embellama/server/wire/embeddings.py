@@ -23,7 +23,7 @@ from embellama.errors import InputError
 from embellama.inputs import InputItem, is_token_list, parse_inputs
 from embellama.options import EmbedOptions
 from embellama.prompts import InputType
-from embellama.server.wire.base import Name, Says, WireModel, or_default, parse, refuse
+from embellama.server.wire.base import Name, Says, WireModel, limit, or_default, parse, refuse
 
 __all__ = [
     "CachedTokens",
@@ -49,7 +49,7 @@ _INPUT_SCHEMA = {
 def _inputs(raw: object, info: ValidationInfo) -> list[InputItem]:
     """Counted before any item is parsed: each would cost an array ([[],[],...] in 128 KiB
     is 44 K of them, ~50 ms on the event loop). A flat list of ids is one input."""
-    most: int = info.context["max_inputs"] if info.context else 2048
+    most = limit(info, "max_inputs")
     if isinstance(raw, list) and len(raw) > most and not is_token_list(raw):
         raise refuse(f"too many inputs: {len(raw)}; this server accepts at most {most} per request")
     return parse_inputs(raw).items

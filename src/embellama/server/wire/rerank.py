@@ -16,6 +16,7 @@ from embellama.server.wire.base import (
     Positive,
     Says,
     WireModel,
+    limit,
     parse,
     refuse,
 )
@@ -53,7 +54,7 @@ def _documents(value: object, info: ValidationInfo) -> list[str]:
             code="missing_required_parameter" if value is None else "invalid_value",
             named=True,
         )
-    most: int = info.context["max_documents"]
+    most = limit(info, "max_documents")
     if len(value) > most:
         raise refuse(
             f"too many documents: {len(value)}; this server accepts at most {most} per request"

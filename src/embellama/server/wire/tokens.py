@@ -9,7 +9,7 @@ from pydantic import Field, PlainValidator, ValidationInfo, WithJsonSchema
 from typing_extensions import TypedDict
 
 from embellama.inputs import TokenArray, token_array
-from embellama.server.wire.base import Name, OffFlag, OnFlag, Says, WireModel, parse, refuse
+from embellama.server.wire.base import Name, OffFlag, OnFlag, Says, WireModel, limit, parse, refuse
 
 __all__ = [
     "DetokenizeRequest",
@@ -52,7 +52,7 @@ def _token_ids(value: object, info: ValidationInfo) -> TokenArray:
     ids = token_array(value) if isinstance(value, list) else None
     if ids is None:
         raise refuse(_NOT_IDS)
-    most: int = info.context["max_tokens"]
+    most = limit(info, "max_tokens")
     if len(ids) > most:
         raise refuse(
             f"'tokens' has {len(ids)} ids; this server accepts at most {most} per request",
