@@ -71,14 +71,15 @@ def _functions() -> tuple[Callable[[bytes], Any], Callable[[EmbeddingResult, Any
 
 def _before() -> tuple[Callable[[bytes], Any], Callable[[EmbeddingResult, Any], Any]]:
     """944e90d: the hand parser; the route built the options and headers itself."""
-    from embellama.options import EmbedOptions
-    from embellama.server.encoding import encode_embeddings
-    from embellama.server.routes.embeddings import _prefix_header, _timing_headers
     from embellama.server.schemas import (
         max_body_values,
         parse_embeddings_request,
         parse_json_object,
     )
+
+    from embellama.options import EmbedOptions
+    from embellama.server.encoding import encode_embeddings
+    from embellama.server.routes.embeddings import _prefix_header, _timing_headers
 
     most = max_body_values(2048)
 
