@@ -17,7 +17,18 @@ from embellama.server.routes.health import health, info, metrics, ready
 from embellama.server.routes.models import get_model, list_models
 from embellama.server.routes.rerank import rerank
 from embellama.server.routes.tokens import detokenize, tokenize
-from embellama.server.wire import admin as admin_wire
+from embellama.server.wire.admin import (
+    CacheCleared,
+    ClearCacheRequest,
+    ConfigView,
+    Drained,
+    LoadModelRequest,
+    ModelLoaded,
+    ModelUnloaded,
+    Reloaded,
+    Undrained,
+    WorkerRow,
+)
 from embellama.server.wire.base import WireModel
 from embellama.server.wire.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from embellama.server.wire.health import Health, Info, Ready
@@ -58,6 +69,19 @@ class Endpoint:
     # Other non-error answers: status -> (description, declaration).
     also: Mapping[int, tuple[str, object]] = field(default_factory=dict)
     error_text: Mapping[int, str] = field(default_factory=dict)
+
+
+def _admin(
+    path: str,
+    method: str,
+    handler: Handler,
+    summary: str,
+    response: object,
+    request: type[WireModel] | None = None,
+) -> Endpoint:
+    return Endpoint(
+        ("/admin" + path,), method, handler, summary, request, response, _ADMIN, "admin"
+    )
 
 
 _RERANK_PATHS = ("/v1/rerank", "/rerank", "/v1/reranking", "/reranking", "/v2/rerank")
@@ -167,84 +191,40 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         media="*/*",
     ),
     # The admin API checks its key itself too (the app mounts these behind AdminGuard).
-    Endpoint(
-        ("/admin/config",),
-        "GET",
-        admin.config,
-        "Settings in force, secrets masked",
-        None,
-        admin_wire.ConfigView,
-        _ADMIN,
-        "admin",
+    _admin("/config", "GET", admin.config, "Settings in force, secrets masked", ConfigView),
+    _admin(
+        "/workers", "GET", admin.workers, "Worker processes per model", dict[str, list[WorkerRow]]
     ),
-    Endpoint(
-        ("/admin/workers",),
-        "GET",
-        admin.workers,
-        "Worker processes per model",
-        None,
-        dict[str, list[admin_wire.WorkerRow]],
-        _ADMIN,
-        "admin",
-    ),
-    Endpoint(
-        ("/admin/reload",),
-        "POST",
-        admin.reload,
-        "Re-read the config file and install it",
-        None,
-        admin_wire.Reloaded,
-        _ADMIN,
-        "admin",
-    ),
-    Endpoint(
-        ("/admin/drain",),
+    _admin("/reload", "POST", admin.reload, "Re-read the config file and install it", Reloaded),
+    _admin(
+        "/drain",
         "POST",
         admin.drain,
         "Stop accepting work (503 draining); answer when idle",
-        None,
-        admin_wire.Drained,
-        _ADMIN,
-        "admin",
+        Drained,
     ),
-    Endpoint(
-        ("/admin/undrain",),
-        "POST",
-        admin.undrain,
-        "Accept work again after a drain",
-        None,
-        admin_wire.Undrained,
-        _ADMIN,
-        "admin",
-    ),
-    Endpoint(
-        ("/admin/cache/clear",),
+    _admin("/undrain", "POST", admin.undrain, "Accept work again after a drain", Undrained),
+    _admin(
+        "/cache/clear",
         "POST",
         admin.clear_cache,
         "Clear cached vectors (all, or one model)",
-        admin_wire.ClearCacheRequest,
-        admin_wire.CacheCleared,
-        _ADMIN,
-        "admin",
+        CacheCleared,
+        ClearCacheRequest,
     ),
-    Endpoint(
-        ("/admin/models/{name}/load",),
+    _admin(
+        "/models/{name}/load",
         "POST",
         admin.load_model,
         "Load a model: [[models]] keys, or no body for the config file's entry",
-        admin_wire.LoadModelRequest,
-        admin_wire.ModelLoaded,
-        _ADMIN,
-        "admin",
+        ModelLoaded,
+        LoadModelRequest,
     ),
-    Endpoint(
-        ("/admin/models/{name}/unload",),
+    _admin(
+        "/models/{name}/unload",
         "POST",
         admin.unload_model,
         "Unload a model (name or alias)",
-        None,
-        admin_wire.ModelUnloaded,
-        _ADMIN,
-        "admin",
+        ModelUnloaded,
     ),
 )
