@@ -77,7 +77,7 @@ def _operation(endpoint: Endpoint, components: _Components) -> Schema:
     body = components.ref(endpoint.response) if endpoint.response is not None else {}
     if endpoint.media == "text/plain" or endpoint.media == "text/html":
         body = {"type": "string"}
-    ok: Schema = {"description": "OK", "content": _content(endpoint.media, body)}
+    ok: Schema = {"description": endpoint.answer, "content": _content(endpoint.media, body)}
     if endpoint.headers:
         ok["headers"] = {name: {"schema": {"type": "string"}} for name in endpoint.headers}
     responses: Schema = {"200": ok}

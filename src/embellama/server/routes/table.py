@@ -65,6 +65,7 @@ class Endpoint:
     errors: tuple[int, ...] = ()
     access: Access = "key"
     media: str = "application/json"
+    answer: str = "OK"  # the 200's description
     headers: tuple[str, ...] = ()  # response headers worth documenting
     # Other non-error answers: status -> (description, declaration).
     also: Mapping[int, tuple[str, object]] = field(default_factory=dict)
@@ -163,6 +164,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Prometheus metrics (public unless --metrics-auth)",
         errors=(401, 429, 500),
         media="text/plain",
+        answer="Prometheus text format",
     ),
     Endpoint(
         ("/openapi.json",),
@@ -180,6 +182,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Interactive documentation (Swagger UI, bundled assets)",
         access="public",
         media="text/html",
+        answer="HTML page",
     ),
     Endpoint(
         ("/docs/static/{name}",),
@@ -189,6 +192,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         errors=(404,),
         access="public",
         media="*/*",
+        answer="The file",
     ),
     # The admin API checks its key itself too (the app mounts these behind AdminGuard).
     _admin("/config", "GET", admin.config, "Settings in force, secrets masked", ConfigView),
