@@ -12,6 +12,7 @@ both trees in subprocesses and prints the ratio:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -79,7 +80,10 @@ def _before() -> tuple[Callable[[bytes], Any], Callable[[EmbeddingResult, Any], 
 
     from embellama.options import EmbedOptions
     from embellama.server.encoding import encode_embeddings
-    from embellama.server.routes.embeddings import _prefix_header, _timing_headers
+    from embellama.server.routes.embeddings import (  # type: ignore[attr-defined]
+        _prefix_header,
+        _timing_headers,
+    )
 
     most = max_body_values(2048)
 
@@ -122,8 +126,8 @@ def measure() -> dict[str, dict[str, float]]:
     for name, body in BODIES.items():
         parsed = parse(body)
         result = _result(len(parsed[0].items))
-        parse_us = _best_us(lambda body=body: parse(body))
-        encode_us = _best_us(lambda result=result, parsed=parsed: encode(result, parsed))
+        parse_us = _best_us(functools.partial(parse, body))
+        encode_us = _best_us(functools.partial(encode, result, parsed))
         out[name] = {"parse": parse_us, "encode": encode_us, "total": parse_us + encode_us}
     return out
 

@@ -176,8 +176,9 @@ def test_null_and_falsy_values_mean_the_defaults() -> None:
         True,
         0,
     )
+    falsy: object
     for falsy in (None, "", 0, False, []):
-        body = {"input": "a", "encoding_format": falsy}
+        body: dict[str, object] = {"input": "a", "encoding_format": falsy}
         assert parse_embeddings_request(body, max_inputs=4).encoding_format == "float"
 
 

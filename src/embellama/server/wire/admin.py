@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import ConfigDict, model_validator
@@ -40,7 +41,7 @@ class ClearCacheRequest(WireModel):
         return fields
 
 
-def parse_clear_cache_request(body: dict[str, object]) -> ClearCacheRequest:
+def parse_clear_cache_request(body: Mapping[str, Any]) -> ClearCacheRequest:
     return parse(ClearCacheRequest, body)
 
 

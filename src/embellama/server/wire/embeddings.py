@@ -6,7 +6,8 @@ encoded by `server/encoding.py` straight from numpy, never through pydantic.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, NotRequired
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import (
     BeforeValidator,
@@ -183,7 +184,7 @@ class EmbeddingsRequest(WireModel):
 
 
 def parse_embeddings_request(
-    body: dict[str, object], *, max_inputs: int, max_instruction_length: int | None = None
+    body: Mapping[str, Any], *, max_inputs: int, max_instruction_length: int | None = None
 ) -> EmbeddingsRequest:
     context = {"max_inputs": max_inputs, "max_instruction_length": max_instruction_length}
     return parse(EmbeddingsRequest, body, context)

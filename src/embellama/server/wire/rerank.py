@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, NotRequired
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import AliasChoices, Field, PlainValidator, ValidationInfo, WithJsonSchema
 from typing_extensions import TypedDict
@@ -135,7 +136,7 @@ class RerankRequest(WireModel):
         )
 
 
-def parse_rerank_request(body: dict[str, object], *, max_documents: int) -> RerankRequest:
+def parse_rerank_request(body: Mapping[str, Any], *, max_documents: int) -> RerankRequest:
     return parse(RerankRequest, body, {"max_documents": max_documents})
 
 

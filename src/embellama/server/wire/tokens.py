@@ -3,7 +3,8 @@ clients work unchanged."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from pydantic import Field, PlainValidator, ValidationInfo, WithJsonSchema
 from typing_extensions import TypedDict
@@ -41,7 +42,7 @@ class TokenizeRequest(WireModel):
     with_pieces: OffFlag = False
 
 
-def parse_tokenize_request(body: dict[str, object]) -> TokenizeRequest:
+def parse_tokenize_request(body: Mapping[str, Any]) -> TokenizeRequest:
     return parse(TokenizeRequest, body)
 
 
@@ -78,7 +79,7 @@ class DetokenizeRequest(WireModel):
     model: Name = None
 
 
-def parse_detokenize_request(body: dict[str, object], *, max_tokens: int) -> DetokenizeRequest:
+def parse_detokenize_request(body: Mapping[str, Any], *, max_tokens: int) -> DetokenizeRequest:
     return parse(DetokenizeRequest, body, {"max_tokens": max_tokens})
 
 
