@@ -53,7 +53,10 @@ PORT = 18561
 # Innermost frame wins: the first rule (leaf to root) whose path fragment matches.
 STAGES = (
     ("tokenization", ("model/tokenizer.py", "model/native.py")),
-    ("request parsing and validation", ("server/schemas.py", "embellama/inputs.py", "body.py")),
+    (
+        "request parsing and validation",
+        ("server/wire/", "pydantic", "embellama/inputs.py", "body.py"),
+    ),
     ("response encoding", ("server/encoding.py",)),
     ("normalization", ("embellama/vectors.py",)),
     ("metrics and access log", ("server/metrics.py", "prometheus_client", "logging/")),

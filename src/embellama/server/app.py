@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embellama.errors import EmbellamaError
@@ -29,13 +29,8 @@ from embellama.server.errors import (
     rejection_reason,
 )
 from embellama.server.middleware import RequestContextMiddleware
-from embellama.server.routes import admin
-from embellama.server.routes.docs import docs, docs_asset, openapi
-from embellama.server.routes.embeddings import create_embeddings
-from embellama.server.routes.health import health, info, metrics, ready
-from embellama.server.routes.models import get_model, list_models
-from embellama.server.routes.rerank import rerank
-from embellama.server.routes.tokens import detokenize, tokenize
+from embellama.server.openapi import openapi_json
+from embellama.server.routes.table import ENDPOINTS
 from embellama.server.security import AccessControl, AdminGuard, SecurityMiddleware
 from embellama.server.state import ServerState
 
@@ -111,6 +106,23 @@ class _QuietStartFailure:
         await self.app(scope, receive, send_quietly)
 
 
+def _routes(guard: Middleware) -> list[BaseRoute]:
+    """The route table's entries, aliases included; the admin API's behind `guard`,
+    which checks the admin key on the route that matched, whatever path trick led there."""
+    public: list[BaseRoute] = []
+    admin: list[BaseRoute] = []
+    for endpoint in ENDPOINTS:
+        for path in endpoint.paths:
+            inner = path.removeprefix(_ADMIN)
+            (admin if inner != path else public).append(
+                Route(inner, endpoint.handler, methods=[endpoint.method])
+            )
+    return [*public, Mount(_ADMIN, routes=admin, middleware=[guard])]
+
+
+_ADMIN = "/admin"
+
+
 def create_app(state: ServerState) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -138,43 +150,8 @@ def create_app(state: ServerState) -> Starlette:
     def access() -> AccessControl:
         return state.access  # looked up per request: a reload may replace it
 
-    routes = [
-        Route("/v1/embeddings", create_embeddings, methods=["POST"]),
-        Route("/embeddings", create_embeddings, methods=["POST"]),
-        *(
-            Route(path, rerank, methods=["POST"])
-            for path in ("/v1/rerank", "/rerank", "/v1/reranking", "/reranking", "/v2/rerank")
-        ),
-        Route("/tokenize", tokenize, methods=["POST"]),
-        Route("/detokenize", detokenize, methods=["POST"]),
-        Route("/v1/models", list_models, methods=["GET"]),
-        Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/ready", ready, methods=["GET"]),
-        Route("/info", info, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/docs", docs, methods=["GET"]),
-        Route("/docs/static/{name}", docs_asset, methods=["GET"]),
-        # The admin API checks its key itself, besides the middleware: whatever path
-        # trick reaches these routes, the guard runs on the route that matched.
-        Mount(
-            "/admin",
-            routes=[
-                Route("/config", admin.config, methods=["GET"]),
-                Route("/cache/clear", admin.clear_cache, methods=["POST"]),
-                Route("/reload", admin.reload, methods=["POST"]),
-                Route("/workers", admin.workers, methods=["GET"]),
-                Route("/models/{name}/load", admin.load_model, methods=["POST"]),
-                Route("/models/{name}/unload", admin.unload_model, methods=["POST"]),
-                Route("/drain", admin.drain, methods=["POST"]),
-                Route("/undrain", admin.undrain, methods=["POST"]),
-            ],
-            middleware=[Middleware(AdminGuard, control=access, reject=reject)],
-        ),
-    ]
     app = Starlette(
-        routes=routes,
+        routes=_routes(Middleware(AdminGuard, control=access, reject=reject)),
         lifespan=lifespan,
         exception_handlers={
             EmbellamaError: handle_domain_error,
@@ -183,6 +160,7 @@ def create_app(state: ServerState) -> Starlette:
         },
     )
     app.state.embellama = state
+    app.state.openapi = openapi_json()
     # Added last = outermost: every response, 401s included, gets a request id and a log line.
     app.add_middleware(SecurityMiddleware, control=access, reject=reject)
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics)

@@ -1,42 +1,63 @@
-"""Turn an `EmbeddingResult` into OpenAI's response bytes, without per-float Python work.
-
-float: orjson serializes the numpy rows directly. base64: little-endian float32 bytes,
-what the OpenAI SDKs request by default and decode with numpy.
-"""
+"""Turn results into the wire declarations' bytes and headers, without per-float Python
+work: float rows go to orjson as numpy, base64 is little-endian float32 bytes, what
+the OpenAI SDKs request by default and decode with numpy."""
 
 from __future__ import annotations
 
 import base64
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import orjson
+from starlette.responses import Response
 
+from embellama.inputs import InputItem
 from embellama.model.native import TokenIds
-from embellama.results import EmbeddingResult
+from embellama.results import EmbeddingResult, RerankHit, RerankResult
+from embellama.server.wire.embeddings import Embedding, EmbeddingsResponse
+from embellama.server.wire.rerank import RerankHitBody, RerankResponse
+from embellama.server.wire.tokens import DetokenizeResponse
 from embellama.vectors import Matrix
 
 __all__ = [
+    "embedding_headers",
+    "encode_detokenized",
     "encode_embeddings",
+    "encode_rerank",
     "encode_token_embeddings",
     "encode_token_ids",
     "encode_token_pieces",
+    "json_response",
+    "prefix_header",
+    "rerank_headers",
 ]
 
 
-def encode_embeddings(result: EmbeddingResult, encoding_format: str) -> bytes:
-    vectors = np.ascontiguousarray(result.vectors, dtype="<f4")
+def json_response(
+    body: bytes | Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return Response(data, status, headers, media_type="application/json")
+
+
+def _rows(matrix: Matrix, encoding_format: str) -> list[Any]:
+    rows = np.ascontiguousarray(matrix, dtype="<f4")
     if encoding_format == "base64":
-        rows: list[Any] = [base64.b64encode(row.tobytes()).decode("ascii") for row in vectors]
-    else:
-        rows = list(vectors)
-    body = {
+        return [base64.b64encode(row.tobytes()).decode("ascii") for row in rows]
+    return list(rows)
+
+
+def encode_embeddings(result: EmbeddingResult, encoding_format: str) -> bytes:
+    rows = _rows(result.vectors, encoding_format)
+    data: list[Embedding] = [
+        {"object": "embedding", "index": index, "embedding": row} for index, row in enumerate(rows)
+    ]
+    body: EmbeddingsResponse = {
         "object": "list",
-        "data": [
-            {"object": "embedding", "index": index, "embedding": row}
-            for index, row in enumerate(rows)
-        ],
+        "data": data,
         "model": result.model,
         "usage": {
             "prompt_tokens": result.total_tokens,  # every input token, cached or not
@@ -47,27 +68,73 @@ def encode_embeddings(result: EmbeddingResult, encoding_format: str) -> bytes:
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+def embedding_headers(result: EmbeddingResult, items: Sequence[InputItem]) -> dict[str, str]:
+    timings = result.timings
+    return {
+        "x-tokenize-time": f"{timings.tokenize * 1000:.2f}",
+        "x-queue-time": f"{timings.queue * 1000:.2f}",
+        "x-inference-time": f"{timings.inference * 1000:.2f}",
+        "x-tokens": str(result.total_tokens),
+        "x-cache-hits": str(result.cache_hits),
+        **prefix_header(result.prefix, items),
+    }
+
+
+def prefix_header(prefix: str | None, items: Sequence[InputItem]) -> dict[str, str]:
+    """`applied` only when a prefix went in front of a text; token-id inputs are never
+    prefixed, so they answer `none`, as does a request without input_type."""
+    applied = bool(prefix) and any(isinstance(item, str) for item in items)
+    return {"x-prefix": "applied" if applied else "none"}
+
+
 def encode_token_embeddings(
     model: str, matrices: list[Matrix], counts: tuple[int, ...], encoding_format: str
 ) -> bytes:
     """`"pooling": "none"`: each input's embedding is a list of per-token vectors."""
-    data = []
-    for index, matrix in enumerate(matrices):
-        rows = np.ascontiguousarray(matrix, dtype="<f4")
-        tokens: list[Any] = (
-            [base64.b64encode(row.tobytes()).decode("ascii") for row in rows]
-            if encoding_format == "base64"
-            else list(rows)
-        )
-        data.append({"object": "embedding", "index": index, "embedding": tokens})
+    data: list[Embedding] = [
+        {"object": "embedding", "index": index, "embedding": _rows(matrix, encoding_format)}
+        for index, matrix in enumerate(matrices)
+    ]
     total = sum(counts)
-    body = {
+    body: EmbeddingsResponse = {
         "object": "list",
         "data": data,
         "model": model,
         "usage": {"prompt_tokens": total, "total_tokens": total},
     }
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def encode_rerank(result: RerankResult, *, with_documents: bool, raw: bool) -> bytes:
+    body: RerankResponse = {
+        "id": str(uuid.uuid4()),
+        "object": "list",
+        "model": result.model,
+        "results": [_hit(hit, with_documents, raw) for hit in result.hits],
+        "usage": {"prompt_tokens": result.total_tokens, "total_tokens": result.total_tokens},
+        "meta": {"tokens": {"input_tokens": result.total_tokens, "output_tokens": 0}},
+    }
+    return orjson.dumps(body)
+
+
+def _hit(hit: RerankHit, with_document: bool, raw: bool) -> RerankHitBody:
+    entry: RerankHitBody = {
+        "index": hit.index,
+        "relevance_score": hit.logit if raw else hit.relevance_score,
+    }
+    if with_document:
+        entry["document"] = {"text": hit.document}
+    if hit.truncated:
+        entry["truncated"] = True
+    return entry
+
+
+def rerank_headers(result: RerankResult) -> dict[str, str]:
+    return {
+        "x-tokens": str(result.total_tokens),
+        "x-queue-time": f"{result.timings.queue * 1000:.2f}",
+        "x-inference-time": f"{result.timings.inference * 1000:.2f}",
+    }
 
 
 def encode_token_ids(ids: TokenIds) -> bytes:
@@ -87,6 +154,11 @@ def encode_token_pieces(
         for token, piece in zip(distinct, pieces, strict=True)
     ]
     return b"".join((b'{"tokens":[', b",".join(fragments[positions]), b"]}"))
+
+
+def encode_detokenized(content: str) -> bytes:
+    body: DetokenizeResponse = {"content": content}
+    return orjson.dumps(body)
 
 
 def _piece(data: bytes) -> str | list[int]:

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from embellama import errors
+from embellama.server.wire.errors import Error
 
 __all__ = [
     "ApiError",
@@ -112,7 +113,7 @@ def _count(request: Request, error: ApiError) -> None:
 
 
 def error_response(error: ApiError) -> Response:
-    body = {
+    body: Error = {
         "error": {
             "message": error.message,
             "type": error.type,

@@ -14,10 +14,21 @@ from starlette.responses import Response
 
 from embellama.config import ModelSpec
 from embellama.errors import ConfigError
-from embellama.server.body import read_body
+from embellama.server.admission import state_of
+from embellama.server.body import parse_json_object, read_body
+from embellama.server.encoding import json_response
 from embellama.server.errors import ApiError
-from embellama.server.schemas import parse_json_object
 from embellama.server.state import ServerState
+from embellama.server.views import config_view, workers_view
+from embellama.server.wire.admin import (
+    CacheCleared,
+    Drained,
+    ModelLoaded,
+    ModelUnloaded,
+    Reloaded,
+    Undrained,
+    parse_clear_cache_request,
+)
 
 __all__ = [
     "clear_cache",
@@ -36,78 +47,28 @@ __all__ = [
 _OUTSIDE = "the model path must lie under the server's models directory (--models-dir)"
 
 
-def _json(value: object, status: int = 200) -> Response:
-    return Response(orjson.dumps(value), status, media_type="application/json")
-
-
-def _state(request: Request) -> ServerState:
-    state: ServerState = request.app.state.embellama
-    return state
-
-
 async def config(request: Request) -> Response:
-    state = _state(request)
-    return _json(
-        {
-            "server": dict(state.deployment.settings),
-            "models_dir": str(state.deployment.models_dir),
-            "models": [
-                {
-                    "name": s.name,
-                    "aliases": list(s.aliases),
-                    "path": str(s.config.path),
-                    "fingerprint": s.model.fingerprint,
-                    "cache_tag": s.cache_tag.tag.decode(),
-                    "cache_version": s.config.cache_version,
-                    "pooling": s.pooling.value,
-                    "normalization": s.config.normalization.value,
-                    "n_ctx": s.model.limit,
-                    "threads": s.config.resolved_threads,
-                    "n_gpu_layers": s.config.n_gpu_layers,
-                    "max_batch_tokens": s.config.batching.max_batch_tokens,
-                    "max_batch_sequences": s.config.batching.max_batch_sequences,
-                    "workers": s.limits.workers,
-                    "loaded_by": "admin" if s.name in state.admin_loaded else "config",
-                }
-                for s in state.services
-            ],
-            "restart_required": state.restart_required,
-        }
-    )
+    return json_response(config_view(state_of(request)))
 
 
 async def reload(request: Request) -> Response:
-    state = _state(request)
+    state = state_of(request)
     models = await state.reload()
-    return _json(
-        {"status": "reloaded", "models": models, "restart_required": state.restart_required}
-    )
+    answer: Reloaded = {
+        "status": "reloaded",
+        "models": models,
+        "restart_required": state.restart_required,
+    }
+    return json_response(answer)
 
 
 async def workers(request: Request) -> Response:
-    state = _state(request)
-    return _json(
-        {
-            service.name: [
-                {
-                    "slot": w.slot,
-                    "pid": w.pid,
-                    "state": w.state,
-                    "batches": w.batches,
-                    "restarts": w.restarts,
-                    "in_flight": w.in_flight,
-                    "error": w.error,
-                }
-                for w in service.workers()
-            ]
-            for service in state.services
-        }
-    )
+    return json_response(workers_view(state_of(request)))
 
 
 async def load_model(request: Request) -> Response:
     """Body: the model's fields (`path` required), or nothing to use the config file's entry."""
-    state = _state(request)
+    state = state_of(request)
     name = request.path_params["name"]
     body = await read_body(request, state.limits.max_body_bytes)
     if body.strip():
@@ -115,7 +76,12 @@ async def load_model(request: Request) -> Response:
     else:
         spec = await asyncio.to_thread(_from_source, state, name)
     service = await state.load_model(spec)
-    return _json({"status": "loaded", "model": service.name, "workers": spec.limits.workers})
+    answer: ModelLoaded = {
+        "status": "loaded",
+        "model": service.name,
+        "workers": spec.limits.workers,
+    }
+    return json_response(answer)
 
 
 def _from_body(state: ServerState, name: str, body: bytes) -> ModelSpec:
@@ -159,32 +125,32 @@ def _from_source(state: ServerState, name: str) -> ModelSpec:
 
 async def clear_cache(request: Request) -> Response:
     """Body `{"model": name}` clears one model's vectors; no body, every model's."""
-    state = _state(request)
+    state = state_of(request)
     body = await read_body(request, state.limits.max_body_bytes)
-    fields = parse_json_object(body) if body.strip() else {}
-    model = fields.get("model")
-    if set(fields) - {"model"} or not isinstance(model, str | None):
-        raise ApiError(400, 'the body must be empty or {"model": "<name>"}', param="model")
+    model = parse_clear_cache_request(parse_json_object(body) if body.strip() else {}).model
     if state.engine.cache is None:
         raise ApiError(400, "this server runs without a cache", code="cache_disabled")
     removed = await state.engine.clear_cache(model)
-    return _json({"status": "cleared", "model": model, "removed": removed})
+    answer: CacheCleared = {"status": "cleared", "model": model, "removed": removed}
+    return json_response(answer)
 
 
 async def unload_model(request: Request) -> Response:
     name = request.path_params["name"]
-    await _state(request).unload_model(name)
-    return _json({"status": "unloaded", "model": name})
+    await state_of(request).unload_model(name)
+    answer: ModelUnloaded = {"status": "unloaded", "model": name}
+    return json_response(answer)
 
 
 async def drain(request: Request) -> Response:
     """New embeddings and reranks get 503 `draining` and /ready says "draining" until
     `POST /admin/undrain`; answers when the queues are empty."""
-    state = _state(request)
+    state = state_of(request)
     status = await state.drain()
-    return _json({"status": status, "queued": state.queued_requests()})
+    answer: Drained = {"status": status, "queued": state.queued_requests()}
+    return json_response(answer)
 
 
 async def undrain(request: Request) -> Response:
-    was_draining = _state(request).undrain()
-    return _json({"status": "serving", "was_draining": was_draining})
+    answer: Undrained = {"status": "serving", "was_draining": state_of(request).undrain()}
+    return json_response(answer)

@@ -4,20 +4,34 @@ from __future__ import annotations
 
 import mimetypes
 from functools import cache
+from importlib import resources
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from embellama.server.errors import ApiError
-from embellama.server.openapi import DOCS_PAGE, SWAGGER_ASSETS, openapi_document
 
 __all__ = ["docs", "docs_asset", "openapi"]
 
+# Swagger UI from the `swagger-ui-py` package's bundled assets: nothing from a CDN.
+SWAGGER_ASSETS = resources.files("swagger_ui") / "static"
 
-@cache
-def _document() -> bytes:
-    return orjson.dumps(openapi_document())
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>embellama API</title>
+  <link rel="stylesheet" href="docs/static/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="docs/static/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui"});
+  </script>
+</body>
+</html>
+"""
 
 
 @cache
@@ -31,7 +45,9 @@ def _assets() -> dict[str, bytes]:
 
 
 async def openapi(request: Request) -> Response:
-    return Response(_document(), media_type="application/json")
+    """The document the app generated from its route table (server/openapi.py)."""
+    document: bytes = request.app.state.openapi
+    return Response(document, media_type="application/json")
 
 
 async def docs(request: Request) -> Response:

@@ -1,0 +1,34 @@
+"""`GET /v1/models` and `GET /v1/models/{id}`: OpenAI's model cards, with our facts."""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired
+
+from typing_extensions import TypedDict
+
+__all__ = ["ModelCard", "ModelList"]
+
+
+class ModelCard(TypedDict):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    root: NotRequired[str]
+    aliases: NotRequired[list[str]]
+    dimensions: NotRequired[int]
+    context_length: NotRequired[int]
+    kind: NotRequired[Literal["embedding", "rerank"]]
+    architecture: NotRequired[str]
+    verified: NotRequired[bool]
+    pooling: NotRequired[str]
+    normalization: NotRequired[str]
+    prompts: NotRequired[dict[str, object] | None]
+    # "failed": listed so clients see the model is missing; `error` says why.
+    status: Literal["ready", "failed"]
+    error: NotRequired[str]
+
+
+class ModelList(TypedDict):
+    object: Literal["list"]
+    data: list[ModelCard]
