@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embellama.errors import EmbellamaError
+from embellama.server.endpoints import ENDPOINTS
 from embellama.server.errors import (
     ApiError,
     error_response,
@@ -30,7 +31,6 @@ from embellama.server.errors import (
 )
 from embellama.server.middleware import RequestContextMiddleware
 from embellama.server.openapi import openapi_json
-from embellama.server.routes.table import ENDPOINTS
 from embellama.server.security import AccessControl, AdminGuard, SecurityMiddleware
 from embellama.server.state import ServerState
 

@@ -15,7 +15,7 @@ import orjson
 from pydantic import TypeAdapter
 
 from embellama import __version__
-from embellama.server.routes.table import ENDPOINTS, Endpoint
+from embellama.server.endpoints import ENDPOINTS, Endpoint
 from embellama.server.wire.errors import Error
 
 __all__ = ["openapi_document", "openapi_json"]
