@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -159,6 +160,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--compare", nargs=2, metavar=("OLD_SRC", "NEW_SRC"))
     parser.add_argument("--repeat", type=int, default=3, help="alternated runs per tree")
+    parser.add_argument("--out", help="also write the table to this Markdown file")
     args = parser.parse_args()
     if args.compare is None:
         result = measure()
@@ -170,11 +172,31 @@ def main() -> None:
         for side, src in enumerate(args.compare):
             runs[side].append(_run(src))
     before, after = (_best(side) for side in runs)
-    print(f"{'case':<10} {'':<7} {'before µs':>10} {'after µs':>10} {'ratio':>7}")
-    for case in BODIES:
-        for part in ("parse", "encode", "total"):
-            old, new = before[case][part], after[case][part]
-            print(f"{case:<10} {part:<7} {old:>10.2f} {new:>10.2f} {new / old:>7.3f}")
+    rows = [
+        f"| {case} | {part} | {before[case][part]:.2f} | {after[case][part]:.2f} | "
+        f"{after[case][part] / before[case][part]:.3f} |"
+        for case in BODIES
+        for part in ("parse", "encode", "total")
+    ]
+    header = [
+        "| case | stage | before µs | after µs | after / before |",
+        "|---|---|---:|---:|---:|",
+    ]
+    table = "\n".join([*header, *rows])
+    print(table)
+    if args.out:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from bench.batch_budget import machine
+
+        Path(args.out).write_text(
+            "# Per-request CPU of parse + encode on the embeddings route\n\n"
+            f"Machine: {machine()}. In-process, {N:,} iterations per timing, best of "
+            f"{ROUNDS}; the two trees alternated {args.repeat} times, best run kept.\n"
+            f"before = `{args.compare[0]}`, after = `{args.compare[1]}`.\n\n"
+            f"Reproduce: `python bench/wire_cost.py --compare OLD/src src --out {args.out}`\n\n"
+            + table
+            + "\n"
+        )
 
 
 if __name__ == "__main__":
