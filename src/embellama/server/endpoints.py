@@ -26,6 +26,7 @@ from embellama.server.routes.ollama import (
     ollama_tags,
 )
 from embellama.server.routes.rerank import rerank
+from embellama.server.routes.tei import tei_embed, tei_embed_all, tei_rerank, tei_root
 from embellama.server.routes.tokens import detokenize, tokenize
 from embellama.server.wire.admin import (
     CacheCleared,
@@ -55,6 +56,7 @@ from embellama.server.wire.ollama import (
     OllamaVersion,
 )
 from embellama.server.wire.rerank import RerankRequest, RerankResponse
+from embellama.server.wire.tei import TeiEmbedAllRequest, TeiEmbedRequest, TeiRank
 from embellama.server.wire.tokens import (
     TOKENS_413,
     DetokenizeRequest,
@@ -128,7 +130,11 @@ def _ollama(
     )
 
 
-_RERANK_PATHS = ("/v1/rerank", "/rerank", "/v1/reranking", "/reranking", "/v2/rerank")
+# /rerank is TEI's path too: its own entry answers by body (routes/tei.py).
+_RERANK_PATHS = ("/v1/rerank", "/v1/reranking", "/reranking", "/v2/rerank")
+
+_TEI = ErrorShape.TEI
+_TEI_WORK = (400, 401, 404, 413, 422, 429, 499, 500, 503, 504)
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
@@ -149,6 +155,48 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         RerankRequest,
         RerankResponse,
         _WORK,
+    ),
+    Endpoint(
+        ("/rerank",),
+        "POST",
+        tei_rerank,
+        "Rerank: TEI's answer `[{index, score, text?}]` for TEI's body (`query` + `texts`), "
+        "the Cohere/Jina answer for `documents`",
+        RerankRequest,
+        RerankResponse | list[TeiRank],
+        _TEI_WORK,
+        body_shapes=(_TEI,),
+    ),
+    Endpoint(
+        ("/embed",),
+        "POST",
+        tei_embed,
+        "Embed (TEI's API): one vector per input, `[[...]]`",
+        TeiEmbedRequest,
+        list[list[float]],
+        _TEI_WORK,
+        error_shape=_TEI,
+        headers=("x-tokens", "x-truncated"),
+    ),
+    Endpoint(
+        ("/embed_all",),
+        "POST",
+        tei_embed_all,
+        "Every token's vector (TEI's API), `[[[...]]]`",
+        TeiEmbedAllRequest,
+        list[list[list[float]]],
+        _TEI_WORK,
+        error_shape=_TEI,
+    ),
+    Endpoint(
+        ("/",),
+        "POST",
+        tei_root,
+        "TEI's root route: rerank for `query` + `texts`, else embed `inputs`",
+        TeiEmbedRequest,
+        list[list[float]] | list[TeiRank],
+        _TEI_WORK,
+        error_shape=_TEI,
     ),
     Endpoint(
         ("/tokenize",),

@@ -14,7 +14,8 @@ from starlette.responses import Response
 from embellama.inputs import InputItem
 from embellama.pipeline import ServedModel
 from embellama.results import EmbeddingResult
-from embellama.server.admission import charged, no_cache, serving, state_of
+from embellama.server import calls
+from embellama.server.admission import no_cache, serving, state_of
 from embellama.server.body import read_request
 from embellama.server.encoding import embedding_headers, json_response
 from embellama.server.ollama import (
@@ -62,9 +63,8 @@ async def ollama_embed(request: Request) -> Response:
     most = state.limits.max_inputs_per_request
     parsed = await _read(request, state, lambda body: parse_ollama_embed(body, max_inputs=most))
     service = _embedder(state, parsed.model)
-    work = service.embed(parsed.input, parsed.options_for(use_cache=not no_cache(request)))
-    result = await charged(request, state, parsed.input, work, _tokens)
-    _observe(request, state, result)
+    options = parsed.options_for(use_cache=not no_cache(request))
+    result = await calls.embed(request, state, service, parsed.input, options)
     body = encode_ollama_embed(result, started, time.perf_counter_ns())
     return json_response(body, headers=_headers(result, parsed.input))
 
@@ -76,9 +76,8 @@ async def ollama_embeddings(request: Request) -> Response:
     if not parsed.prompt:
         return json_response(encode_ollama_embedding(None))
     texts: list[InputItem] = [parsed.prompt]
-    work = service.embed(texts, parsed.options_for(use_cache=not no_cache(request)))
-    result = await charged(request, state, texts, work, _tokens)
-    _observe(request, state, result)
+    options = parsed.options_for(use_cache=not no_cache(request))
+    result = await calls.embed(request, state, service, texts, options)
     return json_response(encode_ollama_embedding(result), headers=_headers(result, texts))
 
 
@@ -99,20 +98,6 @@ async def ollama_show_model(request: Request) -> Response:
 
 async def ollama_api_version(request: Request) -> Response:
     return json_response(ollama_version())
-
-
-def _tokens(result: EmbeddingResult) -> int:
-    return result.total_tokens
-
-
-def _observe(request: Request, state: ServerState, result: EmbeddingResult) -> None:
-    state.metrics.observe_result(result)
-    request.scope["state"]["access"] = {
-        "model": result.model,
-        "inputs": len(result),
-        "tokens": result.total_tokens,
-        "cache_hits": result.cache_hits,
-    }
 
 
 def _headers(result: EmbeddingResult, texts: list[InputItem]) -> dict[str, str]:
