@@ -99,10 +99,7 @@ def post_all(
 
     async def scenario() -> None:
         await asyncio.gather(
-            *(
-                _connection(host, int(port), path, queue, run)
-                for _ in range(concurrency)
-            )
+            *(_connection(host, int(port), path, queue, run) for _ in range(concurrency))
         )
 
     started = time.perf_counter()
