@@ -107,8 +107,8 @@ def test_errors_come_in_ollamas_shape(server: ServerProcess, client: ollama.Clie
         error = answer.json()["error"]
         assert isinstance(error, str) and error, answer.text
     # keep_alive and options (unknown keys too) are accepted and ignored, as Ollama does
-    body = {"model": "minilm", "input": "x", "keep_alive": "5m", "options": {"num_ctx": 8}}
-    assert httpx.post(server.url + "/api/embed", json=body).status_code == 200
+    ignored = {"model": "minilm", "input": "x", "keep_alive": "5m", "options": {"num_ctx": 8}}
+    assert httpx.post(server.url + "/api/embed", json=ignored).status_code == 200
     assert httpx.get(server.url + "/health").status_code == 200  # still serving
 
 

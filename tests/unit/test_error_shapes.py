@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import orjson
 
 from embellama.server.app import create_app
 from embellama.server.endpoints import error_shapes
@@ -31,7 +32,7 @@ def test_the_lookup_follows_the_route_table() -> None:
 def test_tei_statuses_and_types() -> None:
     def tei(status: int, code: str | None) -> tuple[int, object]:
         answer = error_response(ApiError(status, "m", code=code), ErrorShape.TEI)
-        return answer.status_code, httpx.Response(200, content=answer.body).json()["error_type"]
+        return answer.status_code, orjson.loads(bytes(answer.body))["error_type"]
 
     assert tei(400, "empty_input") == (400, "Empty")
     assert tei(400, "invalid_value") == (422, "Validation")
