@@ -164,11 +164,21 @@ class ModelRegistry(Generic[M]):
             )
         return members[chosen]
 
+    def family_of(self, name: str) -> str:
+        """The versioned name `name` (the name or an alias) routes among."""
+        family = self._families.get(name)
+        if family is not None:
+            return family
+        if name in self._names:
+            raise ConfigError(
+                f"model {name!r} is not a name with versions: weights route a name among "
+                "its versions ([[models]] entries sharing it, each with its 'version')"
+            )
+        raise ModelNotFoundError(name, sorted(self.names()))
+
     def weights(self, family: str) -> dict[str, float]:
         """Each version's weight, in load order; a versioned name or alias."""
-        name = self._families.get(family)
-        if name is None:
-            raise ModelNotFoundError(family, sorted(self.names()))
+        name = self.family_of(family)
         return {m.config.served_version: self._weights[m.name] for m in self._members(name)}
 
     def families(self) -> list[str]:

@@ -17,6 +17,7 @@ from embellama.server.routes.health import health, info, metrics, ready
 from embellama.server.routes.models import get_model, list_models
 from embellama.server.routes.rerank import rerank
 from embellama.server.routes.tokens import detokenize, tokenize
+from embellama.server.routes.versions import model_versions, set_weights
 from embellama.server.wire.admin import (
     CacheCleared,
     ClearCacheRequest,
@@ -41,6 +42,7 @@ from embellama.server.wire.tokens import (
     TokenizeRequest,
     TokenizeResponse,
 )
+from embellama.server.wire.versions import ModelVersions, WeightsChanged, WeightsRequest
 
 __all__ = ["ENDPOINTS", "Endpoint"]
 
@@ -96,7 +98,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         EmbeddingsRequest,
         EmbeddingsResponse,
         _WORK,
-        headers=("x-request-id", "x-tokens", "x-cache-hits", "x-prefix"),
+        headers=("x-request-id", "x-tokens", "x-cache-hits", "x-prefix", "x-model-version"),
     ),
     Endpoint(
         _RERANK_PATHS,
@@ -106,6 +108,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         RerankRequest,
         RerankResponse,
         _WORK,
+        headers=("x-model-version",),
     ),
     Endpoint(
         ("/tokenize",),
@@ -230,5 +233,22 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         admin.unload_model,
         "Unload a model (name or alias)",
         ModelUnloaded,
+    ),
+    # Model versions (issue 24): a name's versions and weights; changing them routes its
+    # requests anew (promotion {"v2": 100}); pinned name@version requests never move.
+    _admin(
+        "/models/{name}",
+        "GET",
+        model_versions,
+        "A model name's versions and their weights",
+        ModelVersions,
+    ),
+    _admin(
+        "/models/{name}/weights",
+        "POST",
+        set_weights,
+        "Set the weights of a name's versions: known versions, >= 0, sum above 0",
+        WeightsChanged,
+        WeightsRequest,
     ),
 )
