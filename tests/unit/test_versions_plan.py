@@ -19,7 +19,7 @@ def plan_of(tmp_path: Path, entries: str) -> list[tuple[str, str, float | None]]
     return [(s.config.resolved_name, s.config.served_version, s.config.weight) for s in plan.models]
 
 
-def entry(path: Path, name: str = "m", **fields: object) -> str:
+def entry(path: Path, name: object = "m", **fields: object) -> str:
     lines = [f'name = "{name}"', f'path = "{path}"']
     lines += [f"{key} = {value!r}".replace("'", '"') for key, value in fields.items()]
     return "[[models]]\n" + "\n".join(lines) + "\n"
