@@ -218,3 +218,14 @@ def test_a_weight_is_routing_not_the_model() -> None:
     assert a == b
     with pytest.raises(ConfigError, match="weight must be"):
         ModelConfig(path=Path("/a.gguf"), weight=-1)
+
+
+def test_two_versions_of_one_file_get_two_cache_tags() -> None:
+    from embellama.cache import ModelTag
+
+    plain = ModelTag.of("fp", "mean")
+    v1, v2 = (ModelTag.of("fp", "mean", version=v) for v in ("v1", "v2"))
+    assert len({plain.tag, v1.tag, v2.tag}) == 3
+    assert ModelTag.of("fp", "mean", version=None) == plain  # unversioned tags unchanged
+    shared = [ModelTag.of("fp", "mean", cache_version="c", version=v) for v in ("v1", "v2")]
+    assert shared[0] != shared[1]
