@@ -6,8 +6,12 @@ deep inside llama.cpp. Nothing here reads the environment: the CLI does that.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import math
 import os
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -25,6 +29,9 @@ __all__ = [
     "QueueLimits",
     "ServiceLimits",
     "Truncation",
+    "check_family_weights",
+    "first_duplicate_name",
+    "with_versions",
 ]
 
 
@@ -162,9 +169,18 @@ class ModelConfig:
     # Names this model's cached vectors in place of the file's content fingerprint:
     # models (replicas) with the same cache_version and pooling share cache entries.
     cache_version: str | None = None
+    # One of several versions served under `name` (issue 24): served as "name@version",
+    # its own cache entries; None: the only version, served as `name` (and "1" in
+    # headers and metrics). Aliases of a versioned model are its name's.
+    version: str | None = None
+    # Its share of the requests for `name` (relative to the other versions'); None: 100
+    # for the first version of a name, 0 for the others. Routing, not the model: a
+    # reload that changes only weights keeps the model running (compare=False).
+    weight: float | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path).expanduser())
+        _check_version(self.version, self.weight)
         object.__setattr__(self, "aliases", tuple(self.aliases))
         if self.pooling is not None:
             object.__setattr__(self, "pooling", Pooling.parse(self.pooling))
@@ -192,9 +208,24 @@ class ModelConfig:
             raise ConfigError(f"norm_p must be > 0, got {self.norm_p}")
 
     @property
-    def resolved_name(self) -> str:
-        """The name the model is served under: explicit, else the file name sans suffix."""
+    def base_name(self) -> str:
+        """The name clients route by: explicit, else the file name sans suffix."""
         return self.name or self.path.stem
+
+    @property
+    def resolved_name(self) -> str:
+        """The name the model is served under: `base_name`, with "@version" if versioned."""
+        base = self.base_name
+        return base if self.version is None else f"{base}@{self.version}"
+
+    @property
+    def family(self) -> str | None:
+        """The name its versions share, for a versioned model; None for an only one."""
+        return None if self.version is None else self.base_name
+
+    @property
+    def served_version(self) -> str:
+        return self.version or "1"
 
     @property
     def resolved_threads(self) -> int:
@@ -208,13 +239,66 @@ class EngineConfig:
     models: tuple[ModelConfig, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "models", tuple(self.models))
-        seen: set[str] = set()
-        for model in self.models:
-            for name in (model.resolved_name, *model.aliases):
-                if name in seen:
-                    raise ConfigError(f"model name or alias {name!r} is used twice")
-                seen.add(name)
+        models = with_versions(self.models)
+        object.__setattr__(self, "models", models)
+        duplicate = first_duplicate_name(models)
+        if duplicate is not None:
+            raise ConfigError(f"model name or alias {duplicate!r} is used twice")
+        check_family_weights(models)
+
+
+def _check_version(version: str | None, weight: float | None) -> None:
+    if version is not None and (
+        not version.strip() or "@" in version or version != version.strip()
+    ):
+        raise ConfigError(
+            f"model version must be non-empty, without '@' or spaces, got {version!r}"
+        )
+    if weight is not None and not (weight >= 0 and math.isfinite(weight)):
+        raise ConfigError(f"model weight must be a finite number >= 0, got {weight}")
+
+
+def with_versions(models: Sequence[ModelConfig]) -> tuple[ModelConfig, ...]:
+    """Entries sharing a name are versions of it: one without `version` is "1". Every
+    version gets its weight: as given, else 100 for a name's first and 0 for the rest."""
+    counts = Counter(model.base_name for model in models)
+    seen: set[str] = set()
+    done: list[ModelConfig] = []
+    for model in models:
+        if model.version is None and counts[model.base_name] > 1:
+            model = dataclasses.replace(model, version="1")
+        if model.version is not None and model.weight is None:
+            first = model.base_name not in seen
+            model = dataclasses.replace(model, weight=100.0 if first else 0.0)
+        seen.add(model.base_name)
+        done.append(model)
+    return tuple(done)
+
+
+def first_duplicate_name(models: Sequence[ModelConfig]) -> str | None:
+    """A name, alias or name@version claimed twice; a versioned name's aliases may repeat
+    among its own versions (they are the name's), nowhere else."""
+    owner: dict[str, object] = {}
+    for index, model in enumerate(models):
+        claims: list[tuple[str, object]] = [(model.resolved_name, index)]
+        family = model.family
+        routed = (family, *model.aliases) if family is not None else model.aliases
+        claims += [(name, ("family", family) if family else index) for name in routed]
+        for name, who in claims:
+            if owner.setdefault(name, who) != who:
+                return name
+    return None
+
+
+def check_family_weights(models: Sequence[ModelConfig]) -> None:
+    """Each versioned name needs some weight to route to."""
+    totals: dict[str, float] = {}
+    for model in models:
+        if model.family is not None:
+            totals[model.family] = totals.get(model.family, 0.0) + (model.weight or 0.0)
+    for family, total in totals.items():
+        if not total > 0:
+            raise ConfigError(f"the versions of model {family!r} have weights summing to 0")
 
 
 @dataclass(frozen=True)

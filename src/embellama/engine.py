@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, Unpack, overload
@@ -105,7 +105,8 @@ class AsyncEmbeddingEngine:
 
         `backends`: where its decodes run, if not where the engine's models' do."""
         self._check_open()
-        self.registry.check_free([config.resolved_name, *config.aliases], ignoring=replacing)
+        names = [config.resolved_name, *config.aliases]
+        self.registry.check_free(names, family=config.family, ignoring=replacing)
         served = await asyncio.to_thread(
             ServedModel,
             config,
@@ -152,22 +153,36 @@ class AsyncEmbeddingEngine:
     # -- embedding ------------------------------------------------------------------
 
     async def embed(
-        self, input: EmbedInput, model: str | None = None, **options: Unpack[EmbedKeywords]
+        self,
+        input: EmbedInput,
+        model: str | None = None,
+        *,
+        ab_key: str | None = None,
+        **options: Unpack[EmbedKeywords],
     ) -> Matrix:
         """`str` (or one token list) -> `(dim,)`; a list -> `(n, dim)`, in input order.
 
         `options` are `EmbedKeywords` (options.py, which says what each one does):
-        e.g. `truncate=True`, `dimensions=256`, `input_type="query"`.
+        e.g. `truncate=True`, `dimensions=256`, `input_type="query"`. `model="name@v2"`
+        pins a version; `model="name"` picks one by weight, the same for one `ab_key`
+        while the weights stand (no key: every keyless call gets the same version).
         """
         parsed = parse_inputs(input)
-        result = await self.embedder(model).embed(parsed.items, EmbedOptions.from_keywords(options))
+        served = self.embedder(model, ab_key)
+        result = await served.embed(parsed.items, EmbedOptions.from_keywords(options))
         return result.vectors[0] if parsed.single else result.vectors
 
     async def embed_with_details(
-        self, input: EmbedInput, model: str | None = None, **options: Unpack[EmbedKeywords]
+        self,
+        input: EmbedInput,
+        model: str | None = None,
+        *,
+        ab_key: str | None = None,
+        **options: Unpack[EmbedKeywords],
     ) -> EmbeddingResult:
-        """Like `embed`, always `(n, dim)`, plus token counts, cache hits and timings."""
-        return await self.embedder(model).embed(
+        """Like `embed`, always `(n, dim)`, plus token counts, cache hits and timings;
+        `result.model` names the version that served ("name@version")."""
+        return await self.embedder(model, ab_key).embed(
             parse_inputs(input).items, EmbedOptions.from_keywords(options)
         )
 
@@ -197,19 +212,33 @@ class AsyncEmbeddingEngine:
         outputs = await served.embed_per_token(parsed.items, Truncation.parse(truncate))
         return outputs[0] if parsed.single else outputs
 
-    def embedder(self, name: str | None) -> ServedModel:
-        """`name`, or with none given the first embedding model (not a reranker)."""
-        return self._resolve(name, lambda served: served.kind is ModelKind.EMBEDDING)
+    def embedder(self, name: str | None, key: str | None = None) -> ServedModel:
+        """`name`, or with none given the first embedding model (not a reranker); a
+        versioned name's version chosen for assignment `key` (routing.py)."""
+        return self._resolve(name, lambda served: served.kind is ModelKind.EMBEDDING, key)
 
-    def reranker(self, name: str | None) -> ServedModel:
+    def reranker(self, name: str | None, key: str | None = None) -> ServedModel:
         """`name`, or with none given the first reranker."""
-        return self._resolve(name, lambda served: served.kind is ModelKind.RERANK)
+        return self._resolve(name, lambda served: served.kind is ModelKind.RERANK, key)
 
     def _resolve(
-        self, name: str | None, prefer: Callable[[ServedModel], bool] | None = None
+        self,
+        name: str | None,
+        prefer: Callable[[ServedModel], bool] | None = None,
+        key: str | None = None,
     ) -> ServedModel:
         self._check_open()
-        return self.registry.resolve(name, prefer)
+        return self.registry.resolve(name, prefer, key)
+
+    def weights(self, name: str) -> dict[str, float]:
+        """The weight of each version of `name` (a versioned name or alias)."""
+        return self.registry.weights(name)
+
+    def set_weights(self, name: str, weights: Mapping[str, float]) -> dict[str, float]:
+        """Route `name` by new weights (`{"v2": 100}` promotes v2; a version left out
+        gets 0 and serves pinned calls only); returns every version's weight."""
+        self._check_open()
+        return self.registry.set_weights(name, weights)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -360,7 +389,8 @@ class AsyncEmbeddingEngine:
         """Drop cached vectors: every model's, or one model's (name or alias)."""
         if self.cache is None:
             return {}
-        prefix = b"" if model is None else self._resolve(model).cache_tag.tag
+        self._check_open()
+        prefix = b"" if model is None else self.registry.exact(model).cache_tag.tag
         return await self.cache.clear(prefix)
 
     async def aclose(self) -> None:
@@ -477,19 +507,35 @@ class EmbeddingEngine:
     # -- embedding ------------------------------------------------------------------
 
     def embed(
-        self, input: EmbedInput, model: str | None = None, **options: Unpack[EmbedKeywords]
+        self,
+        input: EmbedInput,
+        model: str | None = None,
+        *,
+        ab_key: str | None = None,
+        **options: Unpack[EmbedKeywords],
     ) -> Matrix:
         """`str` (or one token list) -> `(dim,)`; a list -> `(n, dim)`, in input order.
 
-        Options: those of `AsyncEmbeddingEngine.embed` (`EmbedKeywords`).
+        Options: those of `AsyncEmbeddingEngine.embed` (`EmbedKeywords`, `ab_key`).
         """
-        return self._call(self.engine.embed(input, model, **options))
+        return self._call(self.engine.embed(input, model, ab_key=ab_key, **options))
 
     def embed_with_details(
-        self, input: EmbedInput, model: str | None = None, **options: Unpack[EmbedKeywords]
+        self,
+        input: EmbedInput,
+        model: str | None = None,
+        *,
+        ab_key: str | None = None,
+        **options: Unpack[EmbedKeywords],
     ) -> EmbeddingResult:
         """Like `embed`, always `(n, dim)`, plus token counts and per-stage timings."""
-        return self._call(self.engine.embed_with_details(input, model, **options))
+        return self._call(self.engine.embed_with_details(input, model, ab_key=ab_key, **options))
+
+    def weights(self, name: str) -> dict[str, float]:
+        return self._call(_on_loop(lambda: self.engine.weights(name)))
+
+    def set_weights(self, name: str, weights: Mapping[str, float]) -> dict[str, float]:
+        return self._call(_on_loop(lambda: self.engine.set_weights(name, weights)))
 
     @overload
     def embed_per_token(  # type: ignore[overload-overlap]  # a str is a Sequence[str]

@@ -166,7 +166,10 @@ class ServedModel:
         stat = os.stat(config.path)
         self.stamp = FileStamp(stat.st_size, stat.st_mtime_ns, self.model.fingerprint)
         self.cache_tag = ModelTag.of(
-            self.model.fingerprint, self.pooling.value, cache_version=config.cache_version
+            self.model.fingerprint,
+            self.pooling.value,
+            cache_version=config.cache_version,
+            version=config.version,
         )
         self.backend: Backend = backends.build(self.model, fitted.config, limits)
         self.scheduler = Scheduler(config.batching, limits.queue())
@@ -184,6 +187,11 @@ class ServedModel:
     @property
     def aliases(self) -> tuple[str, ...]:
         return self.config.aliases
+
+    @property
+    def version(self) -> str:
+        """Which version of its name this is ("1" for a model with only one)."""
+        return self.config.served_version
 
     @property
     def pooling(self) -> Pooling:

@@ -68,7 +68,7 @@ def test_unexpected_error_is_a_500_with_request_id_logged_once(
 ) -> None:
     state = _state()
 
-    def broken(name: str | None) -> None:
+    def broken(name: str | None, key: str | None = None) -> None:
         raise RuntimeError("injected fault")
 
     state.embedder = broken  # type: ignore[method-assign,assignment]
@@ -97,7 +97,7 @@ def test_an_internal_error_reaches_the_client_without_its_text(
     state = _state()
     secret = "internal error while running the batch: KeyError('/srv/models/private.gguf')"
 
-    def broken(name: str | None) -> None:
+    def broken(name: str | None, key: str | None = None) -> None:
         raise InternalError(secret)
 
     state.embedder = broken  # type: ignore[method-assign,assignment]

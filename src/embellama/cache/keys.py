@@ -29,13 +29,24 @@ class ModelTag:
     tag: bytes
 
     @classmethod
-    def of(cls, fingerprint: str, pooling: str, *, cache_version: str | None = None) -> ModelTag:
+    def of(
+        cls,
+        fingerprint: str,
+        pooling: str,
+        *,
+        cache_version: str | None = None,
+        version: str | None = None,
+    ) -> ModelTag:
         """`cache_version`, when the operator set one, names the vectors instead of the
-        file's fingerprint: models sharing it share entries, whatever their files."""
+        file's fingerprint: models sharing it share entries, whatever their files.
+        `version` (a model served as one of several versions of a name) enters the
+        identity, so two versions never share entries, not even of one file."""
         if cache_version is not None:
             identity = f"version\0{cache_version}\0{pooling}"
         else:
             identity = f"content\0{fingerprint}\0{pooling}"
+        if version is not None:
+            identity += f"\0served-version\0{version}"
         return cls(hashlib.blake2b(identity.encode(), digest_size=8).hexdigest().encode())
 
     def key(self, ids: npt.NDArray[np.int32]) -> CacheKey:

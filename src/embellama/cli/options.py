@@ -88,6 +88,16 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (0 <= value < math.inf):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = _integer(text)
     if value < 1:
@@ -269,6 +279,21 @@ MODEL_OPTIONS = (
         "file's content fingerprint: replicas with the same label and pooling share "
         "entries whatever their files. Change it whenever the vectors change.",
         default_text="the file's content fingerprint, so only the same file shares entries",
+    ),
+    Option(
+        "model-version",
+        "This entry is one version of its name (several [[models]] entries with one name "
+        "and distinct versions): served as name@version, which pins it; the name routes "
+        "by weight, each client staying on one version.",
+        default_text="none (the only version); '1' where entries share a name",
+    ),
+    Option(
+        "model-weight",
+        "This version's share of the requests for its name, relative to its other "
+        "versions' (90 and 10: 90 %). 0 serves pinned requests only; change it at run "
+        "time with POST /admin/models/{name}/weights.",
+        parse=_non_negative_float,
+        default_text="100 for a name's first version, 0 for the others",
     ),
     Option(
         "max-batch-tokens",
@@ -685,6 +710,8 @@ def model_config_from(
         kind=ModelKind.parse(values["model_kind"]) if values["model_kind"] else None,
         allow_unverified_architecture=values["allow_unverified_architecture"],
         cache_version=values["cache_version"],
+        version=values["model_version"],
+        weight=values["model_weight"],
     )
 
 

@@ -21,11 +21,18 @@ cores are split among the workers of every model. Read again on every reload.
     path = "/models/all-MiniLM-L6-v2.f16.gguf"
     aliases = ["text-embedding-3-small"]
     workers = 2
+
+    [[models]]                    # a second version of "minilm": served as minilm@v2,
+    name = "minilm"               # and the first entry as minilm@1; "minilm" routes
+    version = "v2"                # by weight (the first entry's default is 100)
+    weight = 10
+    path = "/models/minilm-v2.gguf"
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -40,7 +47,13 @@ from embellama.cli.options import (
     model_config_from,
     resolve,
 )
-from embellama.config import ModelSpec, ServiceLimits
+from embellama.config import (
+    ModelSpec,
+    ServiceLimits,
+    check_family_weights,
+    first_duplicate_name,
+    with_versions,
+)
 from embellama.errors import ConfigError
 from embellama.server.security import RateLimits, key_problem, mask_key
 from embellama.server.state import ServerLimits
@@ -73,11 +86,7 @@ def load_plan(args: argparse.Namespace, config_path: Path | None) -> ServePlan:
     _check_keys(server_section, _SERVER_KEYS, f"{name} [server]")
     server_section = _beside(server_section, ("api_key_file", "models_dir"), folder)
     server = resolve(args, SERVER_OPTIONS, file_values=server_section, file_name=name)
-    models = _models(args, server, document.get("models", []), name, folder)
-    names = [n for plan in models for n in (plan.config.resolved_name, *plan.config.aliases)]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ConfigError(f"model name or alias used twice: {', '.join(duplicates)}")
+    models = _versioned(_models(args, server, document.get("models", []), name, folder))
     keys, key_limits = _keys(server, document.get("keys", []), name)
     return ServePlan(
         server=server,
@@ -93,6 +102,21 @@ def load_plan(args: argparse.Namespace, config_path: Path | None) -> ServePlan:
         rate_limits=RateLimits(server["rate_limit_rps"], server["rate_limit_tpm"]),
         key_rate_limits=key_limits,
     )
+
+
+def _versioned(models: list[ModelSpec]) -> list[ModelSpec]:
+    """Entries sharing a name are its versions ("1" where none is given), each with its
+    weight (100 for a name's first, 0 for the rest, unless given); a name@version or
+    alias used twice, or a name whose weights sum to 0, is refused."""
+    configs = with_versions([spec.config for spec in models])
+    duplicate = first_duplicate_name(configs)
+    if duplicate is not None:
+        raise ConfigError(f"model name or alias used twice: {duplicate}")
+    check_family_weights(configs)
+    return [
+        dataclasses.replace(spec, config=config)
+        for spec, config in zip(models, configs, strict=True)
+    ]
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -80,6 +80,11 @@ def embedding_headers(result: EmbeddingResult, items: Sequence[InputItem]) -> di
     }
 
 
+def version_header(version: str) -> dict[str, str]:
+    """Which version of its name served the request ("1" for a model with only one)."""
+    return {"x-model-version": version}
+
+
 def prefix_header(prefix: str | None, items: Sequence[InputItem]) -> dict[str, str]:
     """`applied` only when a prefix went in front of a text; token-id inputs are never
     prefixed, so they answer `none`, as does a request without input_type."""

@@ -28,6 +28,7 @@ from embellama.server.routes.ollama import (
 from embellama.server.routes.rerank import rerank
 from embellama.server.routes.tei import tei_embed, tei_embed_all, tei_rerank, tei_root
 from embellama.server.routes.tokens import detokenize, tokenize
+from embellama.server.routes.versions import model_versions, set_weights
 from embellama.server.wire.admin import (
     CacheCleared,
     ClearCacheRequest,
@@ -64,6 +65,7 @@ from embellama.server.wire.tokens import (
     TokenizeRequest,
     TokenizeResponse,
 )
+from embellama.server.wire.versions import ModelVersions, WeightsChanged, WeightsRequest
 
 __all__ = ["ENDPOINTS", "Endpoint", "error_shapes"]
 
@@ -145,7 +147,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         EmbeddingsRequest,
         EmbeddingsResponse,
         _WORK,
-        headers=("x-request-id", "x-tokens", "x-cache-hits", "x-prefix"),
+        headers=("x-request-id", "x-tokens", "x-cache-hits", "x-prefix", "x-model-version"),
     ),
     Endpoint(
         _RERANK_PATHS,
@@ -155,6 +157,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         RerankRequest,
         RerankResponse,
         _WORK,
+        headers=("x-model-version",),
     ),
     Endpoint(
         ("/rerank",),
@@ -351,6 +354,23 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         admin.unload_model,
         "Unload a model (name or alias)",
         ModelUnloaded,
+    ),
+    # Model versions (issue 24): a name's versions and weights; changing them routes its
+    # requests anew (promotion {"v2": 100}); pinned name@version requests never move.
+    _admin(
+        "/models/{name}",
+        "GET",
+        model_versions,
+        "A model name's versions and their weights",
+        ModelVersions,
+    ),
+    _admin(
+        "/models/{name}/weights",
+        "POST",
+        set_weights,
+        "Set the weights of a name's versions: known versions, >= 0, sum above 0",
+        WeightsChanged,
+        WeightsRequest,
     ),
 )
 

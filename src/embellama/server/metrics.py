@@ -140,7 +140,7 @@ class Metrics:
         self.requests = Counter(
             "embellama_requests",
             "HTTP requests by route, status and model.",
-            ["route", "status", "model"],
+            ["route", "status", "model", "version"],
             registry=r,
         )
         self.request_seconds = Histogram(
@@ -153,27 +153,30 @@ class Metrics:
         self.stage_seconds = Histogram(
             "embellama_stage_duration_seconds",
             "Time per pipeline stage (tokenize, queue, inference).",
-            ["stage", "model"],
+            ["stage", "model", "version"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.inputs = Counter(
-            "embellama_inputs", "Inputs embedded, or pairs scored.", ["model"], registry=r
+            "embellama_inputs",
+            "Inputs embedded, or pairs scored.",
+            ["model", "version"],
+            registry=r,
         )
         self.tokens = Counter(
-            "embellama_tokens", "Tokens embedded or scored.", ["model"], registry=r
+            "embellama_tokens", "Tokens embedded or scored.", ["model", "version"], registry=r
         )
         self.batch_size = Histogram(
             "embellama_batch_size",
             "Inputs per llama.cpp decode.",
-            ["model"],
+            ["model", "version"],
             buckets=_SIZE_BUCKETS,
             registry=r,
         )
         self.batch_tokens = Histogram(
             "embellama_batch_tokens",
             "Tokens per llama.cpp decode.",
-            ["model"],
+            ["model", "version"],
             buckets=_TOKEN_BUCKETS,
             registry=r,
         )
@@ -196,16 +199,21 @@ class Metrics:
             child = self._children[key] = metric.labels(*values)
         return child
 
-    def observe_result(self, result: EmbeddingResult | RerankResult, inputs: int = 0) -> None:
-        """An embedding result, or a rerank result with its `inputs` (pairs scored)."""
+    def observe_result(
+        self, result: EmbeddingResult | RerankResult, inputs: int = 0, version: str = "1"
+    ) -> None:
+        """An embedding result, or a rerank result with its `inputs` (pairs scored);
+        `version`: which version of its name the model is (`model` says name@version)."""
         timings, model, child = result.timings, result.model, self._child
-        child(self.stage_seconds, "tokenize", model).observe(timings.tokenize)
-        child(self.stage_seconds, "queue", model).observe(timings.queue)
-        child(self.stage_seconds, "inference", model).observe(timings.inference)
-        child(self.inputs, model).inc(inputs or len(result))
-        child(self.tokens, model).inc(result.total_tokens)
+        child(self.stage_seconds, "tokenize", model, version).observe(timings.tokenize)
+        child(self.stage_seconds, "queue", model, version).observe(timings.queue)
+        child(self.stage_seconds, "inference", model, version).observe(timings.inference)
+        child(self.inputs, model, version).inc(inputs or len(result))
+        child(self.tokens, model, version).inc(result.total_tokens)
 
-    def observe_request(self, path: str, status: int, model: str, seconds: float) -> None:
+    def observe_request(
+        self, path: str, status: int, model: str, seconds: float, version: str = ""
+    ) -> None:
         route = (
             path
             if path in _ROUTES
@@ -213,9 +221,9 @@ class Metrics:
             if path.startswith("/v1/models/")
             else "other"
         )
-        self._child(self.requests, route, str(status), model).inc()
+        self._child(self.requests, route, str(status), model, version).inc()
         self._child(self.request_seconds, route).observe(seconds)
 
-    def observe_batch(self, model: str, sizes: list[int]) -> None:
-        self._child(self.batch_size, model).observe(len(sizes))
-        self._child(self.batch_tokens, model).observe(sum(sizes))
+    def observe_batch(self, model: str, sizes: list[int], version: str = "1") -> None:
+        self._child(self.batch_size, model, version).observe(len(sizes))
+        self._child(self.batch_tokens, model, version).observe(sum(sizes))

@@ -65,7 +65,8 @@ class RequestContextMiddleware:
         finally:
             extra: dict[str, Any] = scope["state"].get("access", {})
             seconds = time.perf_counter() - started
-            self.metrics.observe_request(scope["path"], status, extra.get("model", ""), seconds)
+            model, version = extra.get("model", ""), extra.get("version", "")
+            self.metrics.observe_request(scope["path"], status, model, seconds, version)
             if _log.isEnabledFor(logging.INFO):  # skip building the line when it is off
                 client = scope["state"].get("client") or _address(scope)
                 details = "".join(f" {key}={value}" for key, value in extra.items())

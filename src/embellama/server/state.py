@@ -32,6 +32,20 @@ from embellama.server.security import AccessControl
 __all__ = ["Deployment", "ServerLimits", "ServerState"]
 
 _log = logging.getLogger("embellama.server")
+_audit = logging.getLogger("embellama.audit")
+
+
+def _audit_weights(
+    family: str, before: Mapping[str, float], after: Mapping[str, float], by: str
+) -> None:
+    _audit.info(
+        "weights of model %r changed by %s: %s -> %s",
+        family,
+        by,
+        dict(before),
+        dict(after),
+        extra={"action": "weights", "model": family, "before": dict(before), "after": dict(after)},
+    )
 
 
 def _drained() -> NoWorkerError:
@@ -118,21 +132,34 @@ class ServerState:
         return sum(s.stats().queued_requests for s in self.services)
 
     def _observe(self, service: ServedModel) -> ServedModel:
-        name = service.name
-        service.observe_batches(lambda sizes: self.metrics.observe_batch(name, sizes))
+        name, version = service.name, service.version
+        service.observe_batches(lambda sizes: self.metrics.observe_batch(name, sizes, version))
         return service
 
-    def resolve(self, name: str | None) -> ServedModel:
-        """`None` (no `model` in the request) means the first model."""
-        return self._unless_failed(name, self.engine.registry.resolve)
+    def resolve(self, name: str | None, key: str | None = None) -> ServedModel:
+        """`None` (no `model` in the request) means the first model; a versioned name
+        picks the version assignment `key` gets by the weights (routing.py)."""
+        return self._unless_failed(name, lambda n: self.engine.registry.resolve(n, key=key))
 
-    def embedder(self, name: str | None) -> ServedModel:
+    def embedder(self, name: str | None, key: str | None = None) -> ServedModel:
         """`None` means the first embedding model (a reranker cannot embed)."""
-        return self._unless_failed(name, self.engine.embedder)
+        return self._unless_failed(name, lambda n: self.engine.embedder(n, key))
 
-    def reranker(self, name: str | None) -> ServedModel:
+    def reranker(self, name: str | None, key: str | None = None) -> ServedModel:
         """`None` means the first reranker."""
-        return self._unless_failed(name, self.engine.reranker)
+        return self._unless_failed(name, lambda n: self.engine.reranker(n, key))
+
+    def set_weights(
+        self, name: str, weights: Mapping[str, object]
+    ) -> tuple[str, dict[str, float], dict[str, float]]:
+        """New weights for a versioned name (validated by the registry), audited; the
+        name, and its weights before and after."""
+        registry = self.engine.registry
+        family = registry.family_of(name)
+        before = registry.weights(family)
+        after = registry.set_weights(family, weights)
+        _audit_weights(family, before, after, "admin")
+        return family, before, after
 
     def _unless_failed(
         self, name: str | None, lookup: Callable[[str | None], ServedModel]
@@ -160,7 +187,8 @@ class ServerState:
                 if len(models) == 1:
                     raise
                 self.failed[config.resolved_name] = str(exc)
-                for name in (config.resolved_name, *config.aliases):
+                aliases = config.aliases if config.family is None else ()
+                for name in (config.resolved_name, *aliases):
                     self._failed_names[name] = config.resolved_name
                 _log.error(
                     "model %r could not start; the other models serve: %s",
@@ -191,7 +219,15 @@ class ServerState:
                 await asyncio.gather(*(service.stop() for service in fresh))
                 raise
             by_name = {s.name: s for s in (*plan.keep, *fresh)}
-            self.engine.registry.replace([by_name[name] for name in plan.order])
+            before = self._all_weights()
+            weights = {s.name: self.engine.registry.weight_of(s) for s in self.services}
+            for spec in deployment.models:  # the file's weights; admin-loaded keep theirs
+                if spec.config.weight is not None:
+                    weights[spec.config.resolved_name] = spec.config.weight
+            self.engine.registry.replace([by_name[name] for name in plan.order], weights)
+            for family, after in self._all_weights().items():
+                if before.get(family) != after:
+                    _audit_weights(family, before.get(family, {}), after, "reload")
             self.admin_loaded = {n: v for n, v in self.admin_loaded.items() if n not in named}
             self.failed, self._failed_names = {}, {}  # every model named now serves
             self.limits = deployment.limits
@@ -206,6 +242,10 @@ class ServerState:
                     ", ".join(pending),
                 )
             return list(by_name)
+
+    def _all_weights(self) -> dict[str, dict[str, float]]:
+        registry = self.engine.registry
+        return {family: registry.weights(family) for family in registry.families()}
 
     def _in_force(self, new: Deployment) -> tuple[Deployment, dict[str, dict[str, Any]]]:
         """`new` with the running value of every restart-only setting it changes, and

@@ -7,14 +7,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from embellama.config import Truncation
+from embellama.errors import ConfigError
 from embellama.pipeline import ServedModel
 from embellama.server.state import ServerState
 from embellama.server.tei import tei_info
 from embellama.server.wire.admin import AdminModel, ConfigView, WorkerRow
 from embellama.server.wire.health import Info, InfoModel, Ready, ReadyModel
 from embellama.server.wire.models import ModelCard
+from embellama.server.wire.versions import ModelVersion, ModelVersions
 
-__all__ = ["config_view", "info_view", "model_card", "model_cards", "ready_view", "workers_view"]
+__all__ = [
+    "config_view",
+    "info_view",
+    "model_card",
+    "model_cards",
+    "ready_view",
+    "versions_view",
+    "workers_view",
+]
 
 
 def info_view(state: ServerState, client: str | None) -> Info:
@@ -33,8 +43,15 @@ def info_view(state: ServerState, client: str | None) -> Info:
         "models": [_info_model(service) for service in state.services],
         "failed_models": state.failed,
         "cache": state.engine.cache.describe() if state.engine.cache else None,
+        # Each versioned name's weights: the share of its requests each version gets.
+        "versions": _all_weights(state),
         **tei_info(state),
     }
+
+
+def _all_weights(state: ServerState) -> dict[str, dict[str, float]]:
+    registry = state.engine.registry
+    return {family: registry.weights(family) for family in registry.families()}
 
 
 def _info_model(service: ServedModel) -> InfoModel:
@@ -42,6 +59,7 @@ def _info_model(service: ServedModel) -> InfoModel:
     return {
         "name": model.name,
         "aliases": list(model.aliases),
+        "version": service.version,
         "dimensions": model.dimensions,
         "max_tokens_per_input": model.context_length,
         "pooling": model.pooling.value,
@@ -110,6 +128,7 @@ def model_card(service: ServedModel, name: str, created: int) -> ModelCard:
         "owned_by": "embellama",
         "root": info.name,
         "aliases": list(info.aliases),
+        "version": service.version,
         "dimensions": info.dimensions,
         "context_length": info.context_length,
         "kind": "rerank" if info.kind.value == "rerank" else "embedding",
@@ -123,8 +142,20 @@ def model_card(service: ServedModel, name: str, created: int) -> ModelCard:
 
 
 def model_cards(state: ServerState) -> list[ModelCard]:
+    """Each model under its name and aliases; a versioned name once with its versions'
+    weights (and under its aliases), then each version as "name@version"."""
     created = int(state.started)
-    cards = [model_card(s, name, created) for s in state.services for name in (s.name, *s.aliases)]
+    registry = state.engine.registry
+    cards: list[ModelCard] = []
+    for family in registry.families():
+        first = registry.exact(f"{family}@{next(iter(registry.weights(family)))}")
+        for name in (family, *first.aliases):
+            card = model_card(first, name, created)
+            card["root"], card["versions"] = family, registry.weights(family)
+            cards.append(card)
+    for s in state.services:
+        names = (s.name,) if s.config.family is not None else (s.name, *s.aliases)
+        cards += [model_card(s, name, created) for name in names]
     # A model that failed to start is listed with why, so a client sees it is missing.
     failed: list[ModelCard] = [
         {
@@ -166,6 +197,42 @@ def _admin_model(state: ServerState, s: ServedModel) -> AdminModel:
         "max_batch_tokens": s.config.batching.max_batch_tokens,
         "max_batch_sequences": s.config.batching.max_batch_sequences,
         "workers": s.limits.workers,
+        "loaded_by": "admin" if s.name in state.admin_loaded else "config",
+    }
+
+
+def versions_view(state: ServerState, name: str) -> ModelVersions:
+    """A name's versions and weights; a model without versions shows its one ("1")."""
+    registry = state.engine.registry
+    try:
+        family = registry.family_of(name)
+    except ConfigError:  # a plain model: its one version, all its name's requests
+        only = registry.exact(name)
+        return {
+            "model": only.name,
+            "aliases": list(only.aliases),
+            "versioned": False,
+            "versions": [_version_row(state, only, 100.0)],
+        }
+    weights = registry.weights(family)
+    members = [registry.exact(f"{family}@{version}") for version in weights]
+    return {
+        "model": family,
+        "aliases": sorted({alias for m in members for alias in m.aliases}),
+        "versioned": True,
+        "versions": [_version_row(state, m, weights[m.version]) for m in members],
+    }
+
+
+def _version_row(state: ServerState, s: ServedModel, weight: float) -> ModelVersion:
+    return {
+        "version": s.version,
+        "name": s.name,
+        "weight": weight,
+        "path": str(s.config.path),
+        "fingerprint": s.model.fingerprint,
+        "cache_tag": s.cache_tag.tag.decode(),
+        "kind": s.kind.value,
         "loaded_by": "admin" if s.name in state.admin_loaded else "config",
     }
 

@@ -9,12 +9,14 @@ from embellama.options import EmbedOptions
 from embellama.pipeline import ServedModel
 from embellama.results import EmbeddingResult
 from embellama.server.admission import charged, no_cache, read_embeddings, serving
+from embellama.server.assignment import assignment_key
 from embellama.server.encoding import (
     embedding_headers,
     encode_embeddings,
     encode_token_embeddings,
     json_response,
     prefix_header,
+    version_header,
 )
 from embellama.server.state import ServerState
 from embellama.server.wire.embeddings import EmbeddingsRequest
@@ -25,22 +27,24 @@ __all__ = ["create_embeddings"]
 async def create_embeddings(request: Request) -> Response:
     state = serving(request)
     parsed = await read_embeddings(request, state)
-    service = state.embedder(parsed.model)
+    service = state.embedder(parsed.model, assignment_key(request, parsed.user))
     options = parsed.options(use_cache=not no_cache(request))
     if parsed.per_token:
         return await _per_token(request, state, service, parsed, options)
     work = service.embed(parsed.items, options)
     prefix = service.prefix_for(options) or ""
     result = await charged(request, state, parsed.items, work, _total_tokens, prefix=prefix)
-    state.metrics.observe_result(result)
+    state.metrics.observe_result(result, version=service.version)
     request.scope["state"]["access"] = {
         "model": result.model,
+        "version": service.version,
         "inputs": len(result),
         "tokens": result.total_tokens,
         "cache_hits": result.cache_hits,
     }
     body = encode_embeddings(result, parsed.encoding_format)
-    return json_response(body, headers=embedding_headers(result, parsed.items))
+    headers = {**embedding_headers(result, parsed.items), **version_header(service.version)}
+    return json_response(body, headers=headers)
 
 
 def _total_tokens(result: EmbeddingResult) -> int:
@@ -64,8 +68,10 @@ async def _per_token(
     tokens = sum(counts)
     request.scope["state"]["access"] = {
         "model": service.name,
+        "version": service.version,
         "inputs": len(counts),
         "tokens": tokens,
     }
     body = encode_token_embeddings(service.name, matrices, counts, parsed.encoding_format)
-    return json_response(body, headers={"x-tokens": str(tokens), **prefix_header(prefix, items)})
+    headers = {"x-tokens": str(tokens), **prefix_header(prefix, items)}
+    return json_response(body, headers={**headers, **version_header(service.version)})

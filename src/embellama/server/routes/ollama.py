@@ -16,8 +16,9 @@ from embellama.pipeline import ServedModel
 from embellama.results import EmbeddingResult
 from embellama.server import calls
 from embellama.server.admission import no_cache, serving, state_of
+from embellama.server.assignment import assignment_key
 from embellama.server.body import read_request
-from embellama.server.encoding import embedding_headers, json_response
+from embellama.server.encoding import embedding_headers, json_response, version_header
 from embellama.server.ollama import (
     encode_ollama_embed,
     encode_ollama_embedding,
@@ -53,8 +54,9 @@ async def _read(request: Request, state: ServerState, parse: Callable[[dict[str,
     )
 
 
-def _embedder(state: ServerState, name: str | None) -> ServedModel:
-    return state.embedder(ollama_model_name(name, state.engine.registry.names()))
+def _embedder(request: Request, state: ServerState, name: str | None) -> ServedModel:
+    names = state.engine.registry.names()
+    return state.embedder(ollama_model_name(name, names), assignment_key(request))
 
 
 async def ollama_embed(request: Request) -> Response:
@@ -62,23 +64,28 @@ async def ollama_embed(request: Request) -> Response:
     state = serving(request)
     most = state.limits.max_inputs_per_request
     parsed = await _read(request, state, lambda body: parse_ollama_embed(body, max_inputs=most))
-    service = _embedder(state, parsed.model)
+    service = _embedder(request, state, parsed.model)
     options = parsed.options_for(use_cache=not no_cache(request))
     result = await calls.embed(request, state, service, parsed.input, options)
     body = encode_ollama_embed(result, started, time.perf_counter_ns())
-    return json_response(body, headers=_headers(result, parsed.input))
+    return json_response(
+        body, headers={**_headers(result, parsed.input), **version_header(service.version)}
+    )
 
 
 async def ollama_embeddings(request: Request) -> Response:
     state = serving(request)
     parsed = await _read(request, state, parse_ollama_embeddings)
-    service = _embedder(state, parsed.model)
+    service = _embedder(request, state, parsed.model)
     if not parsed.prompt:
         return json_response(encode_ollama_embedding(None))
     texts: list[InputItem] = [parsed.prompt]
     options = parsed.options_for(use_cache=not no_cache(request))
     result = await calls.embed(request, state, service, texts, options)
-    return json_response(encode_ollama_embedding(result), headers=_headers(result, texts))
+    return json_response(
+        encode_ollama_embedding(result),
+        headers={**_headers(result, texts), **version_header(service.version)},
+    )
 
 
 async def ollama_tags(request: Request) -> Response:

@@ -13,12 +13,14 @@ from starlette.responses import Response
 
 from embellama.server import calls
 from embellama.server.admission import charged, no_cache, serving
+from embellama.server.assignment import assignment_key
 from embellama.server.body import read_request
 from embellama.server.encoding import (
     embedding_headers,
     encode_rerank,
     json_response,
     rerank_headers,
+    version_header,
 )
 from embellama.server.errors import ErrorShape, set_error_shape
 from embellama.server.state import ServerState
@@ -62,10 +64,14 @@ async def tei_embed(request: Request) -> Response:
 
 
 async def _embed(request: Request, state: ServerState, parsed: TeiEmbedRequest) -> Response:
-    service = state.embedder(parsed.model)
+    service = state.embedder(parsed.model, assignment_key(request))
     options = parsed.options(use_cache=not no_cache(request))
     result = await calls.embed(request, state, service, parsed.inputs, options)
-    headers = {**embedding_headers(result, parsed.inputs), **_truncated(_cut(result.truncated))}
+    headers = {
+        **embedding_headers(result, parsed.inputs),
+        **_truncated(_cut(result.truncated)),
+        **version_header(service.version),
+    }
     return json_response(encode_tei_embed(result), headers=headers)
 
 
@@ -73,11 +79,12 @@ async def tei_embed_all(request: Request) -> Response:
     state = serving(request)
     most = state.limits.max_inputs_per_request
     parsed = await _read(request, state, lambda body: parse_tei_embed_all(body, max_inputs=most))
-    service = state.embedder(parsed.model)
+    service = state.embedder(parsed.model, assignment_key(request))
     work = service.embed_tokens(parsed.inputs, parsed.options(), service.limits.max_token_vectors)
     matrices, counts = await charged(request, state, parsed.inputs, work, lambda done: sum(done[1]))
     request.scope["state"]["access"] = {"model": service.name, "tokens": sum(counts)}
-    return json_response(encode_tei_embed_all(matrices), headers={"x-tokens": str(sum(counts))})
+    headers = {"x-tokens": str(sum(counts)), **version_header(service.version)}
+    return json_response(encode_tei_embed_all(matrices), headers=headers)
 
 
 async def tei_rerank(request: Request) -> Response:
@@ -86,11 +93,13 @@ async def tei_rerank(request: Request) -> Response:
     parsed = await _read(request, state, _rerank_parser(request, state))
     if isinstance(parsed, TeiRerankRequest):
         return await _tei_rerank(request, state, parsed)
-    service = state.reranker(parsed.model)
+    service = state.reranker(parsed.model, assignment_key(request))
     options = parsed.options()
     result = await calls.rerank(request, state, service, parsed.query, parsed.documents, options)
     body = encode_rerank(result, with_documents=parsed.return_documents, raw=parsed.raw_scores)
-    return json_response(body, headers=rerank_headers(result))
+    return json_response(
+        body, headers={**rerank_headers(result), **version_header(service.version)}
+    )
 
 
 def _rerank_parser(
@@ -108,7 +117,7 @@ def _rerank_parser(
 
 
 async def _tei_rerank(request: Request, state: ServerState, parsed: TeiRerankRequest) -> Response:
-    service = state.reranker(parsed.model)
+    service = state.reranker(parsed.model, assignment_key(request))
     result = await calls.rerank(
         request, state, service, parsed.query, parsed.texts, parsed.options()
     )
@@ -116,6 +125,7 @@ async def _tei_rerank(request: Request, state: ServerState, parsed: TeiRerankReq
     headers = {
         **rerank_headers(result),
         **_truncated([h.index for h in result.hits if h.truncated]),
+        **version_header(service.version),
     }
     return json_response(body, headers=headers)
 

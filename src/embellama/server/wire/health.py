@@ -36,6 +36,7 @@ class Ready(TypedDict):
 class InfoModel(TypedDict):
     name: str
     aliases: list[str]
+    version: NotRequired[str]
     dimensions: int
     max_tokens_per_input: int
     pooling: str
@@ -85,5 +86,11 @@ class Info(TeiInfo):
     failed_models: Annotated[
         dict[str, str],
         Field(description="Models that could not start, with why (the others serve)."),
+    ]
+    versions: NotRequired[
+        Annotated[
+            dict[str, dict[str, float]],
+            Field(description="Each versioned model name's weights, by version."),
+        ]
     ]
     cache: dict[str, object] | None

@@ -24,6 +24,10 @@ class ModelCard(TypedDict):
     pooling: NotRequired[str]
     normalization: NotRequired[str]
     prompts: NotRequired[dict[str, object] | None]
+    # Which version of its name this is ("1" for a model with only one).
+    version: NotRequired[str]
+    # A versioned name's card: each version's weight (its share of the requests).
+    versions: NotRequired[dict[str, float]]
     # "failed": listed so clients see the model is missing; `error` says why.
     status: Literal["ready", "failed"]
     error: NotRequired[str]
