@@ -116,6 +116,10 @@ def test_langchain_ollama_embeddings(server: ServerProcess) -> None:
     from langchain_ollama import OllamaEmbeddings
 
     embedder = OllamaEmbeddings(model="minilm", base_url=server.url)
-    documents = embedder.embed_documents(TEXTS)
+    try:
+        documents = embedder.embed_documents(TEXTS)
+        query = embedder.embed_query(TEXTS[0])
+    finally:  # LangChain never closes the ollama client's connection pool itself
+        embedder._client._client.close()
     assert_batch_invariant(documents, _openai(server, TEXTS))
-    assert_batch_invariant(embedder.embed_query(TEXTS[0]), _openai(server, TEXTS[:1]))
+    assert_batch_invariant(query, _openai(server, TEXTS[:1]))
