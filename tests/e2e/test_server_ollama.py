@@ -120,6 +120,7 @@ def test_langchain_ollama_embeddings(server: ServerProcess) -> None:
         documents = embedder.embed_documents(TEXTS)
         query = embedder.embed_query(TEXTS[0])
     finally:  # LangChain never closes the ollama client's connection pool itself
-        embedder._client._client.close()
+        if embedder._client is not None:
+            embedder._client._client.close()
     assert_batch_invariant(documents, _openai(server, TEXTS))
     assert_batch_invariant(query, _openai(server, TEXTS[:1]))
