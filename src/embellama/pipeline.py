@@ -309,7 +309,7 @@ class ServedModel:
             outputs, hits = lookup.vectors, lookup.hit
             if log is not None:  # the lookup: until the misses went to be computed
                 end = computing[0] if computing else time.perf_counter()
-                log.add("cache", looked_up, end, lookups=len(keys), hits=sum(hits))
+                log.add("cache", looked_up, end, cache_keys=len(keys), cache_hits=sum(hits))
         else:
             outputs = await compute(list(range(len(sequences))))
         finished = time.perf_counter()

@@ -432,6 +432,6 @@ def _note_decode(batch: list[_Item], seconds: float, threads: int) -> None:
             batch_requests=requests,
             inputs=inputs,
             tokens=own_tokens,
-            threads=threads,
+            decode_threads=threads,
             pooling=batch[0].pooling.value,
         )
