@@ -101,7 +101,7 @@ class OtlpReceiver:
 
     def receive(self, body: bytes, content_type: str) -> None:
         request = ExportTraceServiceRequest.FromString(body)
-        spans = []
+        spans: list[ReceivedSpan] = []
         for resource_spans in request.resource_spans:
             resource = _attributes(resource_spans.resource.attributes)
             for scope_spans in resource_spans.scope_spans:
