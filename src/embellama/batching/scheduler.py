@@ -235,8 +235,9 @@ class Scheduler:
             self._queued_tokens -= tokens
         started = request.first_started or request.enqueued
         if request.stages is not None:
+            queued = max(started, request.enqueued)  # its first decode's estimated start
             request.stages.add(
-                "queue", request.enqueued, started, inputs=len(sequences), tokens=tokens
+                "queue", request.enqueued, queued, inputs=len(sequences), tokens=tokens
             )
         return Scheduled(
             outputs=request.outputs,  # type: ignore[arg-type]
@@ -411,21 +412,22 @@ class Scheduler:
 def _note_decode(batch: list[_Item], seconds: float, threads: int) -> None:
     """A decode in the log of each traced request it served: the batch's size and
     tokens, this request's share, and how long the worker measured it ran, placed to
-    end when its reply arrived (late by the reply's trip back)."""
+    end when its reply arrived (late by the reply's trip back), never before the
+    request was queued."""
     end = time.perf_counter()
-    shares: dict[int, tuple[StageLog, list[int]]] = {}
+    shares: dict[int, tuple[_Request, list[int]]] = {}
     for item in batch:
-        log = item.request.stages
-        if log is not None and not item.request.abandoned:
-            share = shares.setdefault(id(item.request), (log, [0, 0]))[1]
+        if item.request.stages is not None and not item.request.abandoned:
+            share = shares.setdefault(id(item.request), (item.request, [0, 0]))[1]
             share[0] += 1
             share[1] += len(item.ids)
     tokens = sum(len(item.ids) for item in batch)
     requests = len({id(item.request) for item in batch})
-    for log, (inputs, own_tokens) in shares.values():
-        log.add(
+    for request, (inputs, own_tokens) in shares.values():
+        assert request.stages is not None
+        request.stages.add(
             "decode",
-            end - seconds,
+            max(end - seconds, request.enqueued),
             end,
             batch_size=len(batch),
             batch_tokens=tokens,

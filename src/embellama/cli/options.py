@@ -395,6 +395,7 @@ TRACING_OPTIONS = (
         "and OTEL_TRACES_SAMPLER variables apply; credentials go in "
         "OTEL_EXPORTER_OTLP_HEADERS.",
         parse=_otlp_url,
+        secret=True,  # a refused value (a URL with a password) is not repeated
         restart=True,
         default_text="none: tracing is off and costs nothing",
     ),
