@@ -239,6 +239,23 @@ def test_aliases_and_other_routes_name_their_route(
     assert root.attributes["http.route"] == "/v1/models/{model_id:path}"
 
 
+def test_tokenize_is_a_tokenize_span_and_an_encode(
+    server: ServerProcess, receiver: OtlpReceiver
+) -> None:
+    header, trace_id, _ = _traceparent()
+    answer = httpx.post(
+        server.url + "/tokenize",
+        json={"model": "minilm", "content": "count these tokens"},
+        headers={**AUTH, "traceparent": header},
+    )
+    assert answer.status_code == 200, answer.text
+    spans = receiver.wait_for(_complete(trace_id, {"POST /tokenize", "tokenize", "encode"}))
+    spans = [s for s in spans if s.trace_id == trace_id]
+    children = _children(spans, _root(spans))
+    assert set(children) == {"tokenize", "encode"}
+    assert children["tokenize"][0].attributes["embellama.tokens"] == len(answer.json()["tokens"])
+
+
 def test_no_input_text_reaches_the_collector(server: ServerProcess, receiver: OtlpReceiver) -> None:
     """The texts of embeddings and tokenize requests appear nowhere in what is exported,
     nor does the API key."""
