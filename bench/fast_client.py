@@ -88,18 +88,18 @@ async def _exchange(
     return fields
 
 
-def post_all(url: str, bodies: Iterable[bytes], concurrency: int) -> Run:
-    """POST every body (in order, over `concurrency` connections); wall time included."""
+def post_all(
+    url: str, bodies: Iterable[bytes], concurrency: int, path: str = "/v1/embeddings"
+) -> Run:
+    """POST every body to `path` (in order, over `concurrency` connections); wall time
+    included."""
     host, port = url.removeprefix("http://").split("/")[0].split(":")
     queue = deque(bodies)
     run = Run()
 
     async def scenario() -> None:
         await asyncio.gather(
-            *(
-                _connection(host, int(port), "/v1/embeddings", queue, run)
-                for _ in range(concurrency)
-            )
+            *(_connection(host, int(port), path, queue, run) for _ in range(concurrency))
         )
 
     started = time.perf_counter()

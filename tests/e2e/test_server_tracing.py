@@ -233,6 +233,17 @@ def test_aliases_and_other_routes_name_their_route(
     root = _root(receiver.trace(trace_id, 1))
     assert (root.name, root.attributes["http.route"]) == ("POST /embeddings", "/embeddings")
 
+    header, trace_id, _ = _traceparent()  # another API's route: the same stages
+    ollama = httpx.post(
+        server.url + "/api/embed",
+        json={"model": "minilm", "input": f"ollama {secrets.token_hex(4)}"},
+        headers={**AUTH, "traceparent": header},
+    )
+    assert ollama.status_code == 200, ollama.text
+    names = {"POST /api/embed", "tokenize", "cache lookup", "queue wait", "decode", "encode"}
+    spans = [s for s in receiver.wait_for(_complete(trace_id, names)) if s.trace_id == trace_id]
+    assert _root(spans).attributes["http.route"] == "/api/embed"
+
     header, trace_id, _ = _traceparent()
     assert httpx.get(server.url + "/v1/models/minilm", headers={**AUTH, "traceparent": header})
     root = _root(receiver.trace(trace_id, 1))

@@ -23,12 +23,14 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embellama.errors import EmbellamaError
-from embellama.server.endpoints import ENDPOINTS
+from embellama.server.endpoints import ENDPOINTS, error_shapes
 from embellama.server.errors import (
     ApiError,
     error_response,
     handle_domain_error,
     rejection_reason,
+    shape_of,
+    shaped_error,
 )
 from embellama.server.middleware import RequestContextMiddleware
 from embellama.server.openapi import openapi_json
@@ -54,7 +56,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
     message = f"{request.method} {request.url.path}: {exc.detail}"
     return error_response(
-        ApiError(exc.status_code, message, code=kind, headers=dict(exc.headers or {}))
+        ApiError(exc.status_code, message, code=kind, headers=dict(exc.headers or {})),
+        shape_of(request.scope),
     )
 
 
@@ -151,9 +154,9 @@ def create_app(state: ServerState, tracing: Tracing | None = None) -> Starlette:
             if tracing is not None:  # after the drain: its requests' spans go out too
                 await tracing.close()
 
-    def reject(error: ApiError) -> Response:
+    def reject(error: ApiError) -> ASGIApp:
         state.metrics.rejected.labels(rejection_reason(error)).inc()
-        return error_response(error)
+        return shaped_error(error)
 
     def access() -> AccessControl:
         return state.access  # looked up per request: a reload may replace it
@@ -171,7 +174,7 @@ def create_app(state: ServerState, tracing: Tracing | None = None) -> Starlette:
     app.state.openapi = openapi_json()
     # Added last = outermost: every response, 401s included, gets a request id and a log line.
     app.add_middleware(SecurityMiddleware, control=access, reject=reject)
-    app.add_middleware(RequestContextMiddleware, metrics=state.metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=state.metrics, shapes=error_shapes())
     if tracing is not None:  # outside the request id: its span sees every answer, 500s too
         app.add_middleware(tracing.middleware)
     app.add_middleware(_QuietStartFailure)

@@ -1,6 +1,7 @@
 """Every route once: path (and aliases), method, handler, the wire declarations it reads
-and answers, the errors it may answer, and who may call it. The app's Starlette routes
-and the OpenAPI document's paths are both built from this table."""
+and answers, the errors it may answer (and in which API's shape), and who may call it.
+The app's Starlette routes, the OpenAPI document's paths and the path -> error shape
+lookup are all built from this table."""
 
 from __future__ import annotations
 
@@ -10,12 +11,22 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 from starlette.responses import Response
 
+from embellama.server.errors import ErrorShape, ErrorShapes
 from embellama.server.routes import admin
 from embellama.server.routes.docs import docs, docs_asset, openapi
 from embellama.server.routes.embeddings import create_embeddings
 from embellama.server.routes.health import health, info, metrics, ready
 from embellama.server.routes.models import get_model, list_models
+from embellama.server.routes.ollama import (
+    ollama_api_version,
+    ollama_embed,
+    ollama_embeddings,
+    ollama_ps,
+    ollama_show_model,
+    ollama_tags,
+)
 from embellama.server.routes.rerank import rerank
+from embellama.server.routes.tei import tei_embed, tei_embed_all, tei_rerank, tei_root
 from embellama.server.routes.tokens import detokenize, tokenize
 from embellama.server.wire.admin import (
     CacheCleared,
@@ -33,7 +44,19 @@ from embellama.server.wire.base import WireModel
 from embellama.server.wire.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from embellama.server.wire.health import Health, Info, Ready
 from embellama.server.wire.models import ModelCard, ModelList
+from embellama.server.wire.ollama import (
+    OllamaEmbeddingsRequest,
+    OllamaEmbeddingsResponse,
+    OllamaEmbedRequest,
+    OllamaEmbedResponse,
+    OllamaRunningList,
+    OllamaShowRequest,
+    OllamaShowResponse,
+    OllamaTags,
+    OllamaVersion,
+)
 from embellama.server.wire.rerank import RerankRequest, RerankResponse
+from embellama.server.wire.tei import TeiEmbedAllRequest, TeiEmbedRequest, TeiRank
 from embellama.server.wire.tokens import (
     TOKENS_413,
     DetokenizeRequest,
@@ -42,7 +65,7 @@ from embellama.server.wire.tokens import (
     TokenizeResponse,
 )
 
-__all__ = ["ENDPOINTS", "Endpoint"]
+__all__ = ["ENDPOINTS", "Endpoint", "error_shapes"]
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -70,6 +93,10 @@ class Endpoint:
     # Other non-error answers: status -> (description, declaration).
     also: Mapping[int, tuple[str, object]] = field(default_factory=dict)
     error_text: Mapping[int, str] = field(default_factory=dict)
+    # The error body of this route's API; `body_shapes`: others a request's body may
+    # choose (TEI's `texts` on /rerank), which the route sets (errors.set_error_shape).
+    error_shape: ErrorShape = ErrorShape.OPENAI
+    body_shapes: tuple[ErrorShape, ...] = ()
 
 
 def _admin(
@@ -85,7 +112,29 @@ def _admin(
     )
 
 
-_RERANK_PATHS = ("/v1/rerank", "/rerank", "/v1/reranking", "/reranking", "/v2/rerank")
+_OLLAMA = ErrorShape.OLLAMA
+_OLLAMA_READ = (401, 429, 500)
+
+
+def _ollama(
+    path: str,
+    method: str,
+    handler: Handler,
+    summary: str,
+    response: object,
+    request: type[WireModel] | None = None,
+    errors: tuple[int, ...] = _OLLAMA_READ,
+) -> Endpoint:
+    return Endpoint(
+        ("/api/" + path,), method, handler, summary, request, response, errors, error_shape=_OLLAMA
+    )
+
+
+# /rerank is TEI's path too: its own entry answers by body (routes/tei.py).
+_RERANK_PATHS = ("/v1/rerank", "/v1/reranking", "/reranking", "/v2/rerank")
+
+_TEI = ErrorShape.TEI
+_TEI_WORK = (400, 401, 404, 413, 422, 429, 499, 500, 503, 504)
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
@@ -108,6 +157,48 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         _WORK,
     ),
     Endpoint(
+        ("/rerank",),
+        "POST",
+        tei_rerank,
+        "Rerank: TEI's answer `[{index, score, text?}]` for TEI's body (`query` + `texts`), "
+        "the Cohere/Jina answer for `documents`",
+        RerankRequest,
+        RerankResponse | list[TeiRank],
+        _TEI_WORK,
+        body_shapes=(_TEI,),
+    ),
+    Endpoint(
+        ("/embed",),
+        "POST",
+        tei_embed,
+        "Embed (TEI's API): one vector per input, `[[...]]`",
+        TeiEmbedRequest,
+        list[list[float]],
+        _TEI_WORK,
+        error_shape=_TEI,
+        headers=("x-tokens", "x-truncated"),
+    ),
+    Endpoint(
+        ("/embed_all",),
+        "POST",
+        tei_embed_all,
+        "Every token's vector (TEI's API), `[[[...]]]`",
+        TeiEmbedAllRequest,
+        list[list[list[float]]],
+        _TEI_WORK,
+        error_shape=_TEI,
+    ),
+    Endpoint(
+        ("/",),
+        "POST",
+        tei_root,
+        "TEI's root route: rerank for `query` + `texts`, else embed `inputs`",
+        TeiEmbedRequest,
+        list[list[float]] | list[TeiRank],
+        _TEI_WORK,
+        error_shape=_TEI,
+    ),
+    Endpoint(
         ("/tokenize",),
         "POST",
         tokenize,
@@ -127,6 +218,36 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         (*_COMMON, 404),
         error_text={413: TOKENS_413},
     ),
+    _ollama(
+        "embed",
+        "POST",
+        ollama_embed,
+        "Embed texts (Ollama's API; `truncate` defaults to true, vectors L2-normalized)",
+        OllamaEmbedResponse,
+        OllamaEmbedRequest,
+        _WORK,
+    ),
+    _ollama(
+        "embeddings",
+        "POST",
+        ollama_embeddings,
+        "Embed one prompt (Ollama's legacy API)",
+        OllamaEmbeddingsResponse,
+        OllamaEmbeddingsRequest,
+        _WORK,
+    ),
+    _ollama("tags", "GET", ollama_tags, "Served models, Ollama-style", OllamaTags),
+    _ollama(
+        "show",
+        "POST",
+        ollama_show_model,
+        "One model's facts, Ollama-style",
+        OllamaShowResponse,
+        OllamaShowRequest,
+        (*_COMMON, 404),
+    ),
+    _ollama("ps", "GET", ollama_ps, "Loaded models, Ollama-style", OllamaRunningList),
+    _ollama("version", "GET", ollama_api_version, "The Ollama API version served", OllamaVersion),
     Endpoint(
         ("/v1/models",),
         "GET",
@@ -232,3 +353,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ModelUnloaded,
     ),
 )
+
+
+# Ollama's API lives under /api/: an unknown path or method there answers its shape too.
+_SHAPE_PREFIXES = (("/api/", ErrorShape.OLLAMA),)
+
+
+def error_shapes() -> ErrorShapes:
+    """Each path's error shape, from the table (aliases included)."""
+    pairs = [(path, e.error_shape) for e in ENDPOINTS for path in e.paths]
+    return ErrorShapes(pairs, _SHAPE_PREFIXES)

@@ -1,27 +1,41 @@
-"""One table from domain errors to HTTP statuses, in OpenAI's error shape.
+"""One table from domain errors to HTTP statuses, rendered in each route family's shape.
 
 Routes never catch: they raise domain errors (or `ApiError` for HTTP-only faults) and
-the handlers registered here answer `{"error": {"message", "type", "param", "code"}}`.
+the handlers registered here answer in the shape of the API the path belongs to:
+OpenAI's `{"error": {"message", "type", "param", "code"}}` (the default), Ollama's
+`{"error": "..."}`, or TEI's `{"error": "...", "error_type": "..."}` with TEI's 413/422.
+The shape is chosen once per request from its path (`ErrorShapes`, built from the route
+table) and kept in the scope, where a route that tells APIs apart by body may change it.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from embellama import errors
-from embellama.server.wire.errors import Error
+from embellama.server.wire.errors import Error, OllamaError, TeiError, TeiErrorType
 
 __all__ = [
     "ApiError",
+    "ErrorShape",
+    "ErrorShapes",
     "error_response",
     "handle_domain_error",
     "rejection_reason",
+    "set_error_shape",
+    "shape_of",
+    "shaped_error",
 ]
 
 _log = logging.getLogger("embellama.server")
@@ -112,7 +126,94 @@ def _count(request: Request, error: ApiError) -> None:
         state.metrics.rejected.labels(rejection_reason(error)).inc()
 
 
-def error_response(error: ApiError) -> Response:
+class ErrorShape(enum.StrEnum):
+    """Which API's error body a route answers with."""
+
+    OPENAI = "openai"
+    OLLAMA = "ollama"
+    TEI = "tei"
+
+
+_SHAPE_KEY = "error_shape"
+
+
+class ErrorShapes:
+    """The error shape of a request path: exact paths, Starlette path templates and
+    prefixes (an unknown path under Ollama's `/api/`), OpenAI's anywhere else."""
+
+    def __init__(
+        self,
+        paths: Iterable[tuple[str, ErrorShape]],
+        prefixes: Iterable[tuple[str, ErrorShape]] = (),
+    ) -> None:
+        self._exact: dict[str, ErrorShape] = {}
+        self._templates: list[tuple[re.Pattern[str], ErrorShape]] = []
+        for path, shape in paths:
+            if shape is ErrorShape.OPENAI:
+                continue
+            if "{" in path:
+                self._templates.append((compile_path(path)[0], shape))
+            else:
+                self._exact[path] = shape
+        self._prefixes = tuple(prefixes)
+
+    def of(self, path: str) -> ErrorShape:
+        found = self._exact.get(path)
+        if found is not None:
+            return found
+        for pattern, shape in self._templates:
+            if pattern.match(path):
+                return shape
+        for prefix, shape in self._prefixes:
+            if path.startswith(prefix):
+                return shape
+        return ErrorShape.OPENAI
+
+
+def set_error_shape(scope: Scope, shape: ErrorShape) -> None:
+    """Answer this request's errors in `shape` (a route that tells APIs apart by body)."""
+    scope.setdefault("state", {})[_SHAPE_KEY] = shape
+
+
+def shape_of(scope: Scope) -> ErrorShape:
+    shape: ErrorShape = scope.get("state", {}).get(_SHAPE_KEY, ErrorShape.OPENAI)
+    return shape
+
+
+# TEI answers its input-validation errors 413 (too many inputs, an input too long) and a
+# body it cannot read 422; an empty input is its own type at 400.
+_TEI_413 = frozenset(
+    {
+        "request_too_large",
+        "context_length_exceeded",
+        "too_many_inputs",
+        "too_many_tokens",
+        "too_many_values",
+    }
+)
+
+
+def _tei(error: ApiError) -> tuple[int, TeiError]:
+    status = error.status
+    kind: TeiErrorType = "Validation"
+    if status == 400 and error.code == "empty_input":
+        kind = "Empty"
+    elif status in (400, 413):
+        status = 413 if status == 413 or error.code in _TEI_413 else 422
+    elif status == 429:
+        kind = "Overloaded"
+    elif status == 503:
+        kind = "Unhealthy"
+    elif status >= 500 or status == 499:
+        kind = "Backend"
+    return status, {"error": error.message, "error_type": kind}
+
+
+def _body(error: ApiError, shape: ErrorShape) -> tuple[int, Error | OllamaError | TeiError]:
+    if shape is ErrorShape.OLLAMA:
+        return error.status, {"error": error.message}
+    if shape is ErrorShape.TEI:
+        return _tei(error)
     body: Error = {
         "error": {
             "message": error.message,
@@ -121,7 +222,22 @@ def error_response(error: ApiError) -> Response:
             "code": error.code,
         }
     }
-    return Response(orjson.dumps(body), error.status, error.headers, "application/json")
+    return error.status, body
+
+
+def error_response(error: ApiError, shape: ErrorShape = ErrorShape.OPENAI) -> Response:
+    status, body = _body(error, shape)
+    return Response(orjson.dumps(body), status, error.headers, "application/json")
+
+
+def shaped_error(error: ApiError) -> ASGIApp:
+    """`error` as an ASGI app that answers in the shape of the request it is sent to (for
+    the middlewares, which answer before any route ran)."""
+
+    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+        await error_response(error, shape_of(scope))(scope, receive, send)
+
+    return answer
 
 
 async def handle_domain_error(request: Request, exc: Exception) -> Response:
@@ -137,4 +253,4 @@ async def handle_domain_error(request: Request, exc: Exception) -> Response:
             # The log has it; the client gets the id to quote.
             api.message = f"internal server error (request id {_request_id(request)})"
     _count(request, api)
-    return error_response(api)
+    return error_response(api, shape_of(request.scope))

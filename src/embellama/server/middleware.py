@@ -1,4 +1,5 @@
-"""ASGI middleware: a request id on every response, and one access-log line per request.
+"""ASGI middleware: a request id on every response, one access-log line per request, and
+the error shape of the request's path, chosen before anything can refuse it.
 
 Pure ASGI (not BaseHTTPMiddleware) so it adds no task or buffering per request. The
 log line carries ids, sizes and timings, never input text or credentials. It is also
@@ -16,8 +17,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from embellama.server.errors import ApiError, error_response
+from embellama.server.errors import ApiError, ErrorShapes, set_error_shape, shaped_error
 from embellama.server.metrics import Metrics
+from embellama.server.security import routed_path
 
 __all__ = ["RequestContextMiddleware"]
 
@@ -28,9 +30,10 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, shapes: ErrorShapes | None = None) -> None:
         self.app = app
         self.metrics = metrics
+        self.shapes = shapes or ErrorShapes(())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -38,6 +41,7 @@ class RequestContextMiddleware:
             return
         request_id = _incoming_id(scope) or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        set_error_shape(scope, self.shapes.of(routed_path(scope)))
         started = time.perf_counter()
         status = 500
         status_sent = False
@@ -57,7 +61,7 @@ class RequestContextMiddleware:
             _errors.exception("unexpected error (request id %s)", request_id)
             if status_sent:
                 raise  # too late for an error response; the server closes the connection
-            await error_response(_INTERNAL)(scope, receive, send_with_id)
+            await shaped_error(_INTERNAL)(scope, receive, send_with_id)
         finally:
             extra: dict[str, Any] = scope["state"].get("access", {})
             seconds = time.perf_counter() - started

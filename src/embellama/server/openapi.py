@@ -16,7 +16,8 @@ from pydantic import TypeAdapter
 
 from embellama import __version__
 from embellama.server.endpoints import ENDPOINTS, Endpoint
-from embellama.server.wire.errors import Error
+from embellama.server.errors import ErrorShape
+from embellama.server.wire.errors import Error, OllamaError, TeiError
 
 __all__ = ["openapi_document", "openapi_json"]
 
@@ -31,11 +32,18 @@ _ERROR_TEXT = {
     403: "Forbidden (admin API off, or a path outside the models directory)",
     404: "Unknown model or route",
     413: "Body larger than the server's limit",
+    422: "TEI routes: a body TEI could not read (wrong field type); `error_type` "
+    "Validation. Too many or too long inputs are TEI's 413",
     429: "Queue full or rate limit reached; see Retry-After",
     499: "The client closed the connection",
     500: "Internal error (the request id is in x-request-id)",
     503: "No worker can run the work, or the server is draining",
     504: "The request did not finish within the request timeout",
+}
+_ERROR_BODIES: dict[ErrorShape, object] = {
+    ErrorShape.OPENAI: Error,
+    ErrorShape.OLLAMA: OllamaError,
+    ErrorShape.TEI: TeiError,
 }
 _SECURITY: dict[str, list[dict[str, list[str]]] | None] = {
     "key": None,
@@ -87,7 +95,7 @@ def _operation(endpoint: Endpoint, components: _Components) -> Schema:
             "content": _content(endpoint.media, components.ref(shape)),
         }
     texts = {**_ERROR_TEXT, **endpoint.error_text}
-    error = components.ref(Error)
+    error = _error_schema(endpoint, components)
     for status in endpoint.errors:
         responses[str(status)] = {
             "description": texts[status],
@@ -109,6 +117,13 @@ def _operation(endpoint: Endpoint, components: _Components) -> Schema:
             for name in names
         ]
     return operation
+
+
+def _error_schema(endpoint: Endpoint, components: _Components) -> Schema:
+    """The route's error body; one of several where its request's body picks the API."""
+    shapes = (endpoint.error_shape, *endpoint.body_shapes)
+    refs = [components.ref(_ERROR_BODIES[shape]) for shape in shapes]
+    return refs[0] if len(refs) == 1 else {"oneOf": refs}
 
 
 def openapi_document() -> dict[str, Any]:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from embellama.config import Truncation
 from embellama.pipeline import ServedModel
 from embellama.server.state import ServerState
+from embellama.server.tei import tei_info
 from embellama.server.wire.admin import AdminModel, ConfigView, WorkerRow
 from embellama.server.wire.health import Info, InfoModel, Ready, ReadyModel
 from embellama.server.wire.models import ModelCard
@@ -32,6 +33,7 @@ def info_view(state: ServerState, client: str | None) -> Info:
         "models": [_info_model(service) for service in state.services],
         "failed_models": state.failed,
         "cache": state.engine.cache.describe() if state.engine.cache else None,
+        **tei_info(state),
     }
 
 

@@ -7,6 +7,8 @@ from typing import Annotated, Literal, NotRequired
 from pydantic import Field
 from typing_extensions import TypedDict
 
+from embellama.server.wire.tei import TeiInfo
+
 __all__ = ["Health", "Info", "InfoModel", "Ready", "ReadyModel"]
 
 
@@ -62,8 +64,8 @@ class InfoModel(TypedDict):
     prompts: dict[str, object] | None
 
 
-class Info(TypedDict):
-    """Every per-request limit; README: Limits."""
+class Info(TeiInfo):
+    """Every per-request limit (README: Limits), beside TEI's keys (for the first model)."""
 
     max_inputs_per_request: int
     max_body_bytes: int
