@@ -12,6 +12,7 @@ Closing answers every caller: queued and running work fails with `EngineClosedEr
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
@@ -41,6 +42,7 @@ from embellama.options import (
 from embellama.pipeline import ServedModel
 from embellama.registry import ModelRegistry
 from embellama.results import EmbeddingResult, RerankResult
+from embellama.stages import current
 from embellama.vectors import Matrix
 
 __all__ = ["AsyncEmbeddingEngine", "EmbeddingEngine"]
@@ -302,13 +304,16 @@ class AsyncEmbeddingEngine:
         tokenizer = self._tokenizer(model)
         if not text:
             return np.zeros(0, np.int32)
-        return await asyncio.to_thread(
+        started = time.perf_counter()
+        ids = await asyncio.to_thread(
             tokenizer.encode_text,
             text,
             add_special=add_special,
             parse_special=parse_special,
             max_tokens=max_tokens,
         )
+        _note_tokenize(started, len(ids))
+        return ids
 
     async def detokenize(
         self, tokens: Sequence[int] | npt.NDArray[np.integer], model: str | None = None
@@ -348,13 +353,16 @@ class AsyncEmbeddingEngine:
         """Ids and the piece of each distinct id, under one lease (one vocabulary); a
         response is built from it without one Python object per token."""
         tokenizer = self._tokenizer(model)
-        return await asyncio.to_thread(
+        started = time.perf_counter()
+        table = await asyncio.to_thread(
             tokenizer.encode_with_pieces,
             text,
             add_special=add_special,
             parse_special=parse_special,
             max_tokens=max_tokens,
         )
+        _note_tokenize(started, len(table.ids))
+        return table
 
     @overload
     async def count_tokens(  # type: ignore[overload-overlap]  # a str is a Sequence[str]
@@ -629,3 +637,12 @@ class EmbeddingEngine:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _note_tokenize(started: float, tokens: int) -> None:
+    """A traced tokenize call's one stage, and its end: what follows is encoding."""
+    log = current()
+    if log is not None:
+        now = time.perf_counter()
+        log.add("tokenize", started, now, inputs=1, tokens=tokens)
+        log.finished = now

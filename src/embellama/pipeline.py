@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -48,6 +48,7 @@ from embellama.model.tokenizer import Chunking, TokenizedInput
 from embellama.options import EmbedOptions, RerankOptions
 from embellama.prompts import Prompts, resolve_prompts
 from embellama.results import EmbeddingResult, RerankHit, RerankResult, Timings
+from embellama.stages import StageLog, current
 from embellama.vectors import Matrix, check_dimensions, finish, resolve_normalization
 
 __all__ = ["FileStamp", "ModelStats", "ServedModel"]
@@ -106,17 +107,26 @@ def _within_request_timeout(
     async def bounded(self: ServedModel, /, *args: P.args, **kwargs: P.kwargs) -> T:
         timeout = self.limits.request_timeout
         if timeout is None:
-            return await method(self, *args, **kwargs)
+            return _noting_return(await method(self, *args, **kwargs))
         scope = asyncio.timeout(timeout)
         try:
             async with scope:
-                return await method(self, *args, **kwargs)
+                return _noting_return(await method(self, *args, **kwargs))
         except TimeoutError:
             if not scope.expired():
                 raise
             raise RequestTimeoutError(f"the request did not finish within {timeout:g} s") from None
 
     return bounded
+
+
+def _noting_return(result: T) -> T:
+    """Mark when the pipeline handed its result back: what follows is the caller's
+    encoding (a traced request's `encode` stage)."""
+    log = current()
+    if log is not None:
+        log.finished = time.perf_counter()
+    return result
 
 
 class ServedModel:
@@ -288,8 +298,12 @@ class ServedModel:
             sequences.extend(windows)
             owners.extend([index] * len(windows))
         timings: list[Scheduled] = []
+        log = current()
+        computing: list[float] = []  # when the cache asked for its misses (traced only)
 
         async def compute(positions: list[int]) -> list[Matrix]:
+            if log is not None:
+                computing.append(time.perf_counter())
             subset = [sequences[i] for i in positions]
             scheduled = await self._schedule(subset, self.pooling, [owners[i] for i in positions])
             timings.append(scheduled)
@@ -298,8 +312,12 @@ class ServedModel:
         hits: list[bool] | None = None
         if self.cache is not None and options.use_cache:
             keys = [self.cache_tag.key(ids) for ids in sequences]
+            looked_up = time.perf_counter()
             lookup = await self.cache.resolve(keys, self.model.dimensions, compute)
             outputs, hits = lookup.vectors, lookup.hit
+            if log is not None:  # the lookup: until the misses went to be computed
+                end = computing[0] if computing else time.perf_counter()
+                log.add("cache", looked_up, end, cache_keys=len(keys), cache_hits=sum(hits))
         else:
             outputs = await compute(list(range(len(sequences))))
         finished = time.perf_counter()
@@ -346,6 +364,9 @@ class ServedModel:
             options.max_tokens_per_doc,
         )
         tokenized = time.perf_counter()
+        log = current()
+        if log is not None:
+            _note_tokenize(log, started, pairs)
         try:
             scheduled = await self._schedule([pair.ids for pair in pairs], Pooling.RANK)
         except PoisonInputError as exc:  # name the document, not an "input"
@@ -436,9 +457,14 @@ class ServedModel:
         # Everything that is tokenized counts: the prefix goes in front of every text.
         texts = sum(isinstance(item, str) for item in items)
         size = sum(len(item) for item in items) + len(prefix) * texts
-        return await self._off_loop_if_large(
+        started = time.perf_counter()
+        prepared: list[TokenizedInput] = await self._off_loop_if_large(
             size, self.model.tokenizer.prepare, items, truncate, prefix, chunking
         )
+        log = current()
+        if log is not None:
+            _note_tokenize(log, started, prepared)
+        return prepared
 
     @staticmethod
     async def _off_loop_if_large(size: int, function: Callable[..., T], *args: Any) -> T:
@@ -461,6 +487,18 @@ class ServedModel:
             index = positions[exc.index]
             message = str(exc).replace(f"input[{exc.index}]", f"input[{index}]", 1)
             raise PoisonInputError(message, index=index) from None
+
+
+def _note_tokenize(log: StageLog, started: float, prepared: Sequence[TokenizedInput]) -> None:
+    """Counts only: a traced request's spans never carry its text."""
+    log.add(
+        "tokenize",
+        started,
+        time.perf_counter(),
+        inputs=len(prepared),
+        tokens=sum(len(item.ids) for item in prepared),
+        truncated=sum(item.truncated for item in prepared),
+    )
 
 
 def _sigmoid(logit: float) -> float:

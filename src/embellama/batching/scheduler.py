@@ -37,6 +37,7 @@ from embellama.errors import (
     WorkerCrashedError,
 )
 from embellama.model.native import TokenIds
+from embellama.stages import StageLog, current
 
 __all__ = ["PoisonMemory", "Scheduled", "Scheduler"]
 
@@ -101,6 +102,8 @@ class _Request:
     remaining: int
     first_started: float | None = None
     inference_seconds: float = 0.0
+    # Where a traced request notes its queue wait and the decodes it took part in.
+    stages: StageLog | None = None
 
     @property
     def abandoned(self) -> bool:
@@ -149,6 +152,7 @@ class Scheduler:
         # Called with the token count of each input of every batch handed to a backend.
         self.batch_observer: Callable[[list[int]], None] | None = None
         self._requests: set[_Request] = set()  # queued or running: what `close` fails
+        self._traced = 0  # of those, how many note their stages: none, no per-batch work
         self._closed: Callable[[], ServiceError] | None = None
 
     @property
@@ -212,6 +216,7 @@ class Scheduler:
             enqueued=time.perf_counter(),
             outputs=[None] * len(sequences),
             remaining=len(sequences),
+            stages=current(),
         )
         lane = self._lanes.small if tokens <= SMALL_REQUEST_TOKENS else self._lanes.bulk
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
@@ -219,14 +224,21 @@ class Scheduler:
         self._queued_requests += 1
         self._queued_tokens += tokens
         self._requests.add(request)
+        self._traced += request.stages is not None
         self._wakeup.set()
         try:
             await self._wait(request)
         finally:
             self._requests.discard(request)
+            self._traced -= request.stages is not None
             self._queued_requests -= 1
             self._queued_tokens -= tokens
         started = request.first_started or request.enqueued
+        if request.stages is not None:
+            queued = max(started, request.enqueued)  # its first decode's estimated start
+            request.stages.add(
+                "queue", request.enqueued, queued, inputs=len(sequences), tokens=tokens
+            )
         return Scheduled(
             outputs=request.outputs,  # type: ignore[arg-type]
             queue_seconds=started - request.enqueued,
@@ -278,6 +290,8 @@ class Scheduler:
         finally:
             self._busy[id(runner)] -= 1
             self._wakeup.set()  # a lane waiting for a full batch may now take a partial one
+        if self._traced:
+            _note_decode(batch, done.inference_seconds, done.threads)
         self._deliver(batch, done.vectors, done.inference_seconds)
 
     async def _take_batch(self, runner: Runner) -> list[_Item]:
@@ -393,3 +407,33 @@ class Scheduler:
         """Put a batch that was cut off (its lane cancelled) back at the front, unchanged."""
         self._lanes.small.extendleft(reversed(batch))
         self._wakeup.set()
+
+
+def _note_decode(batch: list[_Item], seconds: float, threads: int) -> None:
+    """A decode in the log of each traced request it served: the batch's size and
+    tokens, this request's share, and how long the worker measured it ran, placed to
+    end when its reply arrived (late by the reply's trip back), never before the
+    request was queued."""
+    end = time.perf_counter()
+    shares: dict[int, tuple[_Request, list[int]]] = {}
+    for item in batch:
+        if item.request.stages is not None and not item.request.abandoned:
+            share = shares.setdefault(id(item.request), (item.request, [0, 0]))[1]
+            share[0] += 1
+            share[1] += len(item.ids)
+    tokens = sum(len(item.ids) for item in batch)
+    requests = len({id(item.request) for item in batch})
+    for request, (inputs, own_tokens) in shares.values():
+        assert request.stages is not None
+        request.stages.add(
+            "decode",
+            max(end - seconds, request.enqueued),
+            end,
+            batch_size=len(batch),
+            batch_tokens=tokens,
+            batch_requests=requests,
+            inputs=inputs,
+            tokens=own_tokens,
+            decode_threads=threads,
+            pooling=batch[0].pooling.value,
+        )

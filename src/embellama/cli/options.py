@@ -34,6 +34,7 @@ __all__ = [
     "MODEL_OPTIONS",
     "SERVER_OPTIONS",
     "SERVING_MAX_BATCH_TOKENS",
+    "TRACING_OPTIONS",
     "Option",
     "add_options",
     "cache_from",
@@ -386,6 +387,52 @@ CACHE_OPTIONS = (
     ),
 )
 
+
+def _otlp_url(text: str) -> str:
+    """A collector's http(s) URL; credentials belong in OTEL_EXPORTER_OTLP_HEADERS, not
+    in a URL that /info and the logs show."""
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(text)
+        url.port  # noqa: B018  # raises on a port that is not a number or out of range
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a valid URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise argparse.ArgumentTypeError("expected http://host:port or https://host:port")
+    if url.username is not None or url.password is not None:
+        raise argparse.ArgumentTypeError(
+            "put collector credentials in OTEL_EXPORTER_OTLP_HEADERS, not in the URL"
+        )
+    if url.query or url.fragment:
+        raise argparse.ArgumentTypeError("expected a URL without a query or fragment")
+    return text
+
+
+TRACING_OPTIONS = (
+    Option(
+        "otlp-endpoint",
+        "OpenTelemetry collector (OTLP/HTTP, protobuf) to send a trace span per request "
+        "to, with children for tokenize, cache lookup, queue wait, decode and encode; "
+        "e.g. http://127.0.0.1:4318 (spans go to its /v1/traces). Needs the `otel` extra "
+        "(pip install 'embellama[otel]'). Spans are batched on a thread: a slow or "
+        "unreachable collector loses spans and never delays a request. The SDK's OTEL_BSP_* "
+        "and OTEL_TRACES_SAMPLER variables apply; credentials go in "
+        "OTEL_EXPORTER_OTLP_HEADERS.",
+        parse=_otlp_url,
+        secret=True,  # a refused value (a URL with a password) is not repeated
+        restart=True,
+        default_text="none: tracing is off and costs nothing",
+    ),
+    Option(
+        "otlp-service-name",
+        "`service.name` of this server's spans, as the trace viewer lists it.",
+        parse=_not_empty,
+        restart=True,
+        default_text="OTEL_SERVICE_NAME, else embellama",
+    ),
+)
+
 SERVER_OPTIONS = (
     Option(
         "config",
@@ -451,6 +498,7 @@ SERVER_OPTIONS = (
         parse=_positive_float,
     ),
     *CACHE_OPTIONS,
+    *TRACING_OPTIONS,
     Option(
         "request-timeout",
         "Seconds a request may take before 504; its queued work is dropped.",

@@ -28,12 +28,14 @@ from embellama.cli.plan import (
 )
 from embellama.config import ModelSpec
 from embellama.default_model import embellama_home
+from embellama.errors import ConfigError
 from embellama.model.gguf import read_gguf_info
 from embellama.model.loaded import LoadedModel
 from embellama.model.memory import fit_context
 
 if TYPE_CHECKING:
     from embellama.server.state import ServerState
+    from embellama.server.tracing import Tracing
 
 _log = logging.getLogger("embellama.server")
 
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
     state, server = build_state(args)
     config = uvicorn.Config(
-        create_app(state),
+        create_app(state, tracing=tracing_from(server)),
         host=server["host"],
         port=server["port"],
         log_config=None,
@@ -167,6 +169,23 @@ def build_state(args: argparse.Namespace) -> tuple[ServerState, dict[str, Any]]:
         source=(lambda: deployment(load_plan(args, config_path))) if config_path else None,
     )
     return state, server
+
+
+def tracing_from(server: dict[str, Any]) -> Tracing | None:
+    """The server's tracer when --otlp-endpoint is set; None (nothing imported, no
+    middleware) when it is not."""
+    endpoint = server["otlp_endpoint"]
+    if endpoint is None:
+        return None
+    try:
+        from embellama.server.tracing import Tracing
+    except ImportError as exc:
+        raise ConfigError(
+            f"--otlp-endpoint needs OpenTelemetry ({exc.name} is missing): "
+            "pip install 'embellama[otel]'"
+        ) from None
+    _log.info("tracing: spans go to %s", endpoint)
+    return Tracing(endpoint, server["otlp_service_name"])
 
 
 def parse_serve_args(argv: list[str]) -> argparse.Namespace:

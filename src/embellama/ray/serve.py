@@ -35,12 +35,12 @@ _SWITCHES = frozenset(o.dest for o in (*SERVER_OPTIONS, *MODEL_OPTIONS) if o.swi
 
 def replica_app(flags: list[str]) -> ASGIApp:
     """The ASGI app one replica runs, from `embellama serve` flags."""
-    from embellama.cli.serve import build_state, configure_logging, parse_serve_args
+    from embellama.cli.serve import build_state, configure_logging, parse_serve_args, tracing_from
     from embellama.server.app import create_app
 
     state, settings = build_state(parse_serve_args(flags))
     configure_logging(settings["log_level"], settings["log_format"])
-    return create_app(state)
+    return create_app(state, tracing=tracing_from(settings))
 
 
 def replica_flags(threads: int, options: dict[str, Any]) -> list[str]:

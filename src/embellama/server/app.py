@@ -12,6 +12,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -35,6 +36,9 @@ from embellama.server.middleware import RequestContextMiddleware
 from embellama.server.openapi import openapi_json
 from embellama.server.security import AccessControl, AdminGuard, SecurityMiddleware
 from embellama.server.state import ServerState
+
+if TYPE_CHECKING:
+    from embellama.server.tracing import Tracing
 
 __all__ = ["create_app"]
 
@@ -126,7 +130,9 @@ def _routes(guard: Middleware) -> list[BaseRoute]:
 _ADMIN = "/admin"
 
 
-def create_app(state: ServerState) -> Starlette:
+def create_app(state: ServerState, tracing: Tracing | None = None) -> Starlette:
+    """`tracing`: spans for every request (--otlp-endpoint); None adds nothing at all."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
@@ -145,6 +151,8 @@ def create_app(state: ServerState) -> Starlette:
             yield
         finally:
             await state.stop()
+            if tracing is not None:  # after the drain: its requests' spans go out too
+                await tracing.close()
 
     def reject(error: ApiError) -> ASGIApp:
         state.metrics.rejected.labels(rejection_reason(error)).inc()
@@ -167,5 +175,7 @@ def create_app(state: ServerState) -> Starlette:
     # Added last = outermost: every response, 401s included, gets a request id and a log line.
     app.add_middleware(SecurityMiddleware, control=access, reject=reject)
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics, shapes=error_shapes())
+    if tracing is not None:  # outside the request id: its span sees every answer, 500s too
+        app.add_middleware(tracing.middleware)
     app.add_middleware(_QuietStartFailure)
     return app
