@@ -139,19 +139,30 @@ def create_app(state: ServerState) -> Starlette:
             gc.freeze()
             if state.source is not None:
                 _reload_on_sighup(state)
+            # Recorded once serving: a log that cannot take it fails the start.
+            state.audit.event(None, "start", "ok", models=[s.name for s in state.services])
             yield
         finally:
             await state.stop()
+            state.audit.close([s.name for s in state.services])
 
-    def reject(error: ApiError) -> Response:
+    def reject(error: ApiError) -> ASGIApp:
         state.metrics.rejected.labels(rejection_reason(error)).inc()
-        return error_response(error)
+        response = error_response(error)
+
+        async def audited(scope: Scope, receive: Receive, send: Send) -> None:
+            state.audit.refused(scope, error.status, error.code)
+            await response(scope, receive, send)
+
+        return audited
 
     def access() -> AccessControl:
         return state.access  # looked up per request: a reload may replace it
 
     app = Starlette(
-        routes=_routes(Middleware(AdminGuard, control=access, reject=reject)),
+        routes=_routes(
+            Middleware(AdminGuard, control=access, reject=reject, audit=lambda: state.audit)
+        ),
         lifespan=lifespan,
         exception_handlers={
             EmbellamaError: handle_domain_error,
@@ -162,7 +173,12 @@ def create_app(state: ServerState) -> Starlette:
     app.state.embellama = state
     app.state.openapi = openapi_json()
     # Added last = outermost: every response, 401s included, gets a request id and a log line.
-    app.add_middleware(SecurityMiddleware, control=access, reject=reject)
+    app.add_middleware(
+        SecurityMiddleware,
+        control=access,
+        reject=reject,
+        limit=lambda: state.limits.max_body_bytes,
+    )
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics)
     app.add_middleware(_QuietStartFailure)
     return app
