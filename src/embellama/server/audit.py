@@ -104,8 +104,9 @@ class AuditLog:
     def __init__(self, sink: _Sink | None) -> None:
         self._sink = sink
         self._lock = threading.Lock()
-        # client -> (second of its last rate-limit record, refusals not yet written)
-        self._refusals: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        # client -> (when its last rate-limit record was written, refusals since, and
+        # the last refused request's fields)
+        self._refusals: OrderedDict[str, tuple[float, int, dict[str, Any]]] = OrderedDict()
 
     @classmethod
     def disabled(cls) -> AuditLog:
@@ -170,38 +171,35 @@ class AuditLog:
 
     def _rate_limited(self, scope: Scope) -> None:
         """At most one record per client per second; it counts the refusals since the
-        last one (this one included)."""
+        last one (this one included). Counts still pending are written at stop."""
         if self._sink is None:
             return
         who = _who(scope)
         client = str(who["key"] or who["client"])
         now = time.monotonic()
-        last, pending = self._refusals.pop(client, (-1.0, 0))
+        last, pending, _ = self._refusals.pop(client, (-1.0, 0, who))
         if last >= 0 and now - last < 1.0:
-            self._refusals[client] = (last, pending + 1)
+            self._refusals[client] = (last, pending + 1, who)
             return
-        self._refusals[client] = (now, 0)
+        self._refusals[client] = (now, 0, who)
         while len(self._refusals) > _MAX_COUNTED_CLIENTS:
-            evicted, (_, count) = self._refusals.popitem(last=False)
-            if count:
-                self.write({"key_or_client": evicted, "action": "rate_limit", "count": count})
-        self.event(scope, "rate_limit", "refused", "rate_limit_exceeded", count=pending + 1)
+            _, (_, count, seen) = self._refusals.popitem(last=False)
+            self._write_refusals(seen, count)
+        self._write_refusals(who, pending + 1)
+
+    def _write_refusals(self, who: Mapping[str, Any], count: int) -> None:
+        """`who` is the last refused request's: its id, address, key and route."""
+        if count:
+            entry = {**who, "action": "rate_limit", "outcome": "refused"}
+            self.write({**entry, "reason": "rate_limit_exceeded", "count": count})
 
     def close(self, models: list[str] | None = None) -> None:
         """Write the counts still pending and the stop record, and close the file."""
         if self._sink is None:
             return
         try:
-            for client, (_, count) in self._refusals.items():
-                if count:
-                    self.write(
-                        {
-                            "key_or_client": client,
-                            "action": "rate_limit",
-                            "outcome": "refused",
-                            "count": count,
-                        }
-                    )
+            for _, count, who in self._refusals.values():
+                self._write_refusals(who, count)
             self.event(None, "stop", "ok", models=models or [])
         except AuditUnavailableError:
             pass  # logged; stopping goes on
