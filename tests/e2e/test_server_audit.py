@@ -7,6 +7,7 @@ changes answer 503 and do not run, embeddings keep serving, and no torn line is 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -113,6 +114,12 @@ def test_every_admin_action_refusal_start_and_stop_is_recorded(
             time.sleep(1.2)
             for _ in range(3):
                 refused_rate += client.get("/v1/models").status_code == 429
+        _config(tmp_path, minilm_gguf, audit, "third-alias")
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while b"SIGHUP" not in audit.read_bytes():
+            assert time.monotonic() < deadline, "no record of the reload on SIGHUP"
+            time.sleep(0.1)
     records = _records(audit)
     for entry in records:
         assert set(entry) >= FIELDS, entry
@@ -128,6 +135,9 @@ def test_every_admin_action_refusal_start_and_stop_is_recorded(
     assert admin[0]["request_id"] and admin[0]["client"] == "127.0.0.1"
     reload = next(r for r in records if r["action"] == "reload" and r["outcome"] == "ok")
     assert reload["diff"]["restarted"] == ["minilm"], reload  # its alias changed
+    hup = next(r for r in records if r.get("trigger") == "SIGHUP")
+    assert hup["action"] == "reload" and hup["outcome"] == "ok"
+    assert hup["diff"]["restarted"] == ["minilm"]
     failed = next(r for r in records if r["action"] == "unload" and r["outcome"] == "failed")
     assert failed["reason"] == "model_not_found" and failed["status"] == 404
 

@@ -7,6 +7,7 @@ and stops the models with the server (lifespan), so shutdown drains before worke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -21,7 +22,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from embellama.errors import EmbellamaError
+from embellama.errors import AuditUnavailableError, EmbellamaError
+from embellama.server import audit
 from embellama.server.endpoints import ENDPOINTS
 from embellama.server.errors import (
     ApiError,
@@ -56,10 +58,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def _reload_on_signal(state: ServerState) -> None:
     async def reload() -> None:
+        before = audit.snapshot(state.services, state.deployment.settings)
         try:
             await state.reload()
         except Exception as exc:  # the old configuration keeps serving
             _log.error("reload on SIGHUP rejected, keeping the running configuration: %s", exc)
+            _record(state, "failed", str(exc)[:200])
+            return
+        after = audit.snapshot(state.services, state.deployment.settings)
+        _record(state, "ok", None, diff=audit.reload_diff(before, after))
 
     task = asyncio.ensure_future(reload())
     _pending.add(task)
@@ -67,6 +74,12 @@ def _reload_on_signal(state: ServerState) -> None:
 
 
 _pending: set[asyncio.Future[None]] = set()
+
+
+def _record(state: ServerState, outcome: str, reason: str | None, **details: object) -> None:
+    """A reload by signal has no one to answer: an unwritable log is logged (by `write`)."""
+    with contextlib.suppress(AuditUnavailableError):
+        state.audit.event(None, "reload", outcome, reason, trigger="SIGHUP", **details)
 
 
 def _reload_on_sighup(state: ServerState) -> None:
