@@ -224,6 +224,13 @@ def test_the_admin_api_needs_a_signature_too(signed: ServerProcess) -> None:
     _refused(unsigned)
     headers[SIGNATURE_HEADER] = sign(SERVER_SECRET, "POST", "/admin/undrain", b"")
     assert httpx.post(signed.url + "/admin/undrain", headers=headers).status_code == 200
+    headers[SIGNATURE_HEADER] = sign(SERVER_SECRET, "GET", "/admin/config", b"")
+    shown = httpx.get(signed.url + "/admin/config", headers=headers)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["server"]["signing_secret"].startswith("…")
+    for secret in (SERVER_SECRET, KEY_SECRET, USER_KEY, KEYED_KEY, ADMIN_KEY):
+        assert secret not in shown.text
+        assert secret not in signed.log()
 
 
 def test_a_signed_body_over_the_size_bound_is_413(signed: ServerProcess) -> None:

@@ -569,7 +569,6 @@ SERVER_OPTIONS = (
         "early. 100000 covers 166 signed requests a second over a 300 s window.",
         default=100_000,
         parse=_positive_int,
-        restart=True,
     ),
     Option(
         "audit-log",
