@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +21,7 @@ import orjson
 import pytest
 
 from embellama.signing import SIGNATURE_HEADER, HMACAuth, sign
-from tests.e2e.server import ServerProcess, serving
+from tests.e2e.server import ServerProcess, free_port, serving
 
 USER_KEY = "sk-sign-user-000000000001"  # signs with the server-wide secret
 KEYED_KEY = "sk-sign-keyed-00000000001"  # has its own secret
@@ -297,3 +300,69 @@ def test_hmac_matches_the_documented_construction() -> None:
     message = f"1700000000\nPOST\n{EMBED}\n{hashlib.sha256(body).hexdigest()}".encode()
     digest = hmac.new(SERVER_SECRET.encode(), message, hashlib.sha256).hexdigest()
     assert header == f"t=1700000000,v1={digest}"
+
+
+def _start_refused(args: list[str], env: dict[str, str]) -> str:
+    """The server exits 2 at start with one line on stderr."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EMBELLAMA_")}
+    home = os.environ.get("EMBELLAMA_HOME")
+    done = subprocess.run(
+        [sys.executable, "-m", "embellama", "serve", "--port", str(free_port()), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, **({"EMBELLAMA_HOME": home} if home else {}), **env},
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "file", "expected"),
+    [
+        (
+            ["--signing-secret", "short-secret"],
+            {},
+            None,
+            "argument --signing-secret: a secret is shorter than 16",
+        ),
+        (
+            [],
+            {"EMBELLAMA_SIGNING_SECRET": "has a space 0000000"},
+            None,
+            "invalid EMBELLAMA_SIGNING_SECRET: a secret contains a space",
+        ),
+        (
+            ["--signing-secret-file", "{file}"],
+            {},
+            "\n",
+            "--signing-secret-file {file}: the secret is empty",
+        ),
+        (
+            ["--require-signed-requests"],
+            {},
+            None,
+            "--require-signed-requests needs --signing-secret",
+        ),
+        (
+            ["--signing-secret", "a" * 20, "--signing-secret-file", "{file}"],
+            {},
+            "b" * 20,
+            "not both",
+        ),
+    ],
+    ids=["flag-short", "env-space", "file-empty", "required-without-secret", "both"],
+)
+def test_a_bad_or_missing_secret_fails_the_start_naming_its_source(
+    tmp_path: Path, args: list[str], env: dict[str, str], file: str | None, expected: str
+) -> None:
+    path = tmp_path / "secret"
+    if file is not None:
+        path.write_text(file)
+    line = _start_refused([a.replace("{file}", str(path)) for a in args], env)
+    assert expected.replace("{file}", str(path)) in line, line
+    for secret in ("short-secret", "has a space 0000000", "a" * 20, "b" * 20):
+        assert secret not in line
