@@ -94,3 +94,20 @@ def test_rate_limit_refusals_are_one_record_a_second_with_a_count(tmp_path: Path
 )
 def test_admin_paths_name_their_action(path: str, action: str) -> None:
     assert action_of(path) == action
+
+
+def test_only_refusals_of_the_caller_are_recorded_as_such(tmp_path: Path) -> None:
+    log = AuditLog.open(str(tmp_path / "audit.jsonl"))
+    scope = {
+        "type": "http",
+        "path": "/admin/models/m/load",
+        "method": "POST",
+        "client": ("10.0.0.9", 1),
+        "state": {"refusal": "unknown API key"},
+    }
+    log.refused(scope, 403, "path_not_allowed")  # an admin action that failed, not auth
+    log.refused(scope, 429, "queue_full")  # overload, not a rate limit
+    log.refused(scope, 401, "invalid_api_key")
+    log.close()
+    kept = [r for r in _lines(tmp_path) if r["action"] != "stop"]
+    assert [(r["action"], r["reason"]) for r in kept] == [("authenticate", "unknown API key")]

@@ -33,6 +33,9 @@ _log = logging.getLogger("embellama.server")
 # Clients whose suppressed rate-limit refusals are counted at once; beyond, the least
 # recently refused one's count is written out early.
 _MAX_COUNTED_CLIENTS = 10_000
+# Refusals of who the caller is (a 403 for a model path outside --models-dir is an
+# admin action that failed, recorded as such by the admin guard, not one of these).
+_AUTH_CODES = frozenset({"invalid_api_key", "admin_disabled", "invalid_signature"})
 _MAX_ROUTE = 256  # characters of a path kept in a record: a path is the client's text
 
 
@@ -158,7 +161,7 @@ class AuditLog:
         """A refused request, if it is one the log keeps: a key or signature refused, or
         a rate limit. The request is refused already: a failed write is logged only."""
         try:
-            if status in (401, 403) or code == "invalid_signature":
+            if code in _AUTH_CODES:
                 reason = scope.get("state", {}).get("refusal") or code
                 action = "verify_signature" if code == "invalid_signature" else "authenticate"
                 self.event(scope, action, "refused", reason, status=status)
