@@ -29,12 +29,14 @@ status codes in a single table.
         ├── EngineClosedError        a call on an engine after close()
         ├── ModelUnloadingError      the model is being unloaded or replaced
         ├── CacheUnavailableError    the shared cache (Redis) failed an operation it must do
+        ├── AuditUnavailableError    the audit log cannot be written; admin actions stop
         └── WorkerCrashedError       the worker process died with the work in flight
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuditUnavailableError",
     "CacheUnavailableError",
     "ConfigError",
     "DefaultModelNotPreparedError",
@@ -227,6 +229,11 @@ class ModelUnloadingError(ServiceError):
 class CacheUnavailableError(ServiceError):
     """Redis failed an operation whose caller must know (a clear). A lookup never
     raises this: there a failing Redis is a miss."""
+
+
+class AuditUnavailableError(ServiceError):
+    """The audit log could not be written (disk full, file gone): what it would have
+    recorded must not happen unrecorded."""
 
 
 class WorkerCrashedError(ServiceError):

@@ -5,7 +5,7 @@ would, against real `embellama serve` processes, so the docs cannot drift from t
 Substitutions, and nothing else: `127.0.0.1:8080` / `localhost:8080` become the port of the
 server the snippet talks to (a free loopback port, given to `embellama serve` as
 EMBELLAMA_PORT); the rewrites in SUBSTITUTIONS (each with its reason); `$KEY` is a
-generated 32-character key; the files the snippets name live in the working directory:
+generated 32-character key and `$SECRET` another (a signing secret); the files the snippets name live in the working directory:
 `model.gguf`, `MODEL.gguf`, `all-MiniLM-L6-v2.f16.gguf` and `models/bge-small-en-v1.5.f16.gguf`
 are the default MiniLM (`embellama models path`), `bge-reranker-v2-m3.gguf` a tiny
 XLM-RoBERTa cross-encoder, `in.jsonl`, `docs.jsonl` and `docs.parquet` small generated
@@ -59,6 +59,8 @@ SKIPPED = {
     "docker run -p 8080:8080 embellama ": "needs Docker",
     "docker run -p 8080:8080 -v": "needs Docker",
     "pip install embellama ": "installs from PyPI; this is the installed package",
+    "[[keys]]  # a key that must sign": "keys make the walk's unauthenticated /v1/models a "
+    "401; tests/e2e/test_server_signing.py serves this shape",
 }
 
 # The start of exactly one snippet's text -> (what its failure prints, why, who fixes it).
@@ -269,7 +271,8 @@ def walk(workdir: Path) -> Iterator[Walk]:
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     # A newcomer's shell sets no EMBELLAMA_* knob; only where the default model lives.
     clean = {k: v for k, v in os.environ.items() if not _is_knob(k)}
-    runner = Walk(workdir, {**clean, "PATH": path, "KEY": secrets.token_hex(16)})
+    env = {**clean, "PATH": path, "KEY": secrets.token_hex(16), "SECRET": secrets.token_hex(16)}
+    runner = Walk(workdir, env)
     try:
         yield runner
     finally:

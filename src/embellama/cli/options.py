@@ -168,6 +168,14 @@ def _key(text: str) -> str:
     return text
 
 
+def _secret(text: str) -> str:
+    """A signing secret: the key rules (16+ visible ASCII characters)."""
+    problem = key_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"a secret {problem}")
+    return text
+
+
 def _ttl_seconds(text: str) -> float:
     value = _positive_float(text)
     if value < 1:  # below a second Redis's EX would be 0, and every SET would fail
@@ -594,6 +602,70 @@ SERVER_OPTIONS = (
         default=False,
         parse=_boolean,
         switch=True,
+    ),
+    Option(
+        "require-signed-requests",
+        "Refuse (401 invalid_signature) any non-public request without a valid "
+        "x-embellama-signature: an HMAC-SHA256 over its time, method, path and body, "
+        "each accepted once (README: Signed requests). Needs --signing-secret, or a "
+        "signing_secret on every [[keys]] entry.",
+        default=False,
+        parse=_boolean,
+        switch=True,
+    ),
+    Option(
+        "signing-secret",
+        "The server-wide secret signatures are checked with (a [[keys]] entry's own "
+        "signing_secret takes its place for that key); at least 16 visible characters. "
+        "A signature that is sent is checked even when not required.",
+        parse=_secret,
+        secret=True,
+        default_text="none",
+    ),
+    Option(
+        "signing-secret-file",
+        "File holding the signing secret (one line), instead of --signing-secret.",
+        parse=Path,
+        default_text="none",
+    ),
+    Option(
+        "signature-window",
+        "Seconds a signature's timestamp may be from the server's clock, either way; "
+        "every signature is remembered this long so it is accepted once.",
+        default=300.0,
+        parse=_positive_float,
+    ),
+    Option(
+        "signature-replay-capacity",
+        "Signatures remembered at once (~200 bytes each); when full, new ones are refused "
+        "with 503 and Retry-After until the oldest leaves the window, never forgotten "
+        "early. 100000 covers 166 signed requests a second over a 300 s window.",
+        default=100_000,
+        parse=_positive_int,
+    ),
+    Option(
+        "audit-log",
+        "JSON-lines audit log: admin actions, refused keys and signatures, rate-limit "
+        "refusals (one a second per client, counted), start and stop. '-' is stderr. "
+        "Each record is written before the response; if it cannot be, admin actions "
+        "answer 503 (embeddings keep serving).",
+        restart=True,
+        default_text="none",
+    ),
+    Option(
+        "audit-log-max-bytes",
+        "Rotate the audit log before a record would take it past this size, e.g. 100MiB; "
+        "0 never rotates.",
+        default=100 * 1024 * 1024,
+        parse=_size,
+        restart=True,
+    ),
+    Option(
+        "audit-log-backups",
+        "Rotated audit logs kept (PATH.1 is the newest); the oldest beyond goes.",
+        default=5,
+        parse=_positive_int,
+        restart=True,
     ),
     Option(
         "log-level",

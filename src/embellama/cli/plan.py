@@ -55,7 +55,7 @@ from embellama.config import (
     with_versions,
 )
 from embellama.errors import ConfigError
-from embellama.server.security import RateLimits, key_problem, mask_key
+from embellama.server.security import RateLimits, SigningPolicy, key_problem, mask_key
 from embellama.server.state import ServerLimits
 
 __all__ = ["ServePlan", "load_plan", "masked_settings", "model_spec_from_fields"]
@@ -63,6 +63,13 @@ __all__ = ["ServePlan", "load_plan", "masked_settings", "model_spec_from_fields"
 _WORKERS = next(option for option in SERVER_OPTIONS if option.dest == "workers")
 _MODEL_KEYS = {option.file_key for option in (*MODEL_OPTIONS, _WORKERS)}
 _SERVER_KEYS = {option.file_key for option in SERVER_OPTIONS} - {"config"}
+_KEY_FIELDS = {
+    "key",
+    "requests_per_second",
+    "tokens_per_minute",
+    "signing_secret",
+    "require_signature",
+}
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,7 @@ class ServePlan:
     admin_keys: tuple[str, ...]
     rate_limits: RateLimits
     key_rate_limits: dict[str, RateLimits] = field(default_factory=dict)
+    signing: SigningPolicy = field(default_factory=SigningPolicy)
 
 
 def load_plan(args: argparse.Namespace, config_path: Path | None) -> ServePlan:
@@ -88,6 +96,7 @@ def load_plan(args: argparse.Namespace, config_path: Path | None) -> ServePlan:
     server = resolve(args, SERVER_OPTIONS, file_values=server_section, file_name=name)
     models = _versioned(_models(args, server, document.get("models", []), name, folder))
     keys, key_limits = _keys(server, document.get("keys", []), name)
+    signing = _signing(server, document.get("keys", []), name)
     return ServePlan(
         server=server,
         models=tuple(models),
@@ -101,6 +110,7 @@ def load_plan(args: argparse.Namespace, config_path: Path | None) -> ServePlan:
         admin_keys=tuple(server["admin_key"] or ()),
         rate_limits=RateLimits(server["rate_limit_rps"], server["rate_limit_tpm"]),
         key_rate_limits=key_limits,
+        signing=signing,
     )
 
 
@@ -277,6 +287,8 @@ def masked_settings(plan: ServePlan) -> dict[str, Any]:
     for key, value in plan.server.items():
         if key in ("api_key", "admin_key"):
             value = [mask_key(k) for k in value or ()]
+        elif key == "signing_secret" and value:
+            value = mask_key(value)
         elif key == "cache_url" and value and "@" in value:  # redis://user:password@host
             scheme, _, rest = value.partition("://")
             value = f"{scheme}://…@{rest.rsplit('@', 1)[1]}"
@@ -298,7 +310,7 @@ def _keys(
     limits: dict[str, RateLimits] = {}
     for index, entry in enumerate(entries):
         where = f"{name} [[keys]] #{index + 1}"
-        _check_keys(entry, {"key", "requests_per_second", "tokens_per_minute"}, where)
+        _check_keys(entry, _KEY_FIELDS, where)
         key = entry.get("key")
         if not isinstance(key, str):
             raise ConfigError(f"{where}: 'key' must be a string")
@@ -315,6 +327,62 @@ def _keys(
         if key not in keys:
             keys.append(key)
     return keys, limits
+
+
+def _signing(server: dict[str, Any], entries: list[Any], name: str) -> SigningPolicy:
+    """Who must sign with which secret: the server-wide one (flag, variable, file key or
+    --signing-secret-file) and each [[keys]] entry's own. `_keys` checked the entries."""
+    secret = server["signing_secret"]
+    if server["signing_secret_file"] is not None:
+        if secret is not None:
+            raise ConfigError("set --signing-secret or --signing-secret-file, not both")
+        secret = _secret_file(Path(server["signing_secret_file"]))
+    key_secrets: dict[str, str] = {}
+    required: set[str] = set()
+    for index, entry in enumerate(entries):
+        where = f"{name} [[keys]] #{index + 1}"
+        own, must = entry.get("signing_secret"), entry.get("require_signature", False)
+        if own is not None:
+            problem = key_problem(own) if isinstance(own, str) else "is not a string"
+            if problem is not None:
+                raise ConfigError(f"{where}: 'signing_secret' {problem}")
+            key_secrets[entry["key"]] = own
+        if not isinstance(must, bool):
+            raise ConfigError(f"{where}: 'require_signature' must be true or false")
+        if must and own is None and secret is None:
+            raise ConfigError(
+                f"{where}: 'require_signature' needs a 'signing_secret' (or --signing-secret)"
+            )
+        if must:
+            required.add(entry["key"])
+    if server["require_signed_requests"] and secret is None:
+        keys = list(server["api_key"] or [])
+        if not entries or keys or len(key_secrets) < len(entries):
+            raise ConfigError(
+                "--require-signed-requests needs --signing-secret, --signing-secret-file or "
+                "EMBELLAMA_SIGNING_SECRET (or a signing_secret on every [[keys]] entry)"
+            )
+    return SigningPolicy(
+        secret=secret,
+        required=bool(server["require_signed_requests"]) and secret is not None,
+        key_secrets=key_secrets,
+        required_keys=frozenset(required)
+        | (frozenset(key_secrets) if server["require_signed_requests"] else frozenset()),
+        window=server["signature_window"],
+        capacity=server["signature_replay_capacity"],
+    )
+
+
+def _secret_file(path: Path) -> str:
+    """The file's one line (a trailing newline is not part of the secret)."""
+    try:
+        secret = path.read_text().strip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot read --signing-secret-file: {exc.strerror}") from None
+    problem = key_problem(secret)
+    if problem is not None:
+        raise ConfigError(f"--signing-secret-file {path}: the secret {problem}")
+    return secret
 
 
 def _key_file(path: Path) -> list[str]:

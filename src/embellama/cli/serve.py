@@ -120,6 +120,7 @@ def build_state(args: argparse.Namespace) -> tuple[ServerState, dict[str, Any]]:
     """The server's state (models not yet started) and its settings, from flags,
     `EMBELLAMA_*` variables and the config file: what `embellama serve` and a Ray Serve
     replica (embellama.ray.serve) both run."""
+    from embellama.server.audit import AuditLog
     from embellama.server.security import AccessControl
     from embellama.server.state import Deployment, ServerState
 
@@ -132,6 +133,7 @@ def build_state(args: argparse.Namespace) -> tuple[ServerState, dict[str, Any]]:
             key_limits=plan.key_rate_limits,
             admin_keys=plan.admin_keys,
             public_metrics=not plan.server["metrics_auth"],
+            signing=plan.signing,
         )
 
         def model_from_fields(name: str, fields: object) -> ModelSpec:
@@ -164,9 +166,13 @@ def build_state(args: argparse.Namespace) -> tuple[ServerState, dict[str, Any]]:
         fit_context(
             model, read_gguf_info(model.path), limits.workers, limits.memory_limit, quiet=True
         )
+    audit = AuditLog.open(
+        server["audit_log"], server["audit_log_max_bytes"], server["audit_log_backups"]
+    )
     state = ServerState(
         deployment=first,
         source=(lambda: deployment(load_plan(args, config_path))) if config_path else None,
+        audit=audit,
     )
     return state, server
 

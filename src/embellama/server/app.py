@@ -7,6 +7,7 @@ and stops the models with the server (lifespan), so shutdown drains before worke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -22,7 +23,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from embellama.errors import EmbellamaError
+from embellama.errors import AuditUnavailableError, EmbellamaError
+from embellama.server import audit
 from embellama.server.endpoints import ENDPOINTS, error_shapes
 from embellama.server.errors import (
     ApiError,
@@ -63,10 +65,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def _reload_on_signal(state: ServerState) -> None:
     async def reload() -> None:
+        before = audit.snapshot(state.services, state.deployment.settings)
         try:
             await state.reload()
         except Exception as exc:  # the old configuration keeps serving
             _log.error("reload on SIGHUP rejected, keeping the running configuration: %s", exc)
+            _record(state, "failed", str(exc)[:200])
+            return
+        after = audit.snapshot(state.services, state.deployment.settings)
+        _record(state, "ok", None, diff=audit.reload_diff(before, after))
 
     task = asyncio.ensure_future(reload())
     _pending.add(task)
@@ -74,6 +81,12 @@ def _reload_on_signal(state: ServerState) -> None:
 
 
 _pending: set[asyncio.Future[None]] = set()
+
+
+def _record(state: ServerState, outcome: str, reason: str | None, **details: object) -> None:
+    """A reload by signal has no one to answer: an unwritable log is logged (by `write`)."""
+    with contextlib.suppress(AuditUnavailableError):
+        state.audit.event(None, "reload", outcome, reason, trigger="SIGHUP", **details)
 
 
 def _reload_on_sighup(state: ServerState) -> None:
@@ -148,21 +161,32 @@ def create_app(state: ServerState, tracing: Tracing | None = None) -> Starlette:
             gc.freeze()
             if state.source is not None:
                 _reload_on_sighup(state)
+            # Recorded once serving: a log that cannot take it fails the start.
+            state.audit.event(None, "start", "ok", models=[s.name for s in state.services])
             yield
         finally:
             await state.stop()
+            state.audit.close([s.name for s in state.services])
             if tracing is not None:  # after the drain: its requests' spans go out too
                 await tracing.close()
 
     def reject(error: ApiError) -> ASGIApp:
         state.metrics.rejected.labels(rejection_reason(error)).inc()
-        return shaped_error(error)
+        response = shaped_error(error)
+
+        async def audited(scope: Scope, receive: Receive, send: Send) -> None:
+            state.audit.refused(scope, error.status, error.code)
+            await response(scope, receive, send)
+
+        return audited
 
     def access() -> AccessControl:
         return state.access  # looked up per request: a reload may replace it
 
     app = Starlette(
-        routes=_routes(Middleware(AdminGuard, control=access, reject=reject)),
+        routes=_routes(
+            Middleware(AdminGuard, control=access, reject=reject, audit=lambda: state.audit)
+        ),
         lifespan=lifespan,
         exception_handlers={
             EmbellamaError: handle_domain_error,
@@ -173,7 +197,12 @@ def create_app(state: ServerState, tracing: Tracing | None = None) -> Starlette:
     app.state.embellama = state
     app.state.openapi = openapi_json()
     # Added last = outermost: every response, 401s included, gets a request id and a log line.
-    app.add_middleware(SecurityMiddleware, control=access, reject=reject)
+    app.add_middleware(
+        SecurityMiddleware,
+        control=access,
+        reject=reject,
+        limit=lambda: state.limits.max_body_bytes,
+    )
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics, shapes=error_shapes())
     if tracing is not None:  # outside the request id: its span sees every answer, 500s too
         app.add_middleware(tracing.middleware)

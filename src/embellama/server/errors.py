@@ -74,6 +74,7 @@ _TABLE: list[tuple[type[errors.EmbellamaError], int, str, str | None]] = [
     (errors.ModelUnloadingError, 503, "service_unavailable", "model_unloading"),
     (errors.EngineClosedError, 503, "service_unavailable", "engine_closed"),
     (errors.CacheUnavailableError, 503, "service_unavailable", "cache_unavailable"),
+    (errors.AuditUnavailableError, 503, "service_unavailable", "audit_unavailable"),
     (errors.EmbellamaError, 500, "server_error", "internal_error"),
 ]
 
@@ -124,6 +125,7 @@ def _count(request: Request, error: ApiError) -> None:
     state = getattr(request.app.state, "embellama", None)
     if state is not None:
         state.metrics.rejected.labels(rejection_reason(error)).inc()
+        state.audit.refused(request.scope, error.status, error.code)  # a tokens budget
 
 
 class ErrorShape(enum.StrEnum):

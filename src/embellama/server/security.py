@@ -27,10 +27,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 
+import orjson
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from embellama.errors import ConfigError
-from embellama.server.errors import ApiError
+from embellama import signing
+from embellama.errors import AuditUnavailableError, ConfigError
+from embellama.server.audit import AuditLog, action_of
+from embellama.server.body import read_body
+from embellama.server.errors import ApiError, to_api_error
 
 __all__ = [
     "MIN_KEY_LENGTH",
@@ -38,6 +43,7 @@ __all__ = [
     "AdminGuard",
     "RateLimits",
     "SecurityMiddleware",
+    "SigningPolicy",
     "TokenBucket",
     "TokenReservation",
     "key_problem",
@@ -152,6 +158,32 @@ class RateLimits:
         )
 
 
+@dataclass(frozen=True)
+class SigningPolicy:
+    """Who must sign, with which secret. A key's own secret (`[[keys]] signing_secret`)
+    checks its requests; other requests (admin, no keys) use the server-wide one. A
+    signature that is sent is checked wherever a secret applies; `required` (server-wide)
+    or a key in `required_keys` refuses a request without one."""
+
+    secret: str | None = None
+    required: bool = False
+    key_secrets: Mapping[str, str] = field(default_factory=dict)
+    required_keys: frozenset[str] = frozenset()
+    window: float = signing.DEFAULT_WINDOW_SECONDS
+    capacity: int = signing.DEFAULT_REPLAY_CAPACITY
+
+    def __post_init__(self) -> None:
+        for secret in (self.secret, *self.key_secrets.values()):
+            problem = None if secret is None else key_problem(secret)
+            if problem is not None:  # the config edge names the source; this is the floor
+                raise ConfigError(f"a signing secret {problem}")
+        if self.required and self.secret is None:
+            raise ConfigError("signed requests are required but no signing secret is set")
+        orphans = self.required_keys - set(self.key_secrets)
+        if orphans and self.secret is None:
+            raise ConfigError("a key requires signatures but has no signing_secret")
+
+
 class _Client:
     """One client's buckets; `None` where that limit is off."""
 
@@ -186,8 +218,17 @@ class AccessControl:
         key_limits: Mapping[str, RateLimits] | None = None,
         admin_keys: Iterable[str] = (),
         public_metrics: bool = True,
+        signing: SigningPolicy | None = None,
     ) -> None:
         keys, admin_keys = list(keys), list(admin_keys)
+        self.signing = signing or SigningPolicy()
+        self.replay = _replay_memory(self.signing)
+        policy = self.signing
+        self._secrets = {
+            i: (policy.key_secrets.get(key) or policy.secret or "").encode()
+            for i, key in enumerate(keys)
+        }
+        self._must_sign = {i for i, key in enumerate(keys) if key in policy.required_keys}
         for key in (*keys, *admin_keys):
             problem = key_problem(key)
             if problem is not None:  # the config edge names the source; this is the floor
@@ -237,12 +278,36 @@ class AccessControl:
         other tenants', and the limits that apply to it."""
         limits = self._limits_for(identity) if identity else self.limits
         own = [identity.split(":", 1)[1]] if identity and identity.startswith("key#") else []
-        return {
+        described: dict[str, object] = {
             "api_keys": own,
             "keys_required": self.keys_required,
             "requests_per_second": limits.requests_per_second,
             "tokens_per_minute": limits.tokens_per_minute,
         }
+        if self.signing.secret or self.signing.key_secrets:
+            secret, required = self.signing_for(identity)
+            described["signatures"] = {
+                "required": required,
+                "checked": secret is not None,
+                "window_seconds": self.signing.window,
+                "replay_memory": {"size": len(self.replay), "capacity": self.replay.capacity},
+            }
+        return described
+
+    def signing_for(self, identity: str | None) -> tuple[bytes | None, bool]:
+        """The secret that checks this caller's signatures (None: nothing to check with)
+        and whether it must sign."""
+        policy = self.signing
+        index = _key_index(identity)
+        if index is None:
+            secret = policy.secret.encode() if policy.secret else b""
+            must = policy.required
+        else:
+            secret, must = (
+                self._secrets.get(index, b""),
+                policy.required or index in self._must_sign,
+            )
+        return (secret or None), must
 
     def _client(self, identity: str) -> _Client | None:
         client = self._clients.get(identity)
@@ -262,7 +327,9 @@ class AccessControl:
         return len(self._clients)
 
     def adopt(self, previous: AccessControl) -> AccessControl:
-        """Keep the buckets of clients whose limits a reload left unchanged."""
+        """Keep the buckets of clients whose limits a reload left unchanged, and the
+        signatures already accepted (a reload must not let them be replayed)."""
+        self.replay.adopt(previous.replay)
         for identity, client in previous._clients.items():
             if self._limits_for(identity) == client.limits:
                 self._clients[identity] = client
@@ -314,6 +381,16 @@ class AccessControl:
         return TokenReservation(bucket, amount)
 
 
+def _key_index(identity: str | None) -> int | None:
+    if identity is None or not identity.startswith("key#"):
+        return None
+    return int(identity[4:].split(":", 1)[0])
+
+
+def _replay_memory(policy: SigningPolicy) -> signing.ReplayMemory:
+    return signing.ReplayMemory(policy.capacity)
+
+
 def _rate_limited(name: str, bucket: TokenBucket, amount: float, now: float) -> ApiError:
     wait = max(1, math.ceil(bucket.seconds_until(amount, now)))
     return ApiError(
@@ -357,14 +434,30 @@ def _match(token: bytes, digests: list[bytes]) -> int | None:
 
 
 class SecurityMiddleware:
-    """Admin paths need an admin key; other non-public paths an API key and budget."""
+    """Admin paths need an admin key; other non-public paths an API key and budget; and
+    where a signing secret applies, a valid signature over the request.
+
+    The signature covers the body, which the route has not read yet: the middleware
+    reads it here, through the same size-bounded reader the routes use (413 beyond the
+    limit, refused by Content-Length before a byte is read), checks the HMAC, and hands
+    the route a `receive` that replays that one bytes object and then passes the
+    client's messages through (a disconnect still reaches the route). The route's own
+    read joins a single chunk, which returns the same object: the body is in memory once.
+    Unsigned servers skip all of this. The cheap checks (header shape, clock, a
+    signature seen before) run before the rate limit and the read, the HMAC after.
+    """
 
     def __init__(
-        self, app: ASGIApp, control: Callable[[], AccessControl], reject: Rejecter
+        self,
+        app: ASGIApp,
+        control: Callable[[], AccessControl],
+        reject: Rejecter,
+        limit: Callable[[], int] = lambda: 16 * 1024 * 1024,
     ) -> None:
         self.app = app
         self.control = control
         self.reject = reject
+        self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         control = self.control()  # looked up per request: a reload may replace it
@@ -372,24 +465,32 @@ class SecurityMiddleware:
         if scope["type"] != "http" or control.is_public(path):
             await self.app(scope, receive, send)
             return
+        state = scope.setdefault("state", {})
         try:
             if path == "/admin" or path.startswith("/admin/"):
                 _check_admin(control, scope)
-                scope.setdefault("state", {})["client"] = control.admin_identity(scope)
+                identity = state["client"] = control.admin_identity(scope)
+                receive = await self._signed(control, identity, scope, receive)
                 await self.app(scope, receive, send)
                 return
             identity = control.identify(scope)
             if identity is None:
+                state["refusal"] = "missing API key" if not _bearer(scope) else "unknown API key"
                 raise ApiError(
                     401,
                     "Incorrect or missing API key; send 'Authorization: Bearer <key>'",
                     code="invalid_api_key",
                 )
+            state["client"] = identity
+            check = _precheck(control, identity, scope)
             headers = control.admit(identity)
+            if check is not None:
+                receive = await self._verified(control, check, scope, receive)
         except ApiError as error:
             await self.reject(error)(scope, receive, send)
             return
-        scope.setdefault("state", {})["client"] = identity
+        except ClientDisconnect:
+            return  # left while its body was read: nobody to answer
 
         async def send_with_limits(message: Message) -> None:
             if message["type"] == "http.response.start" and headers:
@@ -398,17 +499,120 @@ class SecurityMiddleware:
 
         await self.app(scope, receive, send_with_limits)
 
+    async def _signed(
+        self, control: AccessControl, identity: str | None, scope: Scope, receive: Receive
+    ) -> Receive:
+        check = _precheck(control, identity, scope)
+        return receive if check is None else await self._verified(control, check, scope, receive)
+
+    async def _verified(
+        self, control: AccessControl, check: _Check, scope: Scope, receive: Receive
+    ) -> Receive:
+        """The body read (bounded), the HMAC checked, the signature remembered; the
+        `receive` that gives the route the same body."""
+        body = await read_body(Request(scope, receive), self.limit())
+        parsed, secret = check
+        target = _target(scope)
+        body_hash = hashlib.sha256(body).hexdigest()
+        with _refusing(scope):
+            expected = signing.expected_digest(
+                secret, parsed.timestamp, scope["method"], target, body_hash
+            )
+            signing.check_digest(parsed, expected)
+            control.replay.accept(parsed, control.signing.window)
+        return _replaying(body, receive)
+
+
+_Check = tuple[signing.ParsedSignature, bytes]
+
+
+def _precheck(control: AccessControl, identity: str | None, scope: Scope) -> _Check | None:
+    """What needs no body: a signature present where one must be, well formed, within
+    the window, not one already used. None when there is nothing to check."""
+    secret, required = control.signing_for(identity)
+    header = _header(scope, signing.SIGNATURE_HEADER.encode())
+    if secret is None or (header is None and not required):
+        return None
+    with _refusing(scope):
+        parsed = signing.parse_signature(header)
+        signing.check_fresh(parsed, control.signing.window)
+        if control.replay.seen(parsed.digest):
+            raise signing.SignatureError("replayed", "this signature was already used")
+    return parsed, secret
+
+
+class _refusing:  # noqa: N801 - used as a statement: `with _refusing(scope):`
+    """Turns a SignatureError into the 401 (503 for a full replay memory) it answers,
+    leaving its reason in the request's state for the audit log."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
+        if not isinstance(error, signing.SignatureError):
+            return
+        self.scope.setdefault("state", {})["refusal"] = error.reason
+        if error.reason == "memory_full":
+            wait = str(math.ceil(error.retry_after or 1))
+            raise ApiError(
+                503,
+                str(error),
+                type="service_unavailable",
+                code="signature_memory_full",
+                headers={"Retry-After": wait},
+            ) from None
+        raise ApiError(401, str(error), code="invalid_signature") from None
+
+
+def _target(scope: Scope) -> bytes:
+    """The request target as the client sent it: raw path, and `?query` if any."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string", b"")
+    return raw + b"?" + query if query else raw
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    pending = [body]
+
+    async def replay() -> Message:
+        if pending:
+            return {"type": "http.request", "body": pending.pop(), "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
+    for name, value in scope.get("headers", []):
+        if name == wanted:
+            return bytes(value)
+    return None
+
 
 class AdminGuard:
     """The admin routes' own check, whatever path reached them: the middleware decides
-    on the path as it reads it, this on the route that actually matched."""
+    on the path as it reads it, this on the route that actually matched.
+
+    It also audits: a change (any method but GET) is recorded as started before it runs
+    (if that record cannot be written, the change answers 503 and does not run), and its
+    outcome before its response is sent, unless the route recorded it itself with
+    `audit.record` (which adds what it changed). An outcome that cannot be recorded
+    turns a success into 503."""
 
     def __init__(
-        self, app: ASGIApp, control: Callable[[], AccessControl], reject: Rejecter
+        self,
+        app: ASGIApp,
+        control: Callable[[], AccessControl],
+        reject: Rejecter,
+        audit: Callable[[], AuditLog] = AuditLog.disabled,
     ) -> None:
         self.app = app
         self.control = control
         self.reject = reject
+        self.audit = audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -430,7 +634,10 @@ class AdminGuard:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_status)
+            if scope["method"] in ("GET", "HEAD"):
+                await self.app(scope, receive, send_status)
+            else:
+                await self._audited(scope, receive, send_status)
         finally:  # one audit line per admin call, whatever its outcome
             _audit.info(
                 "admin %s %s by %s: %d",
@@ -440,6 +647,70 @@ class AdminGuard:
                 status,
                 extra={"admin": caller, "action": scope["path"], "status": status},
             )
+
+    async def _audited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        audit = self.audit()
+        action = action_of(routed_path(scope))
+        try:
+            audit.event(scope, action, "started")
+        except AuditUnavailableError as exc:
+            await self.reject(to_api_error(exc))(scope, receive, send)
+            return
+        held: list[Message] = []
+
+        async def send_recorded(message: Message) -> None:
+            """Hold the response until its outcome is recorded (admin answers are small)."""
+            held.append(message)
+            if message["type"] != "http.response.body" or message.get("more_body", False):
+                return
+            replacement = _record_outcome(audit, scope, action, held)
+            for part in replacement or held:
+                await send(part)
+
+        await self.app(scope, receive, send_recorded)
+
+
+def _record_outcome(
+    audit: AuditLog, scope: Scope, action: str, held: list[Message]
+) -> list[Message] | None:
+    """Write the outcome of an admin change the route did not record; None to send the
+    response as it is, else the 503 that replaces a success that went unrecorded."""
+    status = int(held[0]["status"])
+    if scope.get("state", {}).get("audited"):
+        return None
+    reason = None
+    if status >= 400:
+        body = b"".join(m.get("body", b"") for m in held[1:])
+        reason = _error_code(body) or f"status {status}"
+    try:
+        audit.event(scope, action, "ok" if status < 400 else "failed", reason, status=status)
+    except AuditUnavailableError as exc:
+        if status >= 400:
+            return None  # it failed anyway; the started record stands
+        error = to_api_error(exc)
+        return [
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [(b"content-type", b"application/json")],
+            },
+            {"type": "http.response.body", "body": _error_body(error)},
+        ]
+    return None
+
+
+def _error_code(body: bytes) -> str | None:
+    try:
+        error = orjson.loads(body).get("error", {})
+        return str(error.get("code") or error.get("message") or "")[:200] or None
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+
+
+def _error_body(error: ApiError) -> bytes:
+    return orjson.dumps(
+        {"error": {"message": error.message, "type": error.type, "param": None, "code": error.code}}
+    )
 
 
 def _check_admin(control: AccessControl, scope: Scope) -> None:

@@ -26,6 +26,7 @@ from embellama.engine import AsyncEmbeddingEngine, drain_and_stop
 from embellama.errors import ConfigError, EmbellamaError, ModelNotFoundError, NoWorkerError
 from embellama.pipeline import FileStamp, ModelStats, ServedModel
 from embellama.registry import plan_reload
+from embellama.server.audit import AuditLog
 from embellama.server.metrics import Metrics
 from embellama.server.security import AccessControl
 
@@ -91,6 +92,8 @@ class ServerState:
     draining: bool = False
     # Where models' decodes run (worker processes by each model's limits; tests: fakes).
     backends: BackendFactory = default_backends
+    # Where admin actions, refused keys and signatures, and rate limits are recorded.
+    audit: AuditLog = field(default_factory=AuditLog.disabled)
     engine: AsyncEmbeddingEngine = field(init=False)
     limits: ServerLimits = field(init=False)
     access: AccessControl = field(init=False)

@@ -1,5 +1,6 @@
 """`/admin/*`: config, reload, workers, load/unload a model, drain/undrain. Needs an admin
-key; the guard in front of these routes logs one audit line per call (security.py)."""
+key; the guard in front of these routes logs one audit line per call (security.py), and
+each change records what it did in the audit log (`audit.record`) before it answers."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from starlette.responses import Response
 
 from embellama.config import ModelSpec
 from embellama.errors import ConfigError
+from embellama.server import audit
 from embellama.server.admission import state_of
 from embellama.server.body import parse_json_object, read_body
 from embellama.server.encoding import json_response
@@ -53,7 +55,10 @@ async def config(request: Request) -> Response:
 
 async def reload(request: Request) -> Response:
     state = state_of(request)
+    before = audit.snapshot(state.services, state.deployment.settings)
     models = await state.reload()
+    after = audit.snapshot(state.services, state.deployment.settings)
+    audit.record(request, "reload", "ok", diff=audit.reload_diff(before, after))
     answer: Reloaded = {
         "status": "reloaded",
         "models": models,
@@ -76,6 +81,7 @@ async def load_model(request: Request) -> Response:
     else:
         spec = await asyncio.to_thread(_from_source, state, name)
     service = await state.load_model(spec)
+    audit.record(request, "load", "ok", model=service.name, workers=spec.limits.workers)
     answer: ModelLoaded = {
         "status": "loaded",
         "model": service.name,
@@ -131,6 +137,7 @@ async def clear_cache(request: Request) -> Response:
     if state.engine.cache is None:
         raise ApiError(400, "this server runs without a cache", code="cache_disabled")
     removed = await state.engine.clear_cache(model)
+    audit.record(request, "cache_clear", "ok", model=model, removed=removed)
     answer: CacheCleared = {"status": "cleared", "model": model, "removed": removed}
     return json_response(answer)
 
@@ -138,6 +145,7 @@ async def clear_cache(request: Request) -> Response:
 async def unload_model(request: Request) -> Response:
     name = request.path_params["name"]
     await state_of(request).unload_model(name)
+    audit.record(request, "unload", "ok", model=name)
     answer: ModelUnloaded = {"status": "unloaded", "model": name}
     return json_response(answer)
 
@@ -147,10 +155,13 @@ async def drain(request: Request) -> Response:
     `POST /admin/undrain`; answers when the queues are empty."""
     state = state_of(request)
     status = await state.drain()
+    audit.record(request, "drain", "ok", drained=status)
     answer: Drained = {"status": status, "queued": state.queued_requests()}
     return json_response(answer)
 
 
 async def undrain(request: Request) -> Response:
-    answer: Undrained = {"status": "serving", "was_draining": state_of(request).undrain()}
+    was_draining = state_of(request).undrain()
+    audit.record(request, "undrain", "ok", was_draining=was_draining)
+    answer: Undrained = {"status": "serving", "was_draining": was_draining}
     return json_response(answer)
