@@ -2,7 +2,7 @@
 
     parse (inputs.py) -> prefix (prompts.py) -> validate and tokenize -> cache (cache/)
     -> schedule (batching/) -> decode and pool (backends/) -> normalize and cut (vectors.py)
-    -> EmbeddingResult
+    -> quantize (vectors.py; int8/uint8 ranges calibrated once per model) -> EmbeddingResult
 
 A new stage (prefixes, chunking) goes in `ServedModel.embed`, once. The cache holds
 pooled vectors, before normalization and `dimensions`, so one entry serves every
@@ -27,7 +27,15 @@ from embellama.backends.base import Backend, WorkerStatus
 from embellama.backends.factory import BackendFactory, default_backends
 from embellama.batching.scheduler import Scheduled, Scheduler
 from embellama.cache import EmbeddingCache, ModelTag
-from embellama.config import ModelConfig, ModelKind, Pooling, ServiceLimits, Truncation
+from embellama.calibration import CalibrationSet, calibration_set
+from embellama.config import (
+    ModelConfig,
+    ModelKind,
+    Normalization,
+    Pooling,
+    ServiceLimits,
+    Truncation,
+)
 from embellama.errors import (
     ConfigError,
     InputError,
@@ -48,7 +56,16 @@ from embellama.model.tokenizer import Chunking, TokenizedInput
 from embellama.options import EmbedOptions, RerankOptions
 from embellama.prompts import Prompts, resolve_prompts
 from embellama.results import EmbeddingResult, RerankHit, RerankResult, Timings
-from embellama.vectors import Matrix, check_dimensions, finish, resolve_normalization
+from embellama.vectors import (
+    Codes,
+    Matrix,
+    Quantization,
+    Ranges,
+    check_dimensions,
+    finish,
+    quantize,
+    resolve_normalization,
+)
 
 __all__ = ["FileStamp", "ModelStats", "ServedModel"]
 
@@ -176,6 +193,13 @@ class ServedModel:
             document_prefix=config.document_prefix,
             instruction_template=config.instruction_template,
         )
+        # int8/uint8 ranges: the calibration texts are read now (a bad file fails the
+        # load) and embedded on first use, once; ranges per output shape are derived
+        # from those pooled vectors in microseconds.
+        self.calibration: CalibrationSet = calibration_set(config.calibration_file)
+        self._calibrated: Matrix | None = None
+        self._calibrating = asyncio.Lock()
+        self._ranges: dict[tuple[Normalization, int | None], Ranges] = {}
 
     @property
     def name(self) -> str:
@@ -304,6 +328,7 @@ class ServedModel:
             cached = tuple(all_hit)
         method = resolve_normalization(self.config.normalization, options.normalize)
         vectors = finish(pooled, method, self.config.norm_p, options.dimensions)
+        quantized = await self._quantize(vectors, options)
         return EmbeddingResult(
             model=self.name,
             vectors=vectors,
@@ -317,7 +342,53 @@ class ServedModel:
             ),
             cached=cached,
             prefix=prefix,
+            quantized=quantized,
         )
+
+    async def _quantize(self, vectors: Matrix, options: EmbedOptions) -> dict[Quantization, Codes]:
+        """The asked integer forms of the finished vectors, cache hits included: the
+        ranges depend on the model and the output shape, never on the request."""
+        codes: dict[Quantization, Codes] = {}
+        for kind in options.quantize:
+            ranges = (
+                await self.ranges(options.normalize, options.dimensions) if kind.scalar else None
+            )
+            codes[kind] = quantize(vectors, kind, ranges)
+        return codes
+
+    async def ranges(self, normalize: bool | None = None, dimensions: int | None = None) -> Ranges:
+        """The int8/uint8 ranges of vectors finished with these options: the calibration
+        vectors finished the same way (normalized, cut, renormalized), min and max."""
+        method = resolve_normalization(self.config.normalization, normalize)
+        found = self._ranges.get((method, dimensions))
+        if found is None:
+            pooled = await self._calibration_vectors()
+            finished = finish(pooled, method, self.config.norm_p, dimensions)
+            found = self._ranges[(method, dimensions)] = Ranges.of(finished)
+        return found
+
+    def known_ranges(self) -> Ranges | None:
+        """The default output shape's ranges, if calibration has run (for model cards)."""
+        method = resolve_normalization(self.config.normalization, None)
+        return self._ranges.get((method, None))
+
+    async def _calibration_vectors(self) -> Matrix:
+        """The calibration texts' pooled vectors, embedded once through this pipeline
+        (single-flight; a failed or cancelled run leaves the next caller to retry)."""
+        async with self._calibrating:
+            if self._calibrated is None:
+                started = time.perf_counter()
+                options = EmbedOptions(normalize=False, truncate=Truncation.END, use_cache=False)
+                result = await self.embed(list(self.calibration.texts), options)
+                self._calibrated = result.vectors
+                _log.info(
+                    "model %r: int8/uint8 ranges calibrated on %d %s texts in %.2f s",
+                    self.name,
+                    len(self.calibration.texts),
+                    self.calibration.source,
+                    time.perf_counter() - started,
+                )
+            return self._calibrated
 
     @_within_request_timeout
     async def rerank(

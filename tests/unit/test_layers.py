@@ -19,7 +19,7 @@ PACKAGE = Path(embellama.__file__).parent
 
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"config", "inputs", "prompts", "jsonl", "loop_thread", "vectors", "results"},
+    {"config", "inputs", "prompts", "jsonl", "loop_thread", "vectors", "results", "calibration"},
     {"options", "model", "cache", "registry"},
     {"backends", "default_model"},
     {"batching"},
