@@ -367,6 +367,15 @@ class ServedModel:
             found = self._ranges[(method, dimensions)] = Ranges.of(finished)
         return found
 
+    async def calibrate(self) -> Ranges | None:
+        """The default output shape's ranges, calibrating now if need be; None for a
+        model that has none (a reranker, per-token pooling) or no live worker to run it."""
+        if self.kind is not ModelKind.EMBEDDING or self.pooling is Pooling.NONE:
+            return None
+        if self.backend.alive_count == 0:
+            return self.known_ranges()
+        return await self.ranges()
+
     def known_ranges(self) -> Ranges | None:
         """The default output shape's ranges, if calibration has run (for model cards)."""
         method = resolve_normalization(self.config.normalization, None)

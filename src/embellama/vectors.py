@@ -151,9 +151,6 @@ class Ranges:
         wide = calibration.astype(np.float32, copy=False)
         return cls(wide.min(axis=0), wide.max(axis=0))
 
-    def describe(self) -> dict[str, list[float]]:
-        return {"low": self.low.tolist(), "high": self.high.tolist()}
-
 
 def quantize(vectors: Matrix, kind: Quantization, ranges: Ranges | None = None) -> Codes:
     """`vectors` (n, dim) as `kind`: (n, dim) int8/uint8, or (n, ceil(dim/8)) packed bits.

@@ -271,6 +271,15 @@ MODEL_OPTIONS = (
         default_text="the file's content fingerprint, so only the same file shares entries",
     ),
     Option(
+        "calibration-file",
+        "Text file (one text per line, 16 to 10,000 lines) whose vectors set this model's "
+        "int8/uint8 ranges: each dimension's min and max over them map onto 256 steps. "
+        "Use texts like the ones you will index; the built-in set is 96 short mixed-domain "
+        "queries and passages (calibration.py). Read at load, embedded once on first use.",
+        parse=Path,
+        default_text="the built-in calibration set",
+    ),
+    Option(
         "max-batch-tokens",
         "Token budget of one llama.cpp decode. On CPU bigger is not "
         "faster: attention cost grows with the whole batch, and 256 measured best "
@@ -685,6 +694,7 @@ def model_config_from(
         kind=ModelKind.parse(values["model_kind"]) if values["model_kind"] else None,
         allow_unverified_architecture=values["allow_unverified_architecture"],
         cache_version=values["cache_version"],
+        calibration_file=values["calibration_file"],
     )
 
 

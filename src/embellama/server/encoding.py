@@ -51,7 +51,11 @@ def _rows(matrix: Matrix, encoding_format: str) -> list[Any]:
 
 
 def encode_embeddings(result: EmbeddingResult, encoding_format: str) -> bytes:
-    rows = _rows(result.vectors, encoding_format)
+    """Floats or base64 rows, or a quantized format's integer rows (`result.codes`)."""
+    quantized = encoding_format not in ("float", "base64")
+    rows = (
+        list(result.codes(encoding_format)) if quantized else _rows(result.vectors, encoding_format)
+    )
     data: list[Embedding] = [
         {"object": "embedding", "index": index, "embedding": row} for index, row in enumerate(rows)
     ]

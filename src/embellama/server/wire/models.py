@@ -6,7 +6,22 @@ from typing import Literal, NotRequired
 
 from typing_extensions import TypedDict
 
-__all__ = ["ModelCard", "ModelList"]
+__all__ = ["ModelCard", "ModelList", "QuantizationCard"]
+
+
+class Bounds(TypedDict):
+    low: list[float]
+    high: list[float]
+
+
+class QuantizationCard(TypedDict):
+    """What int8/uint8 codes mean for this model: code k of dimension i stands for
+    low[i] + k * (high[i] - low[i]) / 255 (uint8; int8 is k + 128)."""
+
+    types: list[str]
+    calibration: str  # "built-in" or the calibration file's path
+    calibration_texts: int
+    ranges: Bounds | None
 
 
 class ModelCard(TypedDict):
@@ -24,6 +39,7 @@ class ModelCard(TypedDict):
     pooling: NotRequired[str]
     normalization: NotRequired[str]
     prompts: NotRequired[dict[str, object] | None]
+    quantization: NotRequired[QuantizationCard | None]
     # "failed": listed so clients see the model is missing; `error` says why.
     status: Literal["ready", "failed"]
     error: NotRequired[str]
