@@ -197,8 +197,7 @@ class ServedModel:
         # load) and embedded on first use, once; ranges per output shape are derived
         # from those pooled vectors in microseconds.
         self.calibration: CalibrationSet = calibration_set(config.calibration_file)
-        self._calibrated: Matrix | None = None
-        self._calibrating = asyncio.Lock()
+        self._calibrating: asyncio.Task[Matrix] | None = None
         self._ranges: dict[tuple[Normalization, int | None], Ranges] = {}
 
     @property
@@ -285,6 +284,9 @@ class ServedModel:
 
     @_within_request_timeout
     async def embed(self, items: list[InputItem], options: EmbedOptions) -> EmbeddingResult:
+        return await self._embed(items, options)
+
+    async def _embed(self, items: list[InputItem], options: EmbedOptions) -> EmbeddingResult:
         self.require(ModelKind.EMBEDDING)
         if self.pooling is Pooling.NONE:
             raise ConfigError(
@@ -382,22 +384,29 @@ class ServedModel:
         return self._ranges.get((method, None))
 
     async def _calibration_vectors(self) -> Matrix:
-        """The calibration texts' pooled vectors, embedded once through this pipeline
-        (single-flight; a failed or cancelled run leaves the next caller to retry)."""
-        async with self._calibrating:
-            if self._calibrated is None:
-                started = time.perf_counter()
-                options = EmbedOptions(normalize=False, truncate=Truncation.END, use_cache=False)
-                result = await self.embed(list(self.calibration.texts), options)
-                self._calibrated = result.vectors
-                _log.info(
-                    "model %r: int8/uint8 ranges calibrated on %d %s texts in %.2f s",
-                    self.name,
-                    len(self.calibration.texts),
-                    self.calibration.source,
-                    time.perf_counter() - started,
-                )
-            return self._calibrated
+        """The calibration texts' pooled vectors, embedded once through this pipeline.
+
+        One task for every caller (single-flight), shielded: a caller that times out or
+        leaves does not cancel it, so a slow first calibration still finishes for the
+        next caller; a failed one (a worker crash, an unload) is retried by the next."""
+        task = self._calibrating
+        if task is None or (task.done() and (task.cancelled() or task.exception())):
+            task = self._calibrating = asyncio.create_task(self._calibrate())
+            task.add_done_callback(_retrieved)
+        return await asyncio.shield(task)
+
+    async def _calibrate(self) -> Matrix:
+        started = time.perf_counter()
+        options = EmbedOptions(normalize=False, truncate=Truncation.END, use_cache=False)
+        result = await self._embed(list(self.calibration.texts), options)
+        _log.info(
+            "model %r: int8/uint8 ranges calibrated on %d %s texts in %.2f s",
+            self.name,
+            len(self.calibration.texts),
+            self.calibration.source,
+            time.perf_counter() - started,
+        )
+        return result.vectors
 
     @_within_request_timeout
     async def rerank(
@@ -533,6 +542,12 @@ class ServedModel:
             index = positions[exc.index]
             message = str(exc).replace(f"input[{exc.index}]", f"input[{index}]", 1)
             raise PoisonInputError(message, index=index) from None
+
+
+def _retrieved(task: asyncio.Task[Matrix]) -> None:
+    """A calibration that failed with no caller left to see it is not an unhandled error."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _sigmoid(logit: float) -> float:

@@ -179,3 +179,35 @@ def test_concurrent_first_calls_calibrate_once(config: ModelConfig) -> None:
             await served.stop()
 
     asyncio.run(body())
+
+
+def test_a_caller_leaving_does_not_cancel_calibration(config: ModelConfig) -> None:
+    """The first int8 caller leaves (a client disconnect cancels it) while calibration
+    waits on a stalled backend; the calibration goes on, and the next call uses it."""
+
+    async def body() -> None:
+        cache = EmbeddingCache.create("8MB")
+        backends = FakeBackends()
+        served = ServedModel(config, ServiceLimits(), cache, backends=backends)
+        await served.start()
+        backend = backends.built["fake"][0]
+        int8 = EmbedOptions(quantize=(Quantization.INT8,))
+        try:
+            await served.embed(["cached text"], EmbedOptions())  # its vector is now cached
+            backend.gate.clear()
+            first = asyncio.create_task(served.embed(["cached text"], int8))
+            await asyncio.sleep(0.2)
+            assert not first.done()
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            backend.gate.set()
+            result = await served.embed(["cached text"], int8)
+            assert result.cached == (True,)
+            decoded = sum(len(job.sequences) for job in backend.jobs)
+            assert decoded == 1 + len(BUILTIN_TEXTS)  # one calibration, never restarted
+        finally:
+            await served.stop()
+            await cache.close()
+
+    asyncio.run(body())
