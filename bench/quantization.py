@@ -5,10 +5,13 @@ so the codes are exactly what /v1/embeddings, /v2/embed and the corpus job give.
 search (dot products of the L2-normalized float32 vectors) is the reference; each
 quantized search ranks the same corpus its own way:
 
-    int8 / uint8   integer dot products of query and document codes (int32 sums), both
-                   quantized with the model's built-in calibration ranges
-    int8 (corpus)  the same with ranges from 1,000 of the corpus's own texts, what
+    int8 / uint8   integer dot products of query and document codes (int64 sums), both
+                   quantized with the model's ranges from the built-in calibration set
+                   (one symmetric range shared by every dimension: vectors.Ranges.of)
+    int8 (corpus)  the same with the range from 1,000 of the corpus's own texts, what
                    `--calibration-file` with texts like the index gives
+    int8 (min/max) per-dimension min/max ranges (sentence-transformers' calibration,
+                   vectors.Ranges.min_max) on the built-in set: the alternative not taken
     binary         Hamming distance between packed sign bits (ubinary codes)
     binary+rescore the top 40 by Hamming, reordered by float dot products
 
@@ -80,7 +83,7 @@ def integer_dot(queries: npt.NDArray[np.generic], docs: npt.NDArray[np.generic])
 
 
 def searches(
-    docs: Matrix, queries: Matrix, builtin: Ranges, own: Ranges, rescore: int
+    docs: Matrix, queries: Matrix, ranges: dict[str, Ranges], rescore: int
 ) -> dict[str, Callable[[], npt.NDArray[np.intp]]]:
     def scalar(kind: Quantization, ranges: Ranges) -> Callable[[], npt.NDArray[np.intp]]:
         return lambda: top(
@@ -99,9 +102,10 @@ def searches(
         return np.take_along_axis(candidates, order, axis=1)
 
     return {
-        "int8": scalar(Quantization.INT8, builtin),
-        "uint8": scalar(Quantization.UINT8, builtin),
-        "int8 (corpus-calibrated)": scalar(Quantization.INT8, own),
+        "int8": scalar(Quantization.INT8, ranges["built-in"]),
+        "uint8": scalar(Quantization.UINT8, ranges["built-in"]),
+        "int8 (corpus-calibrated)": scalar(Quantization.INT8, ranges["corpus"]),
+        "int8 (per-dimension min/max)": scalar(Quantization.INT8, ranges["min/max"]),
         "binary (Hamming)": binary,
         f"binary + float rescoring of the top {rescore}": binary_rescored,
     }
@@ -132,10 +136,15 @@ def main() -> None:
         result = engine.embed_with_details(corpus, truncate=True, quantize="int8")
         embed_seconds = time.perf_counter() - started
         docs = result.vectors
-        builtin = Ranges.of(engine.embed_with_details(list(BUILTIN_TEXTS)).vectors)
+        calibration = engine.embed_with_details(list(BUILTIN_TEXTS)).vectors
+        ranges = {
+            "built-in": Ranges.of(calibration),
+            "corpus": Ranges.of(docs[: min(1000, len(docs))]),
+            "min/max": Ranges.min_max(calibration),
+        }
         # Ranges and codes are vectors.py's; the engine's own int8 codes must agree.
-        assert np.array_equal(result.codes("int8"), quantize(docs, Quantization.INT8, builtin))
-        own = Ranges.of(docs[: min(1000, len(docs))])
+        own_codes = quantize(docs, Quantization.INT8, ranges["built-in"])
+        assert np.array_equal(result.codes("int8"), own_codes)
         vectors = {
             name: engine.embed_with_details(texts, truncate=True).vectors
             for name, texts in query_sets.items()
@@ -143,7 +152,7 @@ def main() -> None:
     rows = []
     for name, queries in vectors.items():
         truth = top(queries @ docs.T, K)
-        for method, search in searches(docs, queries, builtin, own, args.rescore).items():
+        for method, search in searches(docs, queries, ranges, args.rescore).items():
             rows.append((name, method, recall(search(), truth)))
     dim = docs.shape[1]
     sizes = [("float32", dim * 4)] + [(k.value, k.bytes_per_vector(dim)) for k in Quantization]

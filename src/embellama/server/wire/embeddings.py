@@ -233,8 +233,7 @@ _VECTOR = {
     "description": "Floats, or base64 of little-endian float32, or integers for a "
     'quantized encoding_format; with "pooling": "none", a list of those, one per token.',
     "oneOf": [
-        {"type": "array", "items": {"type": "number"}},
-        {"type": "array", "items": {"type": "integer"}},
+        {"type": "array", "items": {"type": "number"}},  # integers too (quantized)
         {"type": "string", "contentEncoding": "base64"},
         {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
         {"type": "array", "items": {"type": "string"}},
