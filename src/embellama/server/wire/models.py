@@ -15,8 +15,8 @@ class Bounds(TypedDict):
 
 
 class QuantizationCard(TypedDict):
-    """What int8/uint8 codes mean for this model: code k of dimension i stands for
-    low[i] + k * (high[i] - low[i]) / 255 (uint8; int8 is k + 128)."""
+    """What int8/uint8 codes mean for this model: uint8 code k of dimension i stands for
+    low[i] + (k + 0.5) * (high[i] - low[i]) / 255 (an int8 code is k - 128)."""
 
     types: list[str]
     calibration: str  # "built-in" or the calibration file's path
