@@ -5,7 +5,10 @@ with the ranges the model card shows; and the `/v1/embeddings` integer extension
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import cohere
 import httpx
@@ -13,7 +16,7 @@ import numpy as np
 import pytest
 
 from embellama.vectors import Quantization, Ranges, quantize
-from tests.e2e.server import ServerProcess
+from tests.e2e.server import ServerProcess, free_port, serving
 from tests.tolerances import assert_batch_invariant
 
 TEXTS = ["hello world", "Embeddings for search and RAG", "日本語のテキスト", "emoji 🙂 text"]
@@ -230,3 +233,38 @@ def test_openai_integer_formats_and_per_token_refusal(server: ServerProcess) -> 
     )
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "encoding_format"
+
+
+@pytest.mark.slow
+def test_calibration_file_sets_the_ranges(
+    minilm_gguf: Path, server_logs: Path, tmp_path: Path
+) -> None:
+    texts = [f"invoice {n}: net 30 days, total {n * 17} euros, paid by transfer" for n in range(40)]
+    file = tmp_path / "calibration.txt"
+    file.write_text("\n".join(texts) + "\n")
+    args = ["--model-path", str(minilm_gguf), "--model-name", "minilm", "--workers", "1"]
+    with serving([*args, "--calibration-file", str(file)], server_logs) as calibrated:
+        card = httpx.get(calibrated.url + "/v1/models/minilm", timeout=60).json()
+        quantization = card["quantization"]
+        assert quantization["calibration"] == str(file)
+        assert quantization["calibration_texts"] == len(texts)
+        body = {"input": texts, "encoding_format": "float"}
+        data = httpx.post(calibrated.url + "/v1/embeddings", json=body, timeout=60).json()
+        floats = np.array([item["embedding"] for item in data["data"]], np.float32)
+        widest = np.abs(floats).max()
+        high = np.array(quantization["ranges"]["high"])
+        np.testing.assert_allclose(high, widest, rtol=1e-4)
+        np.testing.assert_array_equal(quantization["ranges"]["low"], -high)
+
+
+@pytest.mark.slow
+def test_an_unusable_calibration_file_fails_the_start_naming_it(
+    minilm_gguf: Path, tmp_path: Path
+) -> None:
+    file = tmp_path / "short.txt"
+    file.write_text("only\nthree\nlines\n")
+    command = [sys.executable, "-m", "embellama", "serve", "--port", str(free_port())]
+    command += ["--model-path", str(minilm_gguf), "--calibration-file", str(file)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert f"calibration_file '{file}' has 3 non-blank lines" in done.stderr, done.stderr
