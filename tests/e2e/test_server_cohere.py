@@ -135,7 +135,9 @@ def test_v2_default_type_is_float_and_output_dimension_cuts(
 
 
 def test_v2_inputs_with_text_parts(v2: cohere.ClientV2) -> None:
-    inputs = [{"content": [{"type": "text", "text": t}]} for t in TEXTS[:2]]
+    inputs = [
+        cohere.EmbedInput(content=[cohere.TextEmbedContent(type="text", text=t)]) for t in TEXTS[:2]
+    ]
     by_inputs = v2.embed(model="minilm", inputs=inputs, input_type="search_document")
     by_texts = v2.embed(model="minilm", texts=TEXTS[:2], input_type="search_document")
     assert_batch_invariant(

@@ -24,6 +24,7 @@ from embellama import (
     ModelFileError,
     ModelNotFoundError,
 )
+from embellama.options import TruncateArg
 
 LONG = "word " * 600
 
@@ -70,7 +71,7 @@ def test_too_long_error_carries_numbers(engine: EmbeddingEngine) -> None:
 
 @pytest.mark.parametrize("truncate", [True, "end", "start"])
 def test_truncation_fits_and_keeps_special_tokens(
-    engine: EmbeddingEngine, truncate: object
+    engine: EmbeddingEngine, truncate: TruncateArg
 ) -> None:
     result = engine.embed_with_details(["short", LONG], truncate=truncate)
     assert result.token_counts == (3, 512)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from embellama import EmbeddingCache, EmbeddingEngine, EngineConfig, ModelConfig, Pooling
+from embellama.options import EmbedKeywords
 
 TEXTS = ["a cached sentence", "another one, a bit longer than the first", "日本語のテキスト"]
 LONG = "word " * 600
@@ -37,7 +38,7 @@ def test_off_by_default_in_the_library(engine: EmbeddingEngine) -> None:
     "options",
     [{}, {"dimensions": 64}, {"normalize": False}, {"dimensions": 32, "normalize": False}],
 )
-def test_a_hit_is_the_miss_bit_for_bit(cached: EmbeddingEngine, options: dict[str, object]) -> None:
+def test_a_hit_is_the_miss_bit_for_bit(cached: EmbeddingEngine, options: EmbedKeywords) -> None:
     cached.clear_cache()
     miss = cached.embed_with_details(TEXTS, "mean", **options)
     hit = cached.embed_with_details(TEXTS, "mean", **options)
