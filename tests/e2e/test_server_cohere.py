@@ -270,3 +270,24 @@ def test_an_unusable_calibration_file_fails_the_start_naming_it(
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert f"calibration_file '{file}' has 3 non-blank lines" in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+def test_keys_guard_the_cohere_routes(minilm_gguf: Path, server_logs: Path) -> None:
+    key = "sk-cohere-route-key-0123456789"
+    args = ["--model-path", str(minilm_gguf), "--model-name", "minilm", "--workers", "1"]
+    with serving([*args, "--api-key", key], server_logs) as keyed:
+        for path in ("/v2/embed", "/v1/embed"):
+            refused = httpx.post(keyed.url + path, json={"texts": ["a"]}, timeout=60)
+            assert refused.status_code == 401, refused.text
+        with httpx.Client(timeout=60) as http:
+            wrong = cohere.ClientV2(
+                base_url=keyed.url, api_key="sk-not-the-key-0123456789", httpx_client=http
+            )
+            with pytest.raises(cohere.UnauthorizedError):
+                wrong.embed(model="minilm", texts=["a"], input_type="search_query")
+            right = cohere.ClientV2(base_url=keyed.url, api_key=key, httpx_client=http)
+            answer = right.embed(
+                model="minilm", texts=["a"], input_type="search_query", embedding_types=["int8"]
+            )
+            assert np.array(answer.embeddings.int8).shape == (1, 384)
