@@ -34,6 +34,7 @@ from embellama.errors import (
 from embellama.model.gguf import GGUFInfo, read_gguf_info
 from embellama.model.loaded import ModelInfo
 from embellama.results import EmbeddingResult, RerankHit, RerankResult, Timings
+from embellama.vectors import Quantization
 
 __version__ = "0.1.0"
 
@@ -67,6 +68,7 @@ __all__ = [
     "ModelUnloadingError",
     "Normalization",
     "Pooling",
+    "Quantization",
     "RerankHit",
     "RerankResult",
     "Timings",

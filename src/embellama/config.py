@@ -169,6 +169,9 @@ class ModelConfig:
     # Names this model's cached vectors in place of the file's content fingerprint:
     # models (replicas) with the same cache_version and pooling share cache entries.
     cache_version: str | None = None
+    # int8/uint8 ranges come from embedding this file's lines (one text per line)
+    # instead of the built-in calibration set (calibration.py).
+    calibration_file: Path | None = None
     # One of several versions served under `name` (issue 24): served as "name@version",
     # its own cache entries; None: the only version, served as `name` (and "1" in
     # headers and metrics). Aliases of a versioned model are its name's.
@@ -181,6 +184,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path).expanduser())
         _check_version(self.version, self.weight)
+        if self.calibration_file is not None:
+            object.__setattr__(self, "calibration_file", Path(self.calibration_file).expanduser())
         object.__setattr__(self, "aliases", tuple(self.aliases))
         if self.pooling is not None:
             object.__setattr__(self, "pooling", Pooling.parse(self.pooling))

@@ -17,18 +17,23 @@ from typing import Any, TypedDict
 from embellama.config import Truncation
 from embellama.errors import InputError
 from embellama.prompts import InputType
+from embellama.vectors import Quantization
 
 __all__ = [
     "EmbedKeywords",
     "EmbedOptions",
+    "QuantizeArg",
     "RerankKeywords",
     "RerankOptions",
     "TruncateArg",
     "parse_input_type",
+    "parse_quantize",
 ]
 
 # The forms a caller may write for `truncate`: False/None (fail), True ("end"), a name.
 TruncateArg = bool | str | Truncation | None
+# One integer form ("int8", "uint8", "binary", "ubinary"), several, or None (floats only).
+QuantizeArg = str | Quantization | tuple[str | Quantization, ...] | list[str] | None
 
 
 class EmbedKeywords(TypedDict, total=False):
@@ -48,6 +53,9 @@ class EmbedKeywords(TypedDict, total=False):
     input_type: str | InputType | None
     instruction: str | None
     chunk_overlap: int
+    # Also compute these integer forms of the vectors (vectors.py): the result's
+    # `codes("int8")` etc.; int8/uint8 use the model's calibrated ranges.
+    quantize: QuantizeArg
 
 
 class RerankKeywords(TypedDict, total=False):
@@ -63,6 +71,21 @@ def parse_input_type(value: str | InputType | None) -> InputType | None:
     return None if value is None else InputType.parse(value)
 
 
+def parse_quantize(value: QuantizeArg) -> tuple[Quantization, ...]:
+    """Each named form once, in the order given."""
+    if value is None:
+        return ()
+    names = [value] if isinstance(value, str) else list(value)
+    kinds: list[Quantization] = []
+    for name in names:
+        if not isinstance(name, str) or name not in tuple(Quantization):
+            choices = ", ".join(kind.value for kind in Quantization)
+            raise InputError(f"quantize must name {choices}; got {name!r}", param="quantize")
+        if Quantization(name) not in kinds:
+            kinds.append(Quantization(name))
+    return tuple(kinds)
+
+
 def _check_overlap(value: int) -> int:
     if value < 0:
         raise InputError(f"chunk_overlap must be >= 0, got {value}")
@@ -75,6 +98,7 @@ _EMBED_PARSERS: dict[str, Callable[[Any], object]] = {
     "chunk_overlap": _check_overlap,
     "truncate": Truncation.parse,
     "input_type": parse_input_type,
+    "quantize": parse_quantize,
 }
 _RERANK_PARSERS: dict[str, Callable[[Any], object]] = {"truncate": Truncation.parse}
 
@@ -115,6 +139,8 @@ class EmbedOptions:
     instruction: str | None = None
     # truncate="chunk": tokens each window shares with the one before.
     chunk_overlap: int = 0
+    # Integer forms to compute besides the floats (EmbeddingResult.quantized).
+    quantize: tuple[Quantization, ...] = ()
 
     def __post_init__(self) -> None:
         # An option that would silently do nothing is refused: the caller meant something.

@@ -2,7 +2,7 @@
 
     parse (inputs.py) -> prefix (prompts.py) -> validate and tokenize -> cache (cache/)
     -> schedule (batching/) -> decode and pool (backends/) -> normalize and cut (vectors.py)
-    -> EmbeddingResult
+    -> quantize (vectors.py; int8/uint8 ranges calibrated once per model) -> EmbeddingResult
 
 A new stage (prefixes, chunking) goes in `ServedModel.embed`, once. The cache holds
 pooled vectors, before normalization and `dimensions`, so one entry serves every
@@ -27,7 +27,15 @@ from embellama.backends.base import Backend, WorkerStatus
 from embellama.backends.factory import BackendFactory, default_backends
 from embellama.batching.scheduler import Scheduled, Scheduler
 from embellama.cache import EmbeddingCache, ModelTag
-from embellama.config import ModelConfig, ModelKind, Pooling, ServiceLimits, Truncation
+from embellama.calibration import CalibrationSet, calibration_set
+from embellama.config import (
+    ModelConfig,
+    ModelKind,
+    Normalization,
+    Pooling,
+    ServiceLimits,
+    Truncation,
+)
 from embellama.errors import (
     ConfigError,
     InputError,
@@ -49,7 +57,16 @@ from embellama.options import EmbedOptions, RerankOptions
 from embellama.prompts import Prompts, resolve_prompts
 from embellama.results import EmbeddingResult, RerankHit, RerankResult, Timings
 from embellama.stages import StageLog, current
-from embellama.vectors import Matrix, check_dimensions, finish, resolve_normalization
+from embellama.vectors import (
+    Codes,
+    Matrix,
+    Quantization,
+    Ranges,
+    check_dimensions,
+    finish,
+    quantize,
+    resolve_normalization,
+)
 
 __all__ = ["FileStamp", "ModelStats", "ServedModel"]
 
@@ -189,6 +206,12 @@ class ServedModel:
             document_prefix=config.document_prefix,
             instruction_template=config.instruction_template,
         )
+        # int8/uint8 ranges: the calibration texts are read now (a bad file fails the
+        # load) and embedded on first use, once; ranges per output shape are derived
+        # from those pooled vectors in microseconds.
+        self.calibration: CalibrationSet = calibration_set(config.calibration_file)
+        self._calibrating: asyncio.Task[Matrix] | None = None
+        self._ranges: dict[tuple[Normalization, int | None], Ranges] = {}
 
     @property
     def name(self) -> str:
@@ -279,6 +302,9 @@ class ServedModel:
 
     @_within_request_timeout
     async def embed(self, items: list[InputItem], options: EmbedOptions) -> EmbeddingResult:
+        return await self._embed(items, options)
+
+    async def _embed(self, items: list[InputItem], options: EmbedOptions) -> EmbeddingResult:
         self.require(ModelKind.EMBEDDING)
         if self.pooling is Pooling.NONE:
             raise ConfigError(
@@ -330,6 +356,7 @@ class ServedModel:
             cached = tuple(all_hit)
         method = resolve_normalization(self.config.normalization, options.normalize)
         vectors = finish(pooled, method, self.config.norm_p, options.dimensions)
+        quantized = await self._quantize(vectors, options)
         return EmbeddingResult(
             model=self.name,
             vectors=vectors,
@@ -343,7 +370,69 @@ class ServedModel:
             ),
             cached=cached,
             prefix=prefix,
+            quantized=quantized,
         )
+
+    async def _quantize(self, vectors: Matrix, options: EmbedOptions) -> dict[Quantization, Codes]:
+        """The asked integer forms of the finished vectors, cache hits included: the
+        ranges depend on the model and the output shape, never on the request."""
+        codes: dict[Quantization, Codes] = {}
+        for kind in options.quantize:
+            ranges = (
+                await self.ranges(options.normalize, options.dimensions) if kind.scalar else None
+            )
+            codes[kind] = quantize(vectors, kind, ranges)
+        return codes
+
+    async def ranges(self, normalize: bool | None = None, dimensions: int | None = None) -> Ranges:
+        """The int8/uint8 ranges of vectors finished with these options: the calibration
+        vectors finished the same way (normalized, cut, renormalized), min and max."""
+        method = resolve_normalization(self.config.normalization, normalize)
+        found = self._ranges.get((method, dimensions))
+        if found is None:
+            pooled = await self._calibration_vectors()
+            finished = finish(pooled, method, self.config.norm_p, dimensions)
+            found = self._ranges[(method, dimensions)] = Ranges.of(finished)
+        return found
+
+    async def calibrate(self) -> Ranges | None:
+        """The default output shape's ranges, calibrating now if need be; None for a
+        model that has none (a reranker, per-token pooling) or no live worker to run it."""
+        if self.kind is not ModelKind.EMBEDDING or self.pooling is Pooling.NONE:
+            return None
+        if self.backend.alive_count == 0:
+            return self.known_ranges()
+        return await self.ranges()
+
+    def known_ranges(self) -> Ranges | None:
+        """The default output shape's ranges, if calibration has run (for model cards)."""
+        method = resolve_normalization(self.config.normalization, None)
+        return self._ranges.get((method, None))
+
+    async def _calibration_vectors(self) -> Matrix:
+        """The calibration texts' pooled vectors, embedded once through this pipeline.
+
+        One task for every caller (single-flight), shielded: a caller that times out or
+        leaves does not cancel it, so a slow first calibration still finishes for the
+        next caller; a failed one (a worker crash, an unload) is retried by the next."""
+        task = self._calibrating
+        if task is None or (task.done() and (task.cancelled() or task.exception())):
+            task = self._calibrating = asyncio.create_task(self._calibrate())
+            task.add_done_callback(_retrieved)
+        return await asyncio.shield(task)
+
+    async def _calibrate(self) -> Matrix:
+        started = time.perf_counter()
+        options = EmbedOptions(normalize=False, truncate=Truncation.END, use_cache=False)
+        result = await self._embed(list(self.calibration.texts), options)
+        _log.info(
+            "model %r: int8/uint8 ranges calibrated on %d %s texts in %.2f s",
+            self.name,
+            len(self.calibration.texts),
+            self.calibration.source,
+            time.perf_counter() - started,
+        )
+        return result.vectors
 
     @_within_request_timeout
     async def rerank(
@@ -499,6 +588,12 @@ def _note_tokenize(log: StageLog, started: float, prepared: Sequence[TokenizedIn
         tokens=sum(len(item.ids) for item in prepared),
         truncated=sum(item.truncated for item in prepared),
     )
+
+
+def _retrieved(task: asyncio.Task[Matrix]) -> None:
+    """A calibration that failed with no caller left to see it is not an unhandled error."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _sigmoid(logit: float) -> float:

@@ -6,9 +6,11 @@ convenience of `EmbeddingEngine.embed` is applied by the engine, not here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from embellama.vectors import Matrix
+from embellama.errors import InputError
+from embellama.vectors import Codes, Matrix, Quantization
 
 __all__ = ["EmbeddingResult", "RerankHit", "RerankResult", "Timings"]
 
@@ -41,6 +43,19 @@ class EmbeddingResult:
     # The prefix put in front of the texts: None when no input_type was given, "" when
     # one was but the model has no prefix for it (the texts were embedded unchanged).
     prefix: str | None = None
+    # The integer forms the call asked for (`quantize=`), each computed from `vectors`.
+    quantized: Mapping[Quantization, Codes] = field(default_factory=dict)
+
+    def codes(self, kind: str | Quantization) -> Codes:
+        """The vectors as `kind` ("int8", "uint8", "binary", "ubinary"); the call must
+        have asked for it with `quantize=`."""
+        found = self.quantized.get(Quantization(kind)) if kind in tuple(Quantization) else None
+        if found is None:
+            raise InputError(
+                f"no {kind!r} codes in this result: embed with quantize={kind!r}",
+                param="quantize",
+            )
+        return found
 
     @property
     def total_tokens(self) -> int:

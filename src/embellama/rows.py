@@ -16,6 +16,7 @@ from embellama.config import Truncation
 from embellama.engine import EmbeddingEngine
 from embellama.errors import InputError
 from embellama.results import EmbeddingResult
+from embellama.vectors import Quantization
 
 __all__ = ["EmbeddedRows", "embed_rows", "errors_path", "plural", "text_problem"]
 
@@ -32,6 +33,7 @@ def embed_rows(
     texts: list[Any],
     truncate: Truncation,
     dimensions: int | None,
+    quantize: Quantization | None = None,
 ) -> EmbeddedRows:
     """Embed the rows that can be; a row the engine refuses is taken out with its
     reason and the rest embedded again (one retry per bad row, rare in a real corpus)."""
@@ -46,7 +48,10 @@ def embed_rows(
     while keep:
         try:
             result = engine.embed_with_details(
-                [texts[p] for p in keep], truncate=truncate, dimensions=dimensions
+                [texts[p] for p in keep],
+                truncate=truncate,
+                dimensions=dimensions,
+                quantize=quantize,
             )
         except InputError as exc:
             if exc.index is None:

@@ -1,10 +1,14 @@
-"""Pooling, normalization and Matryoshka truncation as plain numpy functions.
+"""Pooling, normalization, Matryoshka truncation and quantization as plain numpy functions.
 
 Pure math on arrays: no llama.cpp, no model state. Pooling works on one sequence's
-per-token outputs; normalization and truncation work on a `(n, dim)` matrix.
+per-token outputs; normalization, truncation and quantization work on a `(n, dim)`
+matrix. Every integer form of a vector (library, corpus job, server) is computed here.
 """
 
 from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -13,16 +17,23 @@ from embellama.config import Normalization, Pooling
 from embellama.errors import InvalidDimensionsError
 
 __all__ = [
+    "Codes",
     "Matrix",
+    "Quantization",
+    "Ranges",
     "check_dimensions",
     "finish",
     "normalize",
     "pool",
+    "quantize",
     "resolve_normalization",
     "truncate_dimensions",
 ]
 
 Matrix = npt.NDArray[np.float32]
+Vector = npt.NDArray[np.float32]
+# Quantized rows: int8 or uint8, (n, dim) for the scalar forms, (n, ceil(dim/8)) packed.
+Codes = npt.NDArray[np.int8] | npt.NDArray[np.uint8]
 
 
 def pool(token_vectors: Matrix, pooling: Pooling) -> Matrix:
@@ -103,3 +114,83 @@ def finish(
     if dimensions is not None and dimensions != vectors.shape[1]:
         vectors = normalize(truncate_dimensions(vectors, dimensions), normalization, p)
     return vectors
+
+
+class Quantization(enum.StrEnum):
+    """The integer forms of a finished vector (Cohere's `embedding_types`, and
+    sentence-transformers' `quantize_embeddings` precisions of the same names)."""
+
+    INT8 = "int8"
+    UINT8 = "uint8"
+    # Sign bits, 8 per byte, big-endian bit order: `binary` as int8 (byte - 128).
+    BINARY = "binary"
+    UBINARY = "ubinary"
+
+    @property
+    def scalar(self) -> bool:
+        """Needs per-dimension ranges (int8, uint8); the binary forms need none."""
+        return self in (Quantization.INT8, Quantization.UINT8)
+
+    def bytes_per_vector(self, dimensions: int) -> int:
+        return dimensions if self.scalar else (dimensions + 7) // 8
+
+
+@dataclass(frozen=True)
+class Ranges:
+    """Per-dimension [low, high] that int8/uint8 map onto 256 steps, the same for every
+    vector of one model and output shape."""
+
+    low: Vector
+    high: Vector
+
+    @classmethod
+    def of(cls, calibration: Matrix) -> Ranges:
+        """A model's ranges: one symmetric range, [-m, m] with m the largest |value| of
+        the finished calibration vectors, for every dimension. With one step for all
+        dimensions an integer dot product is the float one scaled (plus rounding), so it
+        ranks alike; per-dimension min/max (`min_max`) weights each dimension's products
+        by 1/step² instead, and ranked measurably worse (bench/quantization.md)."""
+        widest = float(np.abs(_checked(calibration)).max())
+        bound = np.full(calibration.shape[1], widest, np.float32)
+        return cls(-bound, bound)
+
+    @classmethod
+    def min_max(cls, calibration: Matrix) -> Ranges:
+        """Each dimension's own min and max: sentence-transformers' calibration, for a
+        caller that decodes codes back to floats rather than multiplying them."""
+        wide = _checked(calibration)
+        return cls(wide.min(axis=0), wide.max(axis=0))
+
+
+def _checked(calibration: Matrix) -> Matrix:
+    if calibration.ndim != 2 or len(calibration) == 0:
+        raise ValueError("calibration needs at least one vector")
+    return calibration.astype(np.float32, copy=False)
+
+
+def quantize(vectors: Matrix, kind: Quantization, ranges: Ranges | None = None) -> Codes:
+    """`vectors` (n, dim) as `kind`: (n, dim) int8/uint8, or (n, ceil(dim/8)) packed bits.
+
+    A value outside the calibrated range is clipped to its end (0 or 255); a dimension
+    whose range is empty gets a step of 1, so nothing divides by zero."""
+    if kind.scalar:
+        if ranges is None:
+            raise ValueError(f"{kind.value} quantization needs calibrated ranges")
+        if ranges.low.shape[0] != vectors.shape[1]:
+            raise ValueError(
+                f"ranges are for {ranges.low.shape[0]} dimensions, vectors have {vectors.shape[1]}"
+            )
+        return _scalar(vectors.astype(np.float32, copy=False), ranges, kind is Quantization.INT8)
+    packed = np.packbits(vectors > 0, axis=-1)  # big-endian: dimension 0 is the high bit
+    if kind is Quantization.BINARY:
+        return (packed.astype(np.int16) - 128).astype(np.int8)
+    return packed
+
+
+def _scalar(vectors: Matrix, ranges: Ranges, signed: bool) -> Codes:
+    steps = (ranges.high - ranges.low) / np.float32(255)
+    steps = np.where(steps == 0, np.float32(1), steps).astype(np.float32)
+    codes = np.clip(np.floor((vectors - ranges.low) / steps), 0, 255)
+    if signed:
+        return (codes - 128).astype(np.int8)
+    return codes.astype(np.uint8)

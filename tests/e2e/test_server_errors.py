@@ -198,7 +198,7 @@ CASES: list[tuple[str, str, str, Any, int, str, str | None, str | None]] = [
         "bad encoding",
         "POST",
         "/v1/embeddings",
-        {"input": "x", "encoding_format": "int8"},
+        {"input": "x", "encoding_format": "int4"},
         400,
         "invalid_request_error",
         "invalid_value",

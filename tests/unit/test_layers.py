@@ -20,7 +20,7 @@ PACKAGE = Path(embellama.__file__).parent
 LAYERS: list[set[str]] = [
     {"errors"},
     {"config", "inputs", "prompts", "jsonl", "loop_thread", "vectors", "results", "routing"},
-    {"signing", "stages"},
+    {"calibration", "signing", "stages"},
     {"options", "model", "cache", "registry"},
     {"backends", "default_model"},
     {"batching"},

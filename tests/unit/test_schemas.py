@@ -140,7 +140,11 @@ def test_the_first_fault_in_field_order_answers(body: dict[str, Any], param: str
         ("chunk_overlap", 1.5, "'chunk_overlap' must be an integer >= 0, got 1.5"),
         ("model", ["m"], "'model' must be a string"),
         ("user", {"id": 1}, "'user' must be a string"),
-        ("encoding_format", "FLOAT", "'encoding_format' must be 'float' or 'base64', got 'FLOAT'"),
+        (
+            "encoding_format",
+            "FLOAT",
+            "'encoding_format' must be 'float', 'base64', 'int8', 'uint8', 'binary' or 'ubinary', got 'FLOAT'",
+        ),
         ("truncate", 1, "'truncate' must be false, true, 'end', 'start' or 'chunk', got 1"),
         ("pooling", "NONE", "'pooling' can only be 'none' (vectors per token), got 'NONE'"),
         (

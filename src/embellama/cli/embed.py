@@ -38,6 +38,7 @@ from embellama.engine import EmbeddingEngine
 from embellama.errors import ConfigError, InputError
 from embellama.jsonl import check_jsonl_columns
 from embellama.rows import plural
+from embellama.vectors import Quantization
 
 if TYPE_CHECKING:
     from embellama.corpus import CorpusOptions, CorpusProgress, CorpusReport, CorpusSource
@@ -85,6 +86,15 @@ def register(commands: Any) -> None:
     )
     corpus.add_argument(
         "--overwrite", action="store_true", help="Replace the output and any unfinished parts."
+    )
+    corpus.add_argument(
+        "--quantize",
+        choices=["int8", "uint8", "binary", "ubinary"],
+        default=None,
+        help="Write the `embedding` column as this integer form instead of float32: int8 or "
+        "uint8 lists (per-dimension ranges calibrated on --calibration-file or the built-in "
+        "set: 4x smaller), int8 lists of packed sign bits (binary) or fixed-size binary "
+        "(ubinary): 32x smaller. The form is named in the field's metadata.",
     )
     corpus.add_argument("--ray", action="store_true", help="Run the job on Ray Data.")
     corpus.add_argument("--ray-address", help="A Ray cluster to join (default: start a local one).")
@@ -141,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         return _corpus_job(args)
     if args.input is not None and args.input.suffix.lower() in (".csv", ".parquet"):
         raise InputError(f"{args.input}: CSV and Parquet inputs write --output FILE.parquet")
-    for flag in ("keep_columns", "ray"):
+    for flag in ("keep_columns", "ray", "quantize"):
         if getattr(args, flag):
             raise InputError(f"--{flag.replace('_', '-')} needs --output FILE.parquet")
     return _jsonl_job(args)
@@ -206,7 +216,12 @@ def _corpus_job(args: argparse.Namespace) -> int:
     if args.workers is None:
         args.workers = min(os.cpu_count() or 1, 4)
     model = model_config_from(resolve(args, MODEL_OPTIONS), workers=max(args.workers, 1))
-    options = CorpusOptions(Truncation(args.truncate), args.dimensions, args.strict)
+    quantize = Quantization(args.quantize) if args.quantize else None
+    if quantize is not None and args.ray:
+        raise InputError("--quantize is not available with --ray yet; run the job locally")
+    options = CorpusOptions(
+        Truncation(args.truncate), args.dimensions, args.strict, quantize=quantize
+    )
     try:
         if args.ray:
             from embellama.corpus.ray import embed_file
@@ -267,6 +282,7 @@ def _local_job(
         row_group_size=source.chunk_rows,
         truncate=options.truncate.value,
         dimensions=options.dimensions,
+        quantize=options.quantize,
     )
     store = PartStore(args.output, job, overwrite=args.overwrite)
     cache_values = resolve(args, CACHE_OPTIONS)

@@ -305,6 +305,16 @@ MODEL_OPTIONS = (
         default_text="100 for a name's first version, 0 for the others",
     ),
     Option(
+        "calibration-file",
+        "Text file (one text per line, 16 to 10,000 lines) whose vectors set this model's "
+        "int8/uint8 range: the largest |value| over them, shared by every dimension so "
+        "integer dot products rank like float ones, maps onto 256 steps. "
+        "Use texts like the ones you will index; the built-in set is 96 short mixed-domain "
+        "queries and passages (calibration.py). Read at load, embedded once on first use.",
+        parse=Path,
+        default_text="the built-in calibration set",
+    ),
+    Option(
         "max-batch-tokens",
         "Token budget of one llama.cpp decode. On CPU bigger is not "
         "faster: attention cost grows with the whole batch, and 256 measured best "
@@ -832,6 +842,7 @@ def model_config_from(
         cache_version=values["cache_version"],
         version=values["model_version"],
         weight=values["model_weight"],
+        calibration_file=values["calibration_file"],
     )
 
 

@@ -221,6 +221,9 @@ def _entry_values(entry: object, where: str, folder: Path | None) -> dict[str, A
     values = resolve(
         None, (*MODEL_OPTIONS, _WORKERS), environ={}, file_values=entry, file_name=where
     )
+    calibration: Path | None = values["calibration_file"]
+    if folder is not None and calibration and not calibration.expanduser().is_absolute():
+        values["calibration_file"] = folder / calibration  # beside the file, like `path`
     path: Path = values["model_path"]
     if folder is not None and not path.expanduser().is_absolute():
         values["model_path"] = folder / path

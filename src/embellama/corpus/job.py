@@ -28,6 +28,7 @@ from embellama.engine import EmbeddingEngine
 from embellama.errors import InputError
 from embellama.results import EmbeddingResult
 from embellama.rows import EmbeddedRows, embed_rows
+from embellama.vectors import Quantization
 
 __all__ = [
     "CorpusOptions",
@@ -48,6 +49,8 @@ class CorpusOptions:
     strict: bool = False
     # Chunks being embedded at once: enough that the next batch is always queued.
     in_flight: int = 3
+    # Write this integer form (vectors.py) as the `embedding` column instead of floats.
+    quantize: Quantization | None = None
 
 
 @dataclass
@@ -96,7 +99,7 @@ def embed_corpus(
         return CorpusReport(rows, 0, 0, 0.0, resumed_chunks=0, already_complete=True)
     done = store.done()
     dimensions = options.dimensions or engine.model_info().dimensions
-    schema = _schema(source, dimensions)
+    schema = _schema(source, dimensions, options.quantize)
     chunks = 0
     with ThreadPoolExecutor(options.in_flight, thread_name_prefix="embellama-corpus") as pool:
         pending: list[Future[_Embedded]] = []
@@ -127,7 +130,7 @@ def embed_corpus(
 def _embed_chunk(engine: EmbeddingEngine, chunk: Chunk, options: CorpusOptions) -> _Embedded:
     # Rows the reader refused are not embedded; the reader's reason is the one reported.
     texts = [None if p in chunk.problems else t for p, t in enumerate(chunk.texts)]
-    rows = embed_rows(engine, texts, options.truncate, options.dimensions)
+    rows = embed_rows(engine, texts, options.truncate, options.dimensions, options.quantize)
     problems = {**rows.problems, **chunk.problems}
     errors = [_error(chunk, p, problems[p], options) for p in sorted(problems)]
     errors += [_rejected(record, options) for record in chunk.rejected]
@@ -160,16 +163,10 @@ def _store(
     embedded: _Embedded, store: PartStore, schema: pa.Schema, progress: CorpusProgress
 ) -> None:
     chunk, keep, result = embedded.chunk, embedded.keep, embedded.result
-    dimensions = schema.field("embedding").type.list_size
-    vectors = (
-        result.vectors.astype(np.float32, copy=False)
-        if result is not None
-        else np.zeros((0, dimensions), np.float32)
-    )
     tokens = list(result.token_counts) if result is not None else []
     columns: dict[str, pa.Array] = {
         "id": chunk.ids.take(pa.array(keep, pa.int64())).cast(schema.field("id").type),
-        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dimensions),
+        "embedding": _embedding_column(result, schema.field("embedding")),
         "tokens": pa.array(tokens, pa.int32()),
     }
     if chunk.kept is not None:
@@ -183,7 +180,43 @@ def _store(
     progress.cache_hits += result.cache_hits if result is not None else 0
 
 
-def _schema(source: CorpusSource, dimensions: int) -> pa.Schema:
+def _embedding_column(result: EmbeddingResult | None, column: pa.Field) -> pa.Array:
+    """The form the column's metadata names (floats when none): float32, int8 or uint8
+    fixed-size lists, or fixed-size binary for ubinary's packed bits."""
+    named = (column.metadata or {}).get(_FORM)
+    kind = Quantization(named.decode()) if named else None
+    if result is None:
+        return pa.array([], column.type)
+    if kind is Quantization.UBINARY:
+        codes = np.ascontiguousarray(result.codes(kind))
+        return pa.FixedSizeBinaryArray.from_buffers(
+            column.type, len(codes), [None, pa.py_buffer(codes.tobytes())]
+        )
+    rows = result.codes(kind) if kind else result.vectors.astype(np.float32, copy=False)
+    return pa.FixedSizeListArray.from_arrays(
+        pa.array(rows.reshape(-1), column.type.value_type), column.type.list_size
+    )
+
+
+# The `embedding` field's metadata key naming its integer form (vectors.Quantization).
+_FORM = b"embellama.quantization"
+
+
+def _embedding_field(dimensions: int, quantize: Quantization | None) -> pa.Field:
+    if quantize is None:
+        return pa.field("embedding", pa.list_(pa.float32(), dimensions))
+    width = quantize.bytes_per_vector(dimensions)
+    if quantize is Quantization.UBINARY:
+        kind = pa.binary(width)  # fixed-size: the packed bits as raw bytes
+    else:
+        signed = quantize in (Quantization.INT8, Quantization.BINARY)
+        kind = pa.list_(pa.int8() if signed else pa.uint8(), width)
+    return pa.field("embedding", kind, metadata={_FORM: quantize.value.encode()})
+
+
+def _schema(
+    source: CorpusSource, dimensions: int, quantize: Quantization | None = None
+) -> pa.Schema:
     """The output's columns; the id and kept columns take their type from the input."""
     first = next(source.chunks(), None)
     id_type = pa.int64()
@@ -198,7 +231,7 @@ def _schema(source: CorpusSource, dimensions: int) -> pa.Schema:
     return pa.schema(
         [
             pa.field("id", id_type),
-            pa.field("embedding", pa.list_(pa.float32(), dimensions)),
+            _embedding_field(dimensions, quantize),
             pa.field("tokens", pa.int32()),
             *kept,
         ]

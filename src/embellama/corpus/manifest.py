@@ -15,6 +15,7 @@ from typing import Any
 from embellama.config import ModelConfig
 from embellama.model.fingerprint import gguf_fingerprint
 from embellama.model.gguf import read_gguf_info
+from embellama.vectors import Quantization
 
 __all__ = ["differences", "job_manifest", "model_file_fingerprint"]
 
@@ -36,6 +37,7 @@ def job_manifest(
     row_group_size: int,
     truncate: str,
     dimensions: int | None,
+    quantize: Quantization | None = None,
 ) -> dict[str, Any]:
     """A JSON-able description of everything a corpus job's rows depend on."""
     stat = input_path.stat()
@@ -52,7 +54,16 @@ def job_manifest(
         "truncate": truncate,
         "dimensions": dimensions,
         **_vector_options(model),
+        # Only when set, so a float job's manifest reads as it did before quantization.
+        **_quantized(model, quantize),
     }
+
+
+def _quantized(model: ModelConfig, quantize: Quantization | None) -> dict[str, Any]:
+    if quantize is None:
+        return {}
+    calibration = str(model.calibration_file) if model.calibration_file else "built-in"
+    return {"quantize": quantize.value, "calibration": calibration if quantize.scalar else None}
 
 
 def _vector_options(model: ModelConfig) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from embellama.server.body import read_request
 from embellama.server.disconnect import unless_disconnected
 from embellama.server.security import most_tokens
 from embellama.server.state import ServerState
+from embellama.server.wire.cohere import CohereEmbedRequest, parse_cohere_request
 from embellama.server.wire.embeddings import EmbeddingsRequest, parse_embeddings_request
 from embellama.server.wire.rerank import RerankRequest, parse_rerank_request
 from embellama.server.wire.tokens import (
@@ -28,6 +29,7 @@ from embellama.server.wire.tokens import (
 __all__ = [
     "charged",
     "no_cache",
+    "read_cohere",
     "read_detokenize",
     "read_embeddings",
     "read_rerank",
@@ -94,6 +96,16 @@ async def read_detokenize(request: Request, state: ServerState) -> DetokenizeReq
         state.limits.max_body_bytes,
         lambda body: parse_detokenize_request(body, max_tokens=limit),
         max_inputs=state.limits.max_inputs_per_request,
+    )
+
+
+async def read_cohere(request: Request, state: ServerState, *, v1: bool) -> CohereEmbedRequest:
+    most = state.limits.max_inputs_per_request
+    return await read_request(
+        request,
+        state.limits.max_body_bytes,
+        lambda body: parse_cohere_request(body, max_inputs=most, v1=v1),
+        max_inputs=most,
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +17,12 @@ from starlette.responses import Response
 from embellama.inputs import InputItem
 from embellama.model.native import TokenIds
 from embellama.results import EmbeddingResult, RerankHit, RerankResult
+from embellama.server.wire.cohere import (
+    CohereEmbeddings,
+    CohereFloatsResponse,
+    CohereMeta,
+    CohereResponse,
+)
 from embellama.server.wire.embeddings import Embedding, EmbeddingsResponse
 from embellama.server.wire.rerank import RerankHitBody, RerankResponse
 from embellama.server.wire.tokens import DetokenizeResponse
@@ -24,6 +30,7 @@ from embellama.vectors import Matrix
 
 __all__ = [
     "embedding_headers",
+    "encode_cohere",
     "encode_detokenized",
     "encode_embeddings",
     "encode_rerank",
@@ -51,7 +58,11 @@ def _rows(matrix: Matrix, encoding_format: str) -> list[Any]:
 
 
 def encode_embeddings(result: EmbeddingResult, encoding_format: str) -> bytes:
-    rows = _rows(result.vectors, encoding_format)
+    """Floats or base64 rows, or a quantized format's integer rows (`result.codes`)."""
+    quantized = encoding_format not in ("float", "base64")
+    rows = (
+        list(result.codes(encoding_format)) if quantized else _rows(result.vectors, encoding_format)
+    )
     data: list[Embedding] = [
         {"object": "embedding", "index": index, "embedding": row} for index, row in enumerate(rows)
     ]
@@ -65,6 +76,46 @@ def encode_embeddings(result: EmbeddingResult, encoding_format: str) -> bytes:
             "prompt_tokens_details": {"cached_tokens": result.cached_tokens},
         },
     }
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def encode_cohere(
+    result: EmbeddingResult,
+    texts: list[str],
+    types: tuple[str, ...],
+    *,
+    by_type: bool,
+    version: str,
+) -> bytes:
+    """Cohere's answer: `embeddings` by type (v2; v1 with `embedding_types`), else v1's
+    bare float list. Integer types are `result.codes`, the same as /v1/embeddings'."""
+    meta: CohereMeta = {
+        "api_version": {"version": version},
+        "billed_units": {"input_tokens": result.total_tokens},
+    }
+    body: CohereResponse | CohereFloatsResponse
+    if by_type:
+        embeddings = {
+            kind: _rows(result.vectors, kind)
+            if kind in ("float", "base64")
+            else list(result.codes(kind))
+            for kind in types
+        }
+        body = {
+            "id": str(uuid.uuid4()),
+            "embeddings": cast(CohereEmbeddings, embeddings),
+            "texts": texts,
+            "meta": meta,
+            "response_type": "embeddings_by_type",
+        }
+    else:
+        body = {
+            "id": str(uuid.uuid4()),
+            "embeddings": _rows(result.vectors, "float"),
+            "texts": texts,
+            "meta": meta,
+            "response_type": "embeddings_floats",
+        }
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from embellama.server.errors import ErrorShape, ErrorShapes
-from embellama.server.routes import admin
+from embellama.server.routes import admin, cohere
 from embellama.server.routes.docs import docs, docs_asset, openapi
 from embellama.server.routes.embeddings import create_embeddings
 from embellama.server.routes.health import health, info, metrics, ready
@@ -42,6 +42,12 @@ from embellama.server.wire.admin import (
     WorkerRow,
 )
 from embellama.server.wire.base import WireModel
+from embellama.server.wire.cohere import (
+    CohereEmbedRequest,
+    CohereEmbedV1Request,
+    CohereFloatsResponse,
+    CohereResponse,
+)
 from embellama.server.wire.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from embellama.server.wire.health import Health, Info, Ready
 from embellama.server.wire.models import ModelCard, ModelList
@@ -148,6 +154,28 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         EmbeddingsResponse,
         _WORK,
         headers=("x-request-id", "x-tokens", "x-cache-hits", "x-prefix", "x-model-version"),
+    ),
+    Endpoint(
+        ("/v2/embed",),
+        "POST",
+        cohere.embed_v2,
+        "Embed texts (Cohere's v2 API: embedding_types float/int8/uint8/binary/ubinary/base64)",
+        CohereEmbedRequest,
+        CohereResponse,
+        _WORK,
+        headers=("x-request-id", "x-tokens", "x-cache-hits", "x-prefix"),
+        error_shape=ErrorShape.COHERE,
+    ),
+    Endpoint(
+        ("/v1/embed",),
+        "POST",
+        cohere.embed_v1,
+        "Embed texts (Cohere's v1 API: floats, or by type with embedding_types)",
+        CohereEmbedV1Request,
+        CohereFloatsResponse | CohereResponse,
+        _WORK,
+        headers=("x-request-id", "x-tokens", "x-cache-hits", "x-prefix"),
+        error_shape=ErrorShape.COHERE,
     ),
     Endpoint(
         _RERANK_PATHS,

@@ -3,7 +3,8 @@
 Routes never catch: they raise domain errors (or `ApiError` for HTTP-only faults) and
 the handlers registered here answer in the shape of the API the path belongs to:
 OpenAI's `{"error": {"message", "type", "param", "code"}}` (the default), Ollama's
-`{"error": "..."}`, or TEI's `{"error": "...", "error_type": "..."}` with TEI's 413/422.
+`{"error": "..."}`, TEI's `{"error": "...", "error_type": "..."}` with TEI's 413/422,
+or Cohere's `{"message": "..."}`.
 The shape is chosen once per request from its path (`ErrorShapes`, built from the route
 table) and kept in the scope, where a route that tells APIs apart by body may change it.
 """
@@ -24,7 +25,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from embellama import errors
-from embellama.server.wire.errors import Error, OllamaError, TeiError, TeiErrorType
+from embellama.server.wire.errors import CohereError, Error, OllamaError, TeiError, TeiErrorType
 
 __all__ = [
     "ApiError",
@@ -134,6 +135,7 @@ class ErrorShape(enum.StrEnum):
     OPENAI = "openai"
     OLLAMA = "ollama"
     TEI = "tei"
+    COHERE = "cohere"
 
 
 _SHAPE_KEY = "error_shape"
@@ -211,9 +213,13 @@ def _tei(error: ApiError) -> tuple[int, TeiError]:
     return status, {"error": error.message, "error_type": kind}
 
 
-def _body(error: ApiError, shape: ErrorShape) -> tuple[int, Error | OllamaError | TeiError]:
+def _body(
+    error: ApiError, shape: ErrorShape
+) -> tuple[int, Error | OllamaError | TeiError | CohereError]:
     if shape is ErrorShape.OLLAMA:
         return error.status, {"error": error.message}
+    if shape is ErrorShape.COHERE:  # the cohere SDK raises its typed error with this body
+        return error.status, {"message": error.message}
     if shape is ErrorShape.TEI:
         return _tei(error)
     body: Error = {

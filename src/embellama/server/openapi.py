@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 from embellama import __version__
 from embellama.server.endpoints import ENDPOINTS, Endpoint
 from embellama.server.errors import ErrorShape
-from embellama.server.wire.errors import Error, OllamaError, TeiError
+from embellama.server.wire.errors import CohereError, Error, OllamaError, TeiError
 
 __all__ = ["openapi_document", "openapi_json"]
 
@@ -44,6 +44,7 @@ _ERROR_BODIES: dict[ErrorShape, object] = {
     ErrorShape.OPENAI: Error,
     ErrorShape.OLLAMA: OllamaError,
     ErrorShape.TEI: TeiError,
+    ErrorShape.COHERE: CohereError,
 }
 _SECURITY: dict[str, list[dict[str, list[str]]] | None] = {
     "key": None,

@@ -13,8 +13,9 @@ from embellama.server.state import ServerState
 from embellama.server.tei import tei_info
 from embellama.server.wire.admin import AdminModel, ConfigView, WorkerRow
 from embellama.server.wire.health import Info, InfoModel, Ready, ReadyModel
-from embellama.server.wire.models import ModelCard
+from embellama.server.wire.models import ModelCard, QuantizationCard
 from embellama.server.wire.versions import ModelVersion, ModelVersions
+from embellama.vectors import Quantization
 
 __all__ = [
     "config_view",
@@ -36,7 +37,7 @@ def info_view(state: ServerState, client: str | None) -> Info:
         # /tokenize answers and /detokenize requests: most token ids (413 beyond).
         "max_tokenize_tokens": limits.max_tokenize_tokens,
         "max_instruction_length": limits.max_instruction_length,
-        "encoding_formats": ["float", "base64"],
+        "encoding_formats": ["float", "base64", *(kind.value for kind in Quantization)],
         "truncation_modes": [t.value for t in Truncation],
         "max_documents_per_request": limits.max_inputs_per_request,
         "auth": state.access.describe(client),
@@ -137,7 +138,22 @@ def model_card(service: ServedModel, name: str, created: int) -> ModelCard:
         "pooling": info.pooling.value,
         "normalization": info.normalization.value,
         "prompts": service.prompts.describe() if service.prompts else None,
+        "quantization": quantization_card(service),
         "status": "ready",
+    }
+
+
+def quantization_card(service: ServedModel) -> QuantizationCard | None:
+    """int8/uint8 ranges of the default output shape (null until calibrated; the list
+    (`/v1/models`) never calibrates, one card (`/v1/models/{id}`) does)."""
+    if service.kind.value != "embedding":
+        return None
+    ranges = service.known_ranges()
+    return {
+        "types": [kind.value for kind in Quantization],
+        "calibration": service.calibration.source,
+        "calibration_texts": len(service.calibration.texts),
+        "ranges": {"low": ranges.low.tolist(), "high": ranges.high.tolist()} if ranges else None,
     }
 
 

@@ -19,4 +19,6 @@ async def list_models(request: Request) -> Response:
 async def get_model(request: Request) -> Response:
     state = state_of(request)
     name = request.path_params["model_id"]
-    return json_response(model_card(state.resolve(name), name, int(state.started)))
+    service = state.resolve(name)
+    await service.calibrate()  # the card shows the int8/uint8 ranges
+    return json_response(model_card(service, name, int(state.started)))

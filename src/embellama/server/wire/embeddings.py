@@ -25,6 +25,7 @@ from embellama.inputs import InputItem, is_token_list, parse_inputs
 from embellama.options import EmbedOptions
 from embellama.prompts import InputType
 from embellama.server.wire.base import Name, Says, WireModel, limit, or_default, parse, refuse
+from embellama.vectors import Quantization
 
 __all__ = [
     "CachedTokens",
@@ -89,10 +90,18 @@ class EmbeddingsRequest(WireModel):
     ]
     model: Name = Field(None, description="Name or alias; default: first model.")
     encoding_format: Annotated[
-        Literal["float", "base64"],
+        Literal["float", "base64", "int8", "uint8", "binary", "ubinary"],
         BeforeValidator(_float_unless_set),
-        Says("'encoding_format' must be 'float' or 'base64', got {input!r}"),
-    ] = "float"
+        Says(
+            "'encoding_format' must be 'float', 'base64', 'int8', 'uint8', 'binary' or "
+            "'ubinary', got {input!r}"
+        ),
+    ] = Field(
+        "float",
+        description="Extension: int8/uint8 (per-dimension ranges calibrated per model, shown "
+        "in /v1/models/{id}) and binary/ubinary (sign bits, 8 per byte, big-endian) give "
+        "lists of integers, as Cohere's embedding_types.",
+    )
     dimensions: Annotated[
         int | None, Field(ge=1), Says("'dimensions' must be a positive integer, got {input!r}")
     ] = Field(None, description="Matryoshka cut.")
@@ -149,6 +158,19 @@ class EmbeddingsRequest(WireModel):
         "each embedding is then a list of vectors.",
     )
 
+    @field_validator("pooling")
+    @classmethod
+    def _pooled_if_quantized(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Quantized codes are of pooled vectors; per-token output stays float."""
+        wanted = info.data.get("encoding_format")
+        if value == "none" and wanted not in (None, "float", "base64"):
+            raise refuse(
+                f"'encoding_format' {wanted!r} applies to pooled vectors; with "
+                "'pooling': 'none' use 'float' or 'base64'",
+                param="encoding_format",
+            )
+        return value
+
     @field_validator("instruction")
     @classmethod
     def _bounded(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -163,6 +185,12 @@ class EmbeddingsRequest(WireModel):
     @property
     def items(self) -> list[InputItem]:
         return self.input
+
+    @property
+    def quantization(self) -> Quantization | None:
+        """The integer form asked for, if `encoding_format` names one."""
+        fmt = self.encoding_format
+        return None if fmt in ("float", "base64") else Quantization(fmt)
 
     @property
     def per_token(self) -> bool:
@@ -180,6 +208,7 @@ class EmbeddingsRequest(WireModel):
             input_type=self.input_type,
             instruction=self.instruction,
             chunk_overlap=self.chunk_overlap,
+            quantize=(self.quantization,) if self.quantization else (),
         )
 
 
@@ -201,10 +230,10 @@ class EmbeddingsUsage(TypedDict):
 
 
 _VECTOR = {
-    "description": "Floats, or base64 of little-endian float32; with "
-    '"pooling": "none", a list of those, one per token.',
+    "description": "Floats, or base64 of little-endian float32, or integers for a "
+    'quantized encoding_format; with "pooling": "none", a list of those, one per token.',
     "oneOf": [
-        {"type": "array", "items": {"type": "number"}},
+        {"type": "array", "items": {"type": "number"}},  # integers too (quantized)
         {"type": "string", "contentEncoding": "base64"},
         {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
         {"type": "array", "items": {"type": "string"}},

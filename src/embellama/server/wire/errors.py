@@ -28,6 +28,10 @@ class OllamaError(TypedDict):
     error: str
 
 
+class CohereError(TypedDict):
+    message: str
+
+
 class TeiError(TypedDict):
     error: str
     error_type: TeiErrorType

@@ -6,7 +6,22 @@ from typing import Literal, NotRequired
 
 from typing_extensions import TypedDict
 
-__all__ = ["ModelCard", "ModelList"]
+__all__ = ["ModelCard", "ModelList", "QuantizationCard"]
+
+
+class Bounds(TypedDict):
+    low: list[float]
+    high: list[float]
+
+
+class QuantizationCard(TypedDict):
+    """What int8/uint8 codes mean for this model: uint8 code k of dimension i stands for
+    low[i] + (k + 0.5) * (high[i] - low[i]) / 255 (an int8 code is k - 128)."""
+
+    types: list[str]
+    calibration: str  # "built-in" or the calibration file's path
+    calibration_texts: int
+    ranges: Bounds | None
 
 
 class ModelCard(TypedDict):
@@ -28,6 +43,7 @@ class ModelCard(TypedDict):
     version: NotRequired[str]
     # A versioned name's card: each version's weight (its share of the requests).
     versions: NotRequired[dict[str, float]]
+    quantization: NotRequired[QuantizationCard | None]
     # "failed": listed so clients see the model is missing; `error` says why.
     status: Literal["ready", "failed"]
     error: NotRequired[str]
