@@ -402,3 +402,18 @@ def test_jsonl_type_drift_and_bad_lines_are_bad_rows(tiny_model: Path, tmp_path:
     assert table.num_rows == 446 and 150 not in table.column("id").to_pylist()
     again = _run(command)
     assert again.returncode == 0 and "already complete" in again.stderr
+
+
+def test_the_job_says_which_version_made_its_vectors(tiny_model: Path, tmp_path: Path) -> None:
+    """Vectors of two versions of a name never compare: the job names the version it
+    ran, and a resume with another version is another job."""
+    source = _write(tmp_path / "in.jsonl", _rows(20))
+    output = tmp_path / "out.parquet"
+    versioned = ("--model-name", "m", "--model-version", "v2")
+    done = _run(_embed_command(tiny_model, source, output, *versioned))
+    assert done.returncode == 0, done.stderr
+    assert "embedded by m@v2 (version v2)" in done.stderr
+    other = _run(_embed_command(tiny_model, source, output, "--model-name", "m"))
+    assert other.returncode != 0 and "exists; pass --overwrite" in other.stderr
+    plain = _run(_embed_command(tiny_model, source, tmp_path / "plain.parquet"))
+    assert plain.returncode == 0 and "(version 1)" in plain.stderr

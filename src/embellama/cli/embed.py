@@ -186,12 +186,18 @@ def _jsonl_job(args: argparse.Namespace) -> int:
             strict=args.strict,
             bar=bar,
         )
+    print(_served_by(config.models[0]), file=sys.stderr)
     if totals.bad_rows:
         print(summary(totals, args.output), file=sys.stderr)
     if engine.engine.cache is not None:
         inputs = totals.rows
         print(f"embellama: cache: {totals.cache_hits} hits of {inputs} inputs", file=sys.stderr)
     return 0
+
+
+def _served_by(model: ModelConfig) -> str:
+    """Which model and version made the vectors: rows of two versions never compare."""
+    return f"embellama: embedded by {model.resolved_name} (version {model.served_version})"
 
 
 def _count_lines(path: Path) -> int:
@@ -248,6 +254,7 @@ def _corpus_job(args: argparse.Namespace) -> int:
     if report.already_complete:
         print(f"embellama: {args.output} is already complete for this job", file=sys.stderr)
         return 0
+    print(_served_by(model), file=sys.stderr)
     print(
         f"embellama: {plural(report.rows, 'row')} embedded in {report.seconds:.1f} s "
         f"({report.rows / max(report.seconds, 1e-9):.0f} rows/s), "

@@ -54,6 +54,9 @@ def job_manifest(
         "truncate": truncate,
         "dimensions": dimensions,
         **_vector_options(model),
+        # Only for a versioned model, so an unversioned job's manifest reads as before:
+        # a resume with another version of the name is another job.
+        **({"model_version": model.version} if model.version is not None else {}),
         # Only when set, so a float job's manifest reads as it did before quantization.
         **_quantized(model, quantize),
     }
