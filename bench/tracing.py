@@ -3,8 +3,8 @@ per-request cost of the off path, measured in-process.
 
 Two servers of this checkout on the same GGUF, serve's defaults, cache off: one without
 `--otlp-endpoint`, one exporting every request's spans (7 per request at c16) to a real
-OTLP/HTTP receiver in this process (tests/e2e/otlp_receiver.py, which decodes them) with
-the SDK's default batching. Rounds alternate A B / B A; on/off ratios of embeddings per
+OTLP/HTTP receiver in a process of its own (tests/e2e/otlp_receiver.py, which decodes
+them) with the SDK's default batching. Rounds alternate A B / B A; on/off ratios of embeddings per
 second go to bench/tracing.md. That tracing off costs nothing against the commit before
 it is bench/before_after.py's question (`--before <commit>`).
 
@@ -17,10 +17,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import timeit
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,12 +34,38 @@ from bench.corpus import short_texts
 from bench.load import Server, run_closed
 from embellama import prepare_default_model
 from embellama.stages import current
-from tests.e2e.otlp_receiver import otlp_receiver
 
 OUT = Path(__file__).resolve().parent
 # Where an untraced embeddings request asks whether it is traced: tokenize, the cache
 # lookup, the pipeline's return, the scheduler's queue entry; each batch checks a count.
 HOOKS_PER_REQUEST = 4
+
+
+@dataclass
+class _Receiver:
+    url: str
+    spans: int = 0
+
+
+@contextmanager
+def _receiver_process() -> Iterator[_Receiver]:
+    """The collector in a process of its own: in the load generator's interpreter its
+    decoding would slow the client on the traced leg only."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.e2e.otlp_receiver"],
+        cwd=OUT.parent,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    receiver = _Receiver(process.stdout.readline().strip())
+    try:
+        yield receiver
+    finally:
+        process.stdin.close()
+        receiver.spans = int(process.stdout.readline() or 0)
+        process.wait(timeout=30)
 
 
 def _server(name: str, model: Path, port: int, tracing: list[str]) -> Server:
@@ -103,7 +133,7 @@ def main() -> None:
     cached = asyncio.run(_cached_embed_us(model, max(100, args.hook_calls // 1000)))
     print(f"off path: {hooks:.0f} ns per request; a cached in-process embed: {cached:.1f} us")
     payloads = [[t] for t in short_texts(args.requests, seed=7)]
-    with otlp_receiver() as receiver, tempfile.TemporaryDirectory() as tmp:
+    with _receiver_process() as receiver, tempfile.TemporaryDirectory() as tmp:
         servers = [
             _server("tracing off", model, 18311, []),
             _server("tracing on", model, 18312, ["--otlp-endpoint", receiver.url]),
@@ -122,7 +152,7 @@ def main() -> None:
         finally:
             for server in servers:
                 server.stop()  # SIGTERM: the traced one exports what it still holds
-        spans = len(receiver.spans)
+    spans = receiver.spans
     off, on = samples["tracing off"], samples["tracing on"]
     ratios = [b / a for a, b in zip(off, on, strict=True)]
     lines = [
@@ -132,8 +162,9 @@ def main() -> None:
         f"cache off, 16 clients of one short text each (bench/load.py), {args.requests} "
         f"requests per run, {args.rounds} rounds, order A B / B A alternating; embeddings "
         "per second, median (min-max). Tracing on: `--otlp-endpoint` to a real OTLP/HTTP "
-        f"receiver in the benchmark's process, the SDK's default batching; it received "
-        f"{spans} spans.",
+        "receiver in its own process on the same 2 cores (tests/e2e/otlp_receiver.py, "
+        "decoding every span: a collector on another machine would leave those cycles to "
+        f"the server), the SDK's default batching; it received {spans} spans.",
         "",
         f"Reproduce: `python bench/tracing.py --rounds {args.rounds} --requests {args.requests}`",
         "",

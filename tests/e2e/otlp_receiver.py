@@ -182,3 +182,35 @@ def hanging_receiver() -> Iterator[str]:
         listener.close()
         for connection in held:
             connection.close()
+
+
+class _Counter(OtlpReceiver):
+    """Counts spans without keeping them: a long benchmark's receiver."""
+
+    count = 0
+
+    def receive(self, body: bytes, content_type: str) -> None:
+        request = ExportTraceServiceRequest.FromString(body)
+        self.count += sum(
+            len(scope.spans) for spans in request.resource_spans for scope in spans.scope_spans
+        )
+
+
+def _serve_until_stdin_closes() -> None:
+    """`python -m tests.e2e.otlp_receiver`: a receiver in its own process (a benchmark's
+    collector must not share the load generator's interpreter). Prints its URL, serves
+    until stdin closes, then prints how many spans it decoded."""
+    import sys
+
+    receiver = _Counter()
+    receiver.start()
+    try:
+        print(receiver.url, flush=True)
+        sys.stdin.read()
+        print(receiver.count, flush=True)
+    finally:
+        receiver.stop()
+
+
+if __name__ == "__main__":
+    _serve_until_stdin_closes()
