@@ -289,3 +289,30 @@ def test_a_reload_from_the_file_sets_the_weights_and_keeps_the_models(
     finally:
         config.write_text(_config(minilm_gguf))
         httpx.post(server.url + "/admin/reload", headers=ADMIN, timeout=60)
+
+
+def test_every_api_routes_by_the_same_key_and_says_which_version(
+    versioned: tuple[ServerProcess, Path],
+) -> None:
+    """The drop-in APIs pick the version as /v1/embeddings does (the same assignment
+    header, the same pin) and name it in `x-model-version`."""
+    server, _ = versioned
+    bodies: dict[str, dict[str, object]] = {
+        "/v2/embed": {"texts": [TEXT], "input_type": "search_query", "embedding_types": ["float"]},
+        "/api/embed": {"input": TEXT},
+        "/embed": {"inputs": TEXT},
+    }
+    _set_weights(server, {"v1": 50, "v2": 50})
+    keys = [f"client-{i}" for i in range(40)]
+    expected = {key: _embed(server, "m", user=key).headers["x-model-version"] for key in keys}
+    assert set(expected.values()) == {"v1", "v2"}  # both versions are in play
+    for path, body in bodies.items():
+        for key in keys:
+            headers = {"x-embellama-ab-key": key}
+            answer = httpx.post(
+                server.url + path, json={**body, "model": "m"}, headers=headers, timeout=30
+            )
+            assert answer.status_code == 200, (path, answer.text)
+            assert answer.headers["x-model-version"] == expected[key], (path, key)
+        pinned = httpx.post(server.url + path, json={**body, "model": "m@v2"}, timeout=30)
+        assert pinned.status_code == 200 and pinned.headers["x-model-version"] == "v2", path

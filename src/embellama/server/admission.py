@@ -115,9 +115,9 @@ def no_cache(request: Request) -> bool:
     return "no-cache" in control or "no-store" in control
 
 
-def rerank_cost(parsed: RerankRequest) -> int:
+def rerank_cost(query: str, documents: Sequence[str]) -> int:
     """Each pair repeats the query: bound its cost by that, not by the texts once each."""
-    return len(parsed.documents) * (len(parsed.query.encode("utf-8", "surrogatepass")) + 2)
+    return len(documents) * (len(query.encode("utf-8", "surrogatepass")) + 2)
 
 
 async def charged(

@@ -11,7 +11,7 @@ from embellama.inputs import InputItem
 from embellama.options import EmbedOptions, RerankOptions
 from embellama.pipeline import ServedModel
 from embellama.results import EmbeddingResult, RerankResult
-from embellama.server.admission import charged
+from embellama.server.admission import charged, rerank_cost
 from embellama.server.state import ServerState
 
 __all__ = ["embed", "rerank"]
@@ -27,9 +27,10 @@ async def embed(
     work = service.embed(items, options)
     prefix = service.prefix_for(options) or ""
     result = await charged(request, state, items, work, _embedded, prefix=prefix)
-    state.metrics.observe_result(result)
+    state.metrics.observe_result(result, version=service.version)
     request.scope["state"]["access"] = {
         "model": result.model,
+        "version": service.version,
         "inputs": len(result),
         "tokens": result.total_tokens,
         "cache_hits": result.cache_hits,
@@ -46,12 +47,12 @@ async def rerank(
     options: RerankOptions,
 ) -> RerankResult:
     work = service.rerank(query, documents, options)
-    # Each pair repeats the query: bound its cost by that, not by the texts once each.
-    extra = len(documents) * (len(query.encode("utf-8", "surrogatepass")) + 2)
+    extra = rerank_cost(query, documents)
     result = await charged(request, state, [query, *documents], work, _scored, extra=extra)
-    state.metrics.observe_result(result, len(documents))
+    state.metrics.observe_result(result, len(documents), service.version)
     request.scope["state"]["access"] = {
         "model": result.model,
+        "version": service.version,
         "documents": len(documents),
         "tokens": result.total_tokens,
     }

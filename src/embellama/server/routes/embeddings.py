@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from embellama.options import EmbedOptions
 from embellama.pipeline import ServedModel
-from embellama.results import EmbeddingResult
+from embellama.server import calls
 from embellama.server.admission import charged, no_cache, read_embeddings, serving
 from embellama.server.assignment import assignment_key
 from embellama.server.encoding import (
@@ -31,24 +31,10 @@ async def create_embeddings(request: Request) -> Response:
     options = parsed.options(use_cache=not no_cache(request))
     if parsed.per_token:
         return await _per_token(request, state, service, parsed, options)
-    work = service.embed(parsed.items, options)
-    prefix = service.prefix_for(options) or ""
-    result = await charged(request, state, parsed.items, work, _total_tokens, prefix=prefix)
-    state.metrics.observe_result(result, version=service.version)
-    request.scope["state"]["access"] = {
-        "model": result.model,
-        "version": service.version,
-        "inputs": len(result),
-        "tokens": result.total_tokens,
-        "cache_hits": result.cache_hits,
-    }
+    result = await calls.embed(request, state, service, parsed.items, options)
     body = encode_embeddings(result, parsed.encoding_format)
     headers = {**embedding_headers(result, parsed.items), **version_header(service.version)}
     return json_response(body, headers=headers)
-
-
-def _total_tokens(result: EmbeddingResult) -> int:
-    return result.total_tokens
 
 
 async def _per_token(
