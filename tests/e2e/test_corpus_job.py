@@ -417,3 +417,10 @@ def test_the_job_says_which_version_made_its_vectors(tiny_model: Path, tmp_path:
     assert other.returncode != 0 and "exists; pass --overwrite" in other.stderr
     plain = _run(_embed_command(tiny_model, source, tmp_path / "plain.parquet"))
     assert plain.returncode == 0 and "(version 1)" in plain.stderr
+    texts = [sys.executable, "-m", "embellama", "embed", "--model-path", str(tiny_model)]
+    quiet = _run([*texts, "one text"])
+    assert quiet.returncode == 0 and quiet.stderr == ""  # stdout is the vectors: no chatter
+    named = _run([*texts, *versioned, "one text"])
+    assert (
+        named.returncode == 0 and named.stderr.strip() == "embellama: embedded by m@v2 (version v2)"
+    )

@@ -186,7 +186,8 @@ def _jsonl_job(args: argparse.Namespace) -> int:
             strict=args.strict,
             bar=bar,
         )
-    print(_served_by(config.models[0]), file=sys.stderr)
+    if config.models[0].version is not None:  # quiet otherwise: stdout may be the vectors
+        print(_served_by(config.models[0]), file=sys.stderr)
     if totals.bad_rows:
         print(summary(totals, args.output), file=sys.stderr)
     if engine.engine.cache is not None:
