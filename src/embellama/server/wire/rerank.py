@@ -24,6 +24,7 @@ from embellama.server.wire.base import (
 
 __all__ = [
     "Document",
+    "Query",
     "RerankHitBody",
     "RerankRequest",
     "RerankResponse",
@@ -43,6 +44,14 @@ def _query(value: object) -> str:
         )
     return value
 
+
+# The query of every rerank body (Cohere's, Jina's, TEI's): a string, never cut.
+Query = Annotated[
+    str,
+    PlainValidator(_query),
+    WithJsonSchema({"type": "string"}),
+    Says("", missing="'query' is a required property and must be a string"),
+]
 
 _NOT_DOCUMENTS = "must be a non-empty list of strings or of objects with 'text'"
 
@@ -98,12 +107,7 @@ _DOCUMENTS = {
 class RerankRequest(WireModel):
     """Fields are checked in this order; null is the same as leaving a field out."""
 
-    query: Annotated[
-        str,
-        PlainValidator(_query),
-        WithJsonSchema({"type": "string"}),
-        Says("", missing="'query' is a required property and must be a string"),
-    ]
+    query: Query
     # `documents`, or llama-server's `texts` when no `documents` is sent.
     documents: Annotated[
         list[str],

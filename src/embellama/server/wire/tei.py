@@ -31,6 +31,7 @@ from embellama.server.wire.base import (
     parse,
     refuse,
 )
+from embellama.server.wire.rerank import Query
 
 __all__ = [
     "TeiEmbedAllRequest",
@@ -157,12 +158,6 @@ def is_tei_rerank(body: Mapping[str, Any]) -> bool:
     return "texts" in body and "documents" not in body
 
 
-def _query(value: object) -> str:
-    if not isinstance(value, str):
-        raise refuse("'query' is a required property and must be a string")
-    return value
-
-
 def _texts(value: object, info: ValidationInfo) -> list[str]:
     if isinstance(value, list) and not value:
         raise refuse("`texts` cannot be empty", code="empty_input")
@@ -183,12 +178,7 @@ def _texts(value: object, info: ValidationInfo) -> list[str]:
 class TeiRerankRequest(WireModel):
     """`POST /rerank` (and `POST /`) in TEI's shape: `query` and `texts`."""
 
-    query: Annotated[
-        str,
-        PlainValidator(_query),
-        WithJsonSchema({"type": "string"}),
-        Says("", missing="'query' is a required property and must be a string"),
-    ]
+    query: Query
     texts: Annotated[
         list[str],
         PlainValidator(_texts),
