@@ -33,7 +33,8 @@ def choose(weights: Sequence[tuple[str, float]], key: str) -> str | None:
     for version, weight in weights:
         if weight <= 0:
             continue
-        score = -math.log(assignment_point(key, version)) / weight
+        # -ln(u)/w compared as its log: the same order, and a tiny weight stays finite.
+        score = math.log(-math.log(assignment_point(key, version))) - math.log(weight)
         if score < best_score:
             best, best_score = version, score
     return best

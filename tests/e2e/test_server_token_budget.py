@@ -115,3 +115,45 @@ def test_tokenize_is_charged_its_real_count(budgeted: ServerProcess) -> None:
     assert refused.status_code == 429, refused.text
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
     assert int(refused.headers["retry-after"]) >= 1
+
+
+def test_tei_embed_all_reserves_the_prompt_in_front_of_every_input(
+    minilm_gguf: Path, server_logs: Path, tmp_path: Path
+) -> None:
+    """TEI's `/embed_all` with `prompt_name` puts the model's query prefix in front of
+    every input: reserved from the texts alone, 8 concurrent requests would all pass."""
+    prefix = "represent this question for retrieving the passages that answer it: " * 6
+    config = tmp_path / "embellama.toml"
+    config.write_text(f"""
+[server]
+api_key = ["{INSTRUCTION_KEY}"]
+rate_limit_tpm = {TPM}
+rate_limit_rps = 100
+
+[[models]]
+name = "m"
+path = "{minilm_gguf}"
+query_prefix = "{prefix}"
+workers = 1
+threads_per_worker = 1
+""")
+    body = {"inputs": ["x"] * 16, "prompt_name": "query"}
+
+    async def burst(url: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            send = [
+                client.post("/embed_all", json=body, headers=_auth(INSTRUCTION_KEY))
+                for _ in range(8)
+            ]
+            return list(await asyncio.gather(*send))
+
+    with serving(["--config", str(config)], server_logs) as server:
+        started = time.monotonic()
+        responses = asyncio.run(burst(server.url))
+        elapsed = time.monotonic() - started
+    served = [r for r in responses if r.status_code == 200]
+    assert served and {r.status_code for r in responses} <= {200, 429}, responses
+    cost = int(served[0].headers["x-tokens"])
+    assert cost > 16 * 50, cost  # the prefix is really there: its tokens are billed
+    spent = sum(int(r.headers["x-tokens"]) for r in served)
+    assert spent <= TPM + TPM / 60 * elapsed, (spent, len(served), cost)

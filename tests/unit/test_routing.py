@@ -229,3 +229,11 @@ def test_two_versions_of_one_file_get_two_cache_tags() -> None:
     assert ModelTag.of("fp", "mean", version=None) == plain  # unversioned tags unchanged
     shared = [ModelTag.of("fp", "mean", cache_version="c", version=v) for v in ("v1", "v2")]
     assert shared[0] != shared[1]
+
+
+def test_a_tiny_positive_weight_still_routes() -> None:
+    """The check accepts any weight above 0; the choice must then route to it (a score
+    of -ln(u)/w would overflow to inf for w = 5e-324 and choose nobody)."""
+    assert check_weights("m", {"v1": 5e-324}, ["v1", "v2"]) == {"v1": 5e-324, "v2": 0.0}
+    assert choose([("v1", 5e-324), ("v2", 0.0)], "k") == "v1"
+    assert choose([("v1", 5e-324), ("v2", 1e-300)], "k") == "v2"

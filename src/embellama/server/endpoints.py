@@ -163,7 +163,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         CohereEmbedRequest,
         CohereResponse,
         _WORK,
-        headers=("x-request-id", "x-tokens", "x-cache-hits", "x-prefix"),
+        headers=("x-request-id", "x-tokens", "x-cache-hits", "x-prefix", "x-model-version"),
         error_shape=ErrorShape.COHERE,
     ),
     Endpoint(
@@ -174,7 +174,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         CohereEmbedV1Request,
         CohereFloatsResponse | CohereResponse,
         _WORK,
-        headers=("x-request-id", "x-tokens", "x-cache-hits", "x-prefix"),
+        headers=("x-request-id", "x-tokens", "x-cache-hits", "x-prefix", "x-model-version"),
         error_shape=ErrorShape.COHERE,
     ),
     Endpoint(
@@ -207,7 +207,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         list[list[float]],
         _TEI_WORK,
         error_shape=_TEI,
-        headers=("x-tokens", "x-truncated"),
+        headers=("x-tokens", "x-truncated", "x-model-version"),
     ),
     Endpoint(
         ("/embed_all",),
@@ -218,6 +218,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         list[list[list[float]]],
         _TEI_WORK,
         error_shape=_TEI,
+        headers=("x-tokens", "x-model-version"),
     ),
     Endpoint(
         ("/",),

@@ -80,9 +80,17 @@ async def tei_embed_all(request: Request) -> Response:
     most = state.limits.max_inputs_per_request
     parsed = await _read(request, state, lambda body: parse_tei_embed_all(body, max_inputs=most))
     service = state.embedder(parsed.model, assignment_key(request))
-    work = service.embed_tokens(parsed.inputs, parsed.options(), service.limits.max_token_vectors)
-    matrices, counts = await charged(request, state, parsed.inputs, work, lambda done: sum(done[1]))
-    request.scope["state"]["access"] = {"model": service.name, "tokens": sum(counts)}
+    options = parsed.options()
+    work = service.embed_tokens(parsed.inputs, options, service.limits.max_token_vectors)
+    prefix = service.prefix_for(options) or ""  # prompt_name: reserved for every input too
+    matrices, counts = await charged(
+        request, state, parsed.inputs, work, lambda done: sum(done[1]), prefix=prefix
+    )
+    request.scope["state"]["access"] = {
+        "model": service.name,
+        "version": service.version,
+        "tokens": sum(counts),
+    }
     headers = {"x-tokens": str(sum(counts)), **version_header(service.version)}
     return json_response(encode_tei_embed_all(matrices), headers=headers)
 
