@@ -207,6 +207,48 @@ def test_abandon_keeps_finished_parts_except_after_an_input_error(tmp_path: Path
     assert not store.directory.exists()
 
 
+def test_a_kill_while_the_parts_are_deleted_leaves_a_finished_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleting the parts is not atomic: killed halfway (SIGINT or SIGKILL during the
+    deletion), a Parquet part whose errors part is already gone must not be taken for
+    finished work. The directory is renamed aside first, so the next run finds the job done
+    and sweeps the leftovers."""
+    output = tmp_path / "vectors.parquet"
+    store = PartStore(output, JOB)
+    store.write(0, _table(0, 2), [{"id": 1, "error": "empty"}])
+    store.write(1, _table(2, 2), [])
+
+    def killed_halfway(path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> None:
+        if not Path(path).exists():
+            return
+        for errors in Path(path).glob("errors-*.jsonl"):
+            errors.unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", killed_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        store.finish(2, SCHEMA)
+    monkeypatch.undo()
+    again = PartStore(output, JOB)
+    assert again.complete
+    assert pq.read_table(output).column("id").to_pylist() == [0, 1, 2, 3]
+    assert output.with_name("vectors.errors.jsonl").read_text() == '{"id": 1, "error": "empty"}\n'
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "vectors.errors.jsonl",
+        "vectors.parquet",
+    ]
+
+
+def test_a_part_without_its_errors_part_is_not_finished(tmp_path: Path) -> None:
+    output = tmp_path / "vectors.parquet"
+    store = PartStore(output, JOB)
+    store.write(0, _table(0, 1), [])
+    store.write(1, _table(1, 1), [])
+    (store.directory / "errors-00000000.jsonl").unlink()
+    assert PartStore(output, JOB).done() == {1}
+
+
 # --- manifest: a changed input or option is another job ----------------------------------
 
 

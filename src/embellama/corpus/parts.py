@@ -5,6 +5,8 @@ temporary name and renamed: a part either exists whole or not at all, whatever k
 the process. A manifest records which job the parts belong to; a run with other inputs
 or options refuses to mix its rows in. When every chunk has its part, the parts are
 copied in order, one row group each, into the final file, which is renamed into place.
+The parts directory is renamed aside before it is deleted, so a kill during the deletion
+never leaves a Parquet part whose errors part is already gone.
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ class PartStore:
         self.directory = output.with_name(output.name + ".parts")
         self.job = job
         self.complete = False
+        # What a run killed while deleting its parts left behind.
+        shutil.rmtree(self._removing(), ignore_errors=True)
         if overwrite:
-            shutil.rmtree(self.directory, ignore_errors=True)
+            self._remove_parts()
         elif output.exists() and not self.directory.exists():
             # The same job finished before (perhaps killed just after): nothing to do.
             finished = _job_of(output)
@@ -67,13 +71,14 @@ class PartStore:
         its parts go; after any other failure finished parts stay to resume from, and a
         directory with none (only the manifest) goes."""
         if isinstance(error, InputError) or not self.done():
-            shutil.rmtree(self.directory, ignore_errors=True)
+            self._remove_parts()
 
     def done(self) -> set[int]:
-        """Chunk numbers whose part is complete."""
-        return {
+        """Chunk numbers whose part is complete: its Parquet part and its errors part."""
+        numbers = (
             int(path.stem.removeprefix("part-")) for path in self.directory.glob("part-*.parquet")
-        }
+        )
+        return {number for number in numbers if self._errors_part(number).exists()}
 
     def write(self, number: int, table: pa.Table, errors: list[dict[str, Any]]) -> None:
         """Errors first, then the Parquet part: a part's presence means both are whole."""
@@ -105,8 +110,22 @@ class PartStore:
         else:
             errors_temporary.unlink()
             self.errors_path.unlink(missing_ok=True)
-        shutil.rmtree(self.directory)
+        # Killed before this line, the next run finds the parts whole and joins them again.
+        self._remove_parts()
         return rows, bad
+
+    def _remove_parts(self) -> None:
+        """Rename the directory aside (one atomic step), then delete it at leisure."""
+        removing = self._removing()
+        shutil.rmtree(removing, ignore_errors=True)
+        try:
+            os.replace(self.directory, removing)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(removing, ignore_errors=True)
+
+    def _removing(self) -> Path:
+        return self.directory.with_name("." + self.directory.name + ".removing")
 
     def _tables(self, chunks: int) -> Iterator[pa.Table]:
         for number in range(chunks):
