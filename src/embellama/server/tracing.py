@@ -22,9 +22,10 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -82,10 +83,15 @@ class Tracing:
         self.provider = TracerProvider(
             resource=resource, span_limits=SpanLimits(max_attribute_length=_MAX_ATTRIBUTE_LENGTH)
         )
-        self.provider.add_span_processor(
-            BatchSpanProcessor(exporter or OTLPSpanExporter(endpoint=traces_url(endpoint)))
+        self.processor = BatchSpanProcessor(
+            exporter or OTLPSpanExporter(endpoint=traces_url(endpoint))
         )
+        self.provider.add_span_processor(self.processor)
         self.tracer = self.provider.get_tracer("embellama.server", _embellama_version())
+        # The children are written after the fact, finished, straight to the processor:
+        # the same spans the tracer would make, without a sampling decision (a child
+        # follows its parent's), a lock and attribute cleaning per span (11 us of 13).
+        self.scope = InstrumentationScope("embellama.server", _embellama_version())
         self.endpoint = traces_url(endpoint)
         self.propagator = TraceContextTextMapPropagator()
         self.routes = _RouteNames()
@@ -232,7 +238,7 @@ class _Finish:
 
     def __init__(self, tracing: Tracing, span: Span, wall: int, clock: float) -> None:
         self.tracing, self.span, self.wall, self.clock = tracing, span, wall, clock
-        self.context = set_span_in_context(span)
+        self.parent = span.get_span_context()
 
     def ns(self, moment: float) -> int:
         return max(self.wall, self.wall + int((moment - self.clock) * 1e9))
@@ -267,14 +273,27 @@ class _Finish:
         self.child(name, stage.start, stage.end, attributes)
 
     def child(self, name: str, start: float, end: float, attributes: Mapping[str, Any]) -> None:
-        child = self.tracing.tracer.start_span(
+        """A finished INTERNAL span under the request's, in its trace and sampling."""
+        tracing, parent = self.tracing, self.parent
+        context = SpanContext(
+            parent.trace_id,
+            tracing.provider.id_generator.generate_span_id(),
+            is_remote=False,
+            trace_flags=parent.trace_flags,
+            trace_state=parent.trace_state,
+        )
+        child = ReadableSpan(
             name,
-            context=self.context,
+            context=context,
+            parent=parent,
+            resource=tracing.provider.resource,
+            attributes=dict(attributes),
             kind=SpanKind.INTERNAL,
             start_time=self.ns(start),
-            attributes=attributes,
+            end_time=self.ns(end),
+            instrumentation_scope=tracing.scope,
         )
-        child.end(end_time=self.ns(end))
+        tracing.processor.on_end(child)
 
 
 def _attribute(key: str) -> str:
