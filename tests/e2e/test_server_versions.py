@@ -167,6 +167,8 @@ def test_promotion_and_rollback_move_users_without_moving_pins(
         ({"v1": 0, "v2": 0}, 400, "must not all be 0"),
         ({}, 400, "an object of version weights"),
         ([90, 10], 400, "JSON object"),
+        # A body of 50,000 versions is bounded before it is built, like any other body.
+        ({f"v{n}": 1 for n in range(50_000)}, 400, "strings, lists and objects"),
     ],
 )
 def test_bad_weights_are_refused_and_change_nothing(

@@ -25,6 +25,7 @@ from embellama.server.wire.tokens import (
     parse_detokenize_request,
     parse_tokenize_request,
 )
+from embellama.server.wire.versions import WeightsRequest, parse_weights_request
 
 __all__ = [
     "charged",
@@ -34,6 +35,7 @@ __all__ = [
     "read_embeddings",
     "read_rerank",
     "read_tokenize",
+    "read_weights",
     "rerank_cost",
     "serving",
     "state_of",
@@ -106,6 +108,15 @@ async def read_cohere(request: Request, state: ServerState, *, v1: bool) -> Cohe
         state.limits.max_body_bytes,
         lambda body: parse_cohere_request(body, max_inputs=most, v1=v1),
         max_inputs=most,
+    )
+
+
+async def read_weights(request: Request, state: ServerState) -> WeightsRequest:
+    return await read_request(
+        request,
+        state.limits.max_body_bytes,
+        parse_weights_request,
+        max_inputs=state.limits.max_inputs_per_request,
     )
 
 

@@ -152,17 +152,19 @@ class ServerState:
         """`None` means the first reranker."""
         return self._unless_failed(name, lambda n: self.engine.reranker(n, key))
 
-    def set_weights(
-        self, name: str, weights: Mapping[str, object]
+    async def set_weights(
+        self, name: str, weights: Mapping[str, float]
     ) -> tuple[str, dict[str, float], dict[str, float]]:
         """New weights for a versioned name (validated by the registry), audited; the
-        name, and its weights before and after."""
-        registry = self.engine.registry
-        family = registry.family_of(name)
-        before = registry.weights(family)
-        after = registry.set_weights(family, weights)
-        _audit_weights(family, before, after, "admin")
-        return family, before, after
+        name, and its weights before and after. Waits for a reload or load in progress,
+        like every other change, so the audit's "before" is what was in force."""
+        async with self._change_lock:
+            registry = self.engine.registry
+            family = registry.family_of(name)
+            before = registry.weights(family)
+            after = self.engine.set_weights(family, weights)
+            _audit_weights(family, before, after, "admin")
+            return family, before, after
 
     def _unless_failed(
         self, name: str | None, lookup: Callable[[str | None], ServedModel]

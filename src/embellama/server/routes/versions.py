@@ -7,11 +7,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from embellama.server.admission import state_of
-from embellama.server.body import parse_json_object, read_body
+from embellama.server.admission import read_weights, state_of
 from embellama.server.encoding import json_response
 from embellama.server.views import versions_view
-from embellama.server.wire.versions import WeightsChanged, parse_weights_request
+from embellama.server.wire.versions import WeightsChanged
 
 __all__ = ["model_versions", "set_weights"]
 
@@ -22,9 +21,8 @@ async def model_versions(request: Request) -> Response:
 
 async def set_weights(request: Request) -> Response:
     state = state_of(request)
-    body = await read_body(request, state.limits.max_body_bytes)
-    parsed = parse_weights_request(parse_json_object(body))
-    family, before, after = state.set_weights(request.path_params["name"], parsed.weights)
+    parsed = await read_weights(request, state)
+    family, before, after = await state.set_weights(request.path_params["name"], parsed.weights)
     answer: WeightsChanged = {
         "status": "updated",
         "model": family,
