@@ -46,7 +46,7 @@ from embellama.errors import (
     ServiceError,
     WrongModelKindError,
 )
-from embellama.inputs import InputItem
+from embellama.inputs import InputItem, TokenArray
 from embellama.model.fingerprint import gguf_fingerprint
 from embellama.model.gguf import read_gguf_info
 from embellama.model.loaded import LoadedModel, ModelInfo
@@ -575,7 +575,7 @@ class ServedModel:
             max_tokens=max_tokens,
         )
 
-    async def decode_ids(self, id_lists: Sequence[TokenIds], *, keep_special: bool) -> list[str]:
+    async def decode_ids(self, id_lists: Sequence[TokenArray], *, keep_special: bool) -> list[str]:
         """One text per id list; an id outside the vocabulary is an InvalidTokenError."""
         tokenizer = self.model.tokenizer
 
