@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -184,7 +185,7 @@ def _tokenize(server: ServerProcess, body: dict[str, object]) -> httpx.Response:
     return httpx.post(server.url + "/tokenize", json=body, timeout=60)
 
 
-def _words(tokens: list[dict[str, object]]) -> list[dict[str, object]]:
+def _words(tokens: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [token for token in tokens if not token["special"]]
 
 
