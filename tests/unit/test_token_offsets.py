@@ -124,6 +124,13 @@ def test_split_characters_and_whitespace_pieces() -> None:
     emoji = "😀".encode()
     spans = align_pieces("a 😀", [b"a", b" ", emoji[:2], emoji[2:]], [False] * 4)
     assert spans == [(0, 1), (1, 2), (2, 3), (2, 3)]
+    both = "😀😃".encode()  # two characters, each over two byte tokens: each its own span
+    assert align_pieces("😀😃", [both[:2], both[2:4], both[4:6], both[6:]], [False] * 4) == [
+        (0, 1),
+        (0, 1),
+        (1, 2),
+        (1, 2),
+    ]
     marked = align_pieces("hi there", ["\u2581hi".encode(), "\u2581there".encode()], [False] * 2)
     assert marked == [(0, 2), (3, 8)]
     wordpiece = align_pieces("unaffable", [b"una", b"##ffa", b"##ble"], [False] * 3)
