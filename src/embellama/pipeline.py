@@ -46,13 +46,13 @@ from embellama.errors import (
     ServiceError,
     WrongModelKindError,
 )
-from embellama.inputs import InputItem
+from embellama.inputs import InputItem, TokenArray
 from embellama.model.fingerprint import gguf_fingerprint
 from embellama.model.gguf import read_gguf_info
 from embellama.model.loaded import LoadedModel, ModelInfo
 from embellama.model.memory import fit_context, format_bytes
 from embellama.model.native import TokenIds
-from embellama.model.tokenizer import Chunking, TokenizedInput
+from embellama.model.tokenizer import Chunking, TokenizedInput, TokenSpans
 from embellama.options import EmbedOptions, RerankOptions
 from embellama.prompts import Prompts, resolve_prompts
 from embellama.results import EmbeddingResult, RerankHit, RerankResult, Timings
@@ -554,6 +554,38 @@ class ServedModel:
         if log is not None:
             _note_tokenize(log, started, prepared)
         return prepared
+
+    async def token_spans(
+        self,
+        texts: Sequence[str],
+        options: EmbedOptions,
+        *,
+        add_special: bool = True,
+        max_tokens: int | None = None,
+    ) -> list[TokenSpans]:
+        """Each text's tokens with their spans in `prefix + text`, the prefix being the
+        one `embed` puts in front for `options.input_type` (TEI's /tokenize)."""
+        prefix = self.prefix_for(options) or ""
+        tokenizer = self.model.tokenizer
+        return await asyncio.to_thread(
+            tokenizer.encode_spans,
+            texts,
+            add_special=add_special,
+            prefix=prefix,
+            max_tokens=max_tokens,
+        )
+
+    async def decode_ids(self, id_lists: Sequence[TokenArray], *, keep_special: bool) -> list[str]:
+        """One text per id list; an id outside the vocabulary is an InvalidTokenError."""
+        tokenizer = self.model.tokenizer
+
+        def decode_all() -> list[str]:
+            return [
+                tokenizer.decode(ids, keep_special=keep_special, index=index)
+                for index, ids in enumerate(id_lists)
+            ]
+
+        return await asyncio.to_thread(decode_all)
 
     @staticmethod
     async def _off_loop_if_large(size: int, function: Callable[..., T], *args: Any) -> T:

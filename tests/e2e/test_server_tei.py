@@ -1,11 +1,14 @@
 """TEI's API on a real server: `huggingface_hub.InferenceClient(base_url=...)` embeds
 through it (strings, lists, normalize, truncate, prompt_name), a TEI-shaped rerank
-client gets TEI's `[{index, score, text?}]`, and errors come in TEI's shape and statuses."""
+client gets TEI's `[{index, score, text?}]`, /tokenize answers TEI's tokens with spans
+to TEI's body (llama-server's shape to its own), /decode gives the text back, and errors
+come in TEI's shape and statuses."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -41,6 +44,7 @@ def tei(
 [server]
 max_inputs_per_request = 8
 max_body_bytes = 200000
+max_tokenize_tokens = 4096
 
 [[models]]
 name = "minilm"
@@ -172,3 +176,105 @@ def test_info_has_teis_keys_beside_ours(tei: ServerProcess) -> None:
     assert info["max_input_length"] == 512 and info["model_id"] == "minilm"
     assert info["model_type"] == {"embedding": {"pooling": "mean"}}
     assert info["models"][0]["name"] == "minilm"  # ours still there
+
+
+TOKENIZED = ["Héllo,  Wörld!\nnew line", "日本語 and emoji 😀 ok"]
+
+
+def _tokenize(server: ServerProcess, body: dict[str, object]) -> httpx.Response:
+    return httpx.post(server.url + "/tokenize", json=body, timeout=60)
+
+
+def _words(tokens: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [token for token in tokens if not token["special"]]
+
+
+def test_tei_tokenize_lists_tokens_with_spans_into_each_input(tei: ServerProcess) -> None:
+    one = _tokenize(tei, {"inputs": TOKENIZED[0]})
+    assert one.status_code == 200, one.text
+    [tokens] = one.json()
+    assert [set(token) for token in tokens] == [{"id", "text", "special", "start", "stop"}] * len(
+        tokens
+    )
+    first, *_, last = tokens
+    assert first == {"id": 101, "text": "[CLS]", "special": True, "start": None, "stop": None}
+    assert last["id"] == 102 and last["special"] and last["start"] is None
+    words = _words(tokens)
+    assert [t["text"] for t in words] == ["Héllo", ",", "Wörld", "!", "new", "line"]
+    both = _tokenize(tei, {"inputs": TOKENIZED}).json()
+    assert len(both) == 2 and both[0] == tokens
+    for text, listed in zip(TOKENIZED, both, strict=True):
+        starts = [t["start"] for t in _words(listed)]
+        assert starts == sorted(starts)
+        for token in _words(listed):
+            assert text[token["start"] : token["stop"]] == token["text"]
+    # The ids are those /v1/embeddings decodes (llama-server's shape, same route)
+    ids = _tokenize(tei, {"content": TOKENIZED[1], "add_special": True}).json()["tokens"]
+    assert [t["id"] for t in both[1]] == ids
+    assert "😀" in [t["text"] for t in _words(both[1])]  # MiniLM's [UNK] covers the emoji
+
+
+def test_tei_tokenize_without_special_tokens_and_with_a_prompt(tei: ServerProcess) -> None:
+    plain = _tokenize(tei, {"inputs": "hello world", "add_special_tokens": False}).json()
+    assert [t["text"] for t in plain[0]] == ["hello", "world"]
+    assert not any(t["special"] for t in plain[0])
+    prompted = _tokenize(tei, {"inputs": "hello world", "prompt_name": "query"}).json()[0]
+    # TEI tokenizes prompt + input together: the prompt's tokens are listed, and offsets
+    # count from the prompt's start
+    assert [t["text"] for t in _words(prompted)] == ["query", ":", "hello", "world"]
+    assert [(t["start"], t["stop"]) for t in _words(prompted)][2:] == [(7, 12), (13, 18)]
+
+
+def test_the_llama_server_body_keeps_its_shape(tei: ServerProcess) -> None:
+    answer = _tokenize(tei, {"content": "hello world", "with_pieces": True})
+    assert answer.json() == {
+        "tokens": [{"id": 7592, "piece": " hello"}, {"id": 2088, "piece": " world"}]
+    }
+    both = _tokenize(tei, {"content": "hello", "inputs": "hello"})  # `content` decides
+    assert both.json() == {"tokens": [7592]}
+    wrong = _tokenize(tei, {"content": 3})
+    assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "content"
+
+
+def test_decode_gives_tokenizes_text_back(tei: ServerProcess) -> None:
+    listed = _tokenize(tei, {"inputs": TOKENIZED}).json()
+    ids = [[t["id"] for t in tokens] for tokens in listed]
+    texts = httpx.post(tei.url + "/decode", json={"ids": ids}).json()
+    assert texts == ["hello, world! new line", "日 本 語 and emoji ok"]
+    one = httpx.post(tei.url + "/decode", json={"ids": ids[0], "skip_special_tokens": False})
+    assert one.json() == ["[CLS] hello, world! new line[SEP]"]
+
+
+def test_tokenize_and_decode_refuse_bad_bodies_in_teis_shape(tei: ServerProcess) -> None:
+    many = {"inputs": ["a"] * 9}
+    cases: list[tuple[str, object, int, str]] = [
+        ("/tokenize", {"inputs": []}, 400, "Empty"),
+        ("/tokenize", {"inputs": ""}, 422, "Validation"),
+        ("/tokenize", {"inputs": 7}, 422, "Validation"),
+        ("/tokenize", {"inputs": ["a", None]}, 422, "Validation"),
+        ("/tokenize", many, 413, "Validation"),
+        ("/tokenize", {"inputs": "a", "add_special_tokens": "no"}, 422, "Validation"),
+        ("/tokenize", {"inputs": "a", "prompt_name": "nope"}, 422, "Validation"),
+        ("/tokenize", {"inputs": "word " * 5000}, 413, "Validation"),  # over 4,096 tokens
+        ("/tokenize", {"inputs": ["word " * 800] * 6}, 413, "Validation"),  # all together
+        ("/tokenize", {"inputs": "a", "model": "nope"}, 404, "Validation"),
+        ("/decode", {"ids": []}, 400, "Empty"),
+        ("/decode", {"ids": 5}, 422, "Validation"),
+        ("/decode", {"ids": ["a", "b"]}, 422, "Validation"),
+        ("/decode", {"ids": [1, True]}, 422, "Validation"),
+        ("/decode", {"ids": [[1], "x"]}, 422, "Validation"),
+        ("/decode", {"ids": [-1]}, 422, "Tokenizer"),
+        ("/decode", {"ids": [[101], [7592, 10**6]]}, 422, "Tokenizer"),
+        ("/decode", {"ids": [2**70]}, 422, "Validation"),
+        ("/decode", {"ids": [[1]] * 9}, 413, "Validation"),
+        ("/decode", {"ids": [1] * 5000}, 413, "Validation"),
+        ("/decode", {}, 422, "Validation"),
+    ]
+    for path, body, status, kind in cases:
+        answer = httpx.post(tei.url + path, json=body, timeout=60)
+        assert answer.status_code == status, (path, str(body)[:60], answer.text)
+        assert answer.json()["error_type"] == kind, answer.text
+        assert isinstance(answer.json()["error"], str)
+    named = httpx.post(tei.url + "/decode", json={"ids": [[101], [7592, 10**6]]}).json()
+    assert "1000000" in named["error"] and "input 1" in named["error"]
+    assert _tokenize(tei, {"inputs": "still serving"}).status_code == 200

@@ -271,7 +271,14 @@ class NativeModel:
                 return buffer.raw[:count]
             capacity = -count
 
-    def detokenize(self, tokens: Sequence[int] | TokenIds) -> str:
+    @property
+    def is_wordpiece(self) -> bool:
+        """WordPiece (BERT) renders every word with a leading space, the first too."""
+        return bool(llama_cpp.llama_vocab_type(self._vocab) == llama_cpp.LLAMA_VOCAB_TYPE_WPM)
+
+    def detokenize(self, tokens: Sequence[int] | TokenIds, *, keep_special: bool = False) -> str:
+        """The text of `tokens`; special tokens render as nothing, or as their text
+        ("[CLS]") with `keep_special`."""
         # One copy into int32 and a pointer to it: no Python int per token.
         array = np.ascontiguousarray(tokens, dtype=np.int32)
         ids = array.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token))
@@ -279,7 +286,7 @@ class NativeModel:
         while True:
             buffer = ctypes.create_string_buffer(capacity)
             count = llama_cpp.llama_detokenize(
-                self._vocab, ids, len(array), buffer, capacity, True, False
+                self._vocab, ids, len(array), buffer, capacity, not keep_special, keep_special
             )
             if count >= 0:
                 return ctypes.string_at(buffer, count).decode("utf-8", errors="replace")

@@ -27,8 +27,16 @@ from embellama.errors import (
 from embellama.inputs import InputItem
 from embellama.model.lease import Leases
 from embellama.model.native import NativeModel, TokenIds
+from embellama.model.offsets import Span, align_pieces
 
-__all__ = ["PREFIX_MEMO_SIZE", "Chunking", "TokenPieces", "TokenizedInput", "Tokenizer"]
+__all__ = [
+    "PREFIX_MEMO_SIZE",
+    "Chunking",
+    "TokenPieces",
+    "TokenSpans",
+    "TokenizedInput",
+    "Tokenizer",
+]
 
 # Tokens a window edge may add to a count (a word split in two).
 _WINDOW_MARGIN = 16
@@ -84,6 +92,19 @@ class TokenPieces:
 
     def pieces_in_order(self) -> list[bytes]:
         return [self.pieces[position] for position in self.positions.tolist()]
+
+
+@dataclass(frozen=True)
+class TokenSpans:
+    """One text's tokens as TEI's /tokenize lists them: id, whether the tokenizer added
+    it (CLS, SEP, BOS, EOS), its piece, and its character span in `text` (the prefixed
+    text that was tokenized; None for an added token)."""
+
+    text: str
+    ids: list[int]
+    special: list[bool]
+    pieces: list[str]
+    spans: list[Span | None]
 
 
 class Tokenizer:
@@ -354,6 +375,55 @@ class Tokenizer:
         distinct, positions = np.unique(ids, return_inverse=True)
         pieces = [self._native.piece(int(token)) for token in distinct]
         return TokenPieces(ids, distinct.astype(np.int32), positions, pieces)
+
+    @_leased
+    def encode_spans(
+        self,
+        texts: Sequence[str],
+        *,
+        add_special: bool = True,
+        prefix: str = "",
+        max_tokens: int | None = None,
+    ) -> list[TokenSpans]:
+        """Each text behind `prefix`, tokenized as `prepare` tokenizes it (no special-token
+        parsing), with each token's span; `max_tokens` bounds all texts' tokens together."""
+        found, total = [], 0
+        for index, text in enumerate(texts):
+            if not text:  # a prefix must not turn an empty input into a valid one
+                raise EmptyInputError(f"input {index} is an empty string", index=index)
+            whole = prefix + text
+            ids = self._encode_text(whole, index, add_special=add_special, max_tokens=max_tokens)
+            total += len(ids)
+            if max_tokens is not None and total > max_tokens:
+                raise TokenLimitError(n_tokens=total, limit=max_tokens, at_least=True)
+            found.append(self._spans(whole, ids, add_special))
+        return found
+
+    def _spans(self, text: str, ids: TokenIds, add_special: bool) -> TokenSpans:
+        pieces = [self._native.piece(token) for token in ids.tolist()]
+        lead = self._leading if add_special else 0
+        trail = len(ids) - (self._trailing if add_special else 0)
+        special = [not lead <= position < trail for position in range(len(ids))]
+        spans = align_pieces(text, pieces, special)
+        return TokenSpans(
+            text,
+            ids.tolist(),
+            special,
+            [piece.decode("utf-8", "replace") for piece in pieces],
+            spans,
+        )
+
+    @_leased
+    def decode(
+        self, tokens: Sequence[int] | npt.NDArray[np.integer], *, keep_special: bool, index: int = 0
+    ) -> str:
+        """The text of `tokens` (checked against the vocabulary); WordPiece's leading space
+        on the first word dropped, as Hugging Face's decoder drops it."""
+        if len(tokens) == 0:
+            return ""
+        ids = self.check_ids(tokens, index)
+        text = self._native.detokenize(ids, keep_special=keep_special)
+        return text[1:] if self._native.is_wordpiece and text.startswith(" ") else text
 
     def _prepare_one(
         self, item: InputItem, index: int, truncation: Truncation, prefix: str, kept: int

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 
@@ -14,11 +14,19 @@ from embellama.errors import DrainingError
 from embellama.inputs import InputItem
 from embellama.server.body import read_request
 from embellama.server.disconnect import unless_disconnected
+from embellama.server.errors import ErrorShape, set_error_shape
 from embellama.server.security import most_tokens
 from embellama.server.state import ServerState
 from embellama.server.wire.cohere import CohereEmbedRequest, parse_cohere_request
 from embellama.server.wire.embeddings import EmbeddingsRequest, parse_embeddings_request
 from embellama.server.wire.rerank import RerankRequest, parse_rerank_request
+from embellama.server.wire.tei import (
+    TeiDecodeRequest,
+    TeiTokenizeRequest,
+    is_tei_tokenize,
+    parse_tei_decode,
+    parse_tei_tokenize,
+)
 from embellama.server.wire.tokens import (
     DetokenizeRequest,
     TokenizeRequest,
@@ -31,6 +39,7 @@ __all__ = [
     "charged",
     "no_cache",
     "read_cohere",
+    "read_decode",
     "read_detokenize",
     "read_embeddings",
     "read_rerank",
@@ -81,12 +90,32 @@ async def read_rerank(request: Request, state: ServerState) -> RerankRequest:
     )
 
 
-async def read_tokenize(request: Request, state: ServerState) -> TokenizeRequest:
+async def read_tokenize(
+    request: Request, state: ServerState
+) -> TokenizeRequest | TeiTokenizeRequest:
+    """llama-server's body (`content`) or TEI's (`inputs`, whose faults then answer in
+    TEI's shape too)."""
+    limits = state.limits
+
+    def parse(body: dict[str, Any]) -> TokenizeRequest | TeiTokenizeRequest:
+        if not is_tei_tokenize(body):
+            return parse_tokenize_request(body)
+        set_error_shape(request.scope, ErrorShape.TEI)
+        return parse_tei_tokenize(body, max_inputs=limits.max_inputs_per_request)
+
+    return await read_request(
+        request, limits.max_body_bytes, parse, max_inputs=limits.max_inputs_per_request
+    )
+
+
+async def read_decode(request: Request, state: ServerState) -> TeiDecodeRequest:
     limits = state.limits
     return await read_request(
         request,
         limits.max_body_bytes,
-        parse_tokenize_request,
+        lambda body: parse_tei_decode(
+            body, max_inputs=limits.max_inputs_per_request, max_tokens=limits.max_tokenize_tokens
+        ),
         max_inputs=limits.max_inputs_per_request,
     )
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from embellama.inputs import InputItem
+from embellama.model.tokenizer import TokenSpans
 from embellama.options import EmbedOptions, RerankOptions
 from embellama.pipeline import ServedModel
 from embellama.results import EmbeddingResult, RerankResult
 from embellama.server.admission import charged, rerank_cost
 from embellama.server.state import ServerState
 
-__all__ = ["embed", "rerank"]
+__all__ = ["embed", "rerank", "token_spans"]
 
 
 async def embed(
@@ -57,6 +58,34 @@ async def rerank(
         "tokens": result.total_tokens,
     }
     return result
+
+
+async def token_spans(
+    request: Request,
+    state: ServerState,
+    service: ServedModel,
+    texts: list[str],
+    options: EmbedOptions,
+    *,
+    add_special: bool,
+) -> list[TokenSpans]:
+    """TEI's /tokenize: bounded by `max_tokenize_tokens` over all inputs, its tokens
+    (the prompt's included) charged like an embedding's."""
+    limit = state.limits.max_tokenize_tokens
+    work = service.token_spans(texts, options, add_special=add_special, max_tokens=limit)
+    prefix = service.prefix_for(options) or ""
+    found = await charged(request, state, texts, work, _listed, prefix=prefix)
+    request.scope["state"]["access"] = {
+        "model": service.name,
+        "version": service.version,
+        "inputs": len(texts),
+        "tokens": _listed(found),
+    }
+    return found
+
+
+def _listed(found: list[TokenSpans]) -> int:
+    return sum(len(each.ids) for each in found)
 
 
 def _embedded(result: EmbeddingResult) -> int:

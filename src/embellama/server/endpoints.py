@@ -26,7 +26,7 @@ from embellama.server.routes.ollama import (
     ollama_tags,
 )
 from embellama.server.routes.rerank import rerank
-from embellama.server.routes.tei import tei_embed, tei_embed_all, tei_rerank, tei_root
+from embellama.server.routes.tei import tei_decode, tei_embed, tei_embed_all, tei_rerank, tei_root
 from embellama.server.routes.tokens import detokenize, tokenize
 from embellama.server.routes.versions import model_versions, set_weights
 from embellama.server.wire.admin import (
@@ -63,7 +63,14 @@ from embellama.server.wire.ollama import (
     OllamaVersion,
 )
 from embellama.server.wire.rerank import RerankRequest, RerankResponse
-from embellama.server.wire.tei import TeiEmbedAllRequest, TeiEmbedRequest, TeiRank
+from embellama.server.wire.tei import (
+    TeiDecodeRequest,
+    TeiEmbedAllRequest,
+    TeiEmbedRequest,
+    TeiRank,
+    TeiToken,
+    TeiTokenizeRequest,
+)
 from embellama.server.wire.tokens import (
     TOKENS_413,
     DetokenizeRequest,
@@ -105,6 +112,8 @@ class Endpoint:
     # choose (TEI's `texts` on /rerank), which the route sets (errors.set_error_shape).
     error_shape: ErrorShape = ErrorShape.OPENAI
     body_shapes: tuple[ErrorShape, ...] = ()
+    # Other request bodies the route tells apart from `request` (TEI's on /tokenize).
+    other_requests: tuple[type[WireModel], ...] = ()
 
 
 def _admin(
@@ -234,11 +243,25 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ("/tokenize",),
         "POST",
         tokenize,
-        "Tokenize text (llama-server's shape)",
+        "Tokenize text: llama-server's shape for `content`; TEI's "
+        "`[[{id, text, special, start, stop}]]` for TEI's body (`inputs`, no `content`)",
         TokenizeRequest,
-        TokenizeResponse,
-        (*_COMMON, 404),
+        TokenizeResponse | list[list[TeiToken]],
+        (*_COMMON, 404, 422),
         error_text={413: TOKENS_413},
+        body_shapes=(_TEI,),
+        other_requests=(TeiTokenizeRequest,),
+    ),
+    Endpoint(
+        ("/decode",),
+        "POST",
+        tei_decode,
+        "Token ids back to text (TEI's API): one string per id list",
+        TeiDecodeRequest,
+        list[str],
+        (400, 401, 404, 413, 422, 429, 500),
+        error_text={413: TOKENS_413},
+        error_shape=_TEI,
     ),
     Endpoint(
         ("/detokenize",),

@@ -202,6 +202,8 @@ def _tei(error: ApiError) -> tuple[int, TeiError]:
     kind: TeiErrorType = "Validation"
     if status == 400 and error.code == "empty_input":
         kind = "Empty"
+    elif status == 400 and error.code == "invalid_token_id":  # /decode: TEI's tokenizer fault
+        status, kind = 422, "Tokenizer"
     elif status in (400, 413):
         status = 413 if status == 413 or error.code in _TEI_413 else 422
     elif status == 429:

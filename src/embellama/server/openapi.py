@@ -107,9 +107,12 @@ def _operation(endpoint: Endpoint, components: _Components) -> Schema:
     if security is not None:
         operation["security"] = security
     if endpoint.request is not None:
+        bodies = [components.ref(body) for body in (endpoint.request, *endpoint.other_requests)]
         operation["requestBody"] = {
             "required": endpoint.access != "admin",  # an admin body may be left out
-            "content": _content("application/json", components.ref(endpoint.request)),
+            "content": _content(
+                "application/json", bodies[0] if len(bodies) == 1 else {"anyOf": bodies}
+            ),
         }
     names = re.findall(r"\{(\w+)", endpoint.paths[0])
     if names:

@@ -8,12 +8,20 @@ import orjson
 
 from embellama import __version__
 from embellama.config import ModelKind
+from embellama.model.tokenizer import TokenSpans
 from embellama.results import EmbeddingResult, RerankHit, RerankResult
 from embellama.server.state import ServerState
-from embellama.server.wire.tei import TeiInfo, TeiRank
+from embellama.server.wire.tei import TeiInfo, TeiRank, TeiToken
 from embellama.vectors import Matrix
 
-__all__ = ["encode_tei_embed", "encode_tei_embed_all", "encode_tei_rerank", "tei_info"]
+__all__ = [
+    "encode_tei_decode",
+    "encode_tei_embed",
+    "encode_tei_embed_all",
+    "encode_tei_rerank",
+    "encode_tei_tokens",
+    "tei_info",
+]
 
 
 def _rows(matrix: Matrix) -> list[object]:
@@ -41,6 +49,34 @@ def _rank(hit: RerankHit, with_text: bool, raw: bool) -> TeiRank:
 def encode_tei_rerank(result: RerankResult, *, with_text: bool, raw: bool) -> bytes:
     """`[{index, score, text?}]`, best first, as TEI answers."""
     return orjson.dumps([_rank(hit, with_text, raw) for hit in result.hits])
+
+
+def _tokens(found: TokenSpans) -> list[TeiToken]:
+    tokens: list[TeiToken] = []
+    for token, special, piece, span in zip(
+        found.ids, found.special, found.pieces, found.spans, strict=True
+    ):
+        if span is None:
+            tokens.append(
+                {"id": token, "text": piece, "special": special, "start": None, "stop": None}
+            )
+        else:
+            start, stop = span
+            text = found.text[start:stop]
+            tokens.append(
+                {"id": token, "text": text, "special": special, "start": start, "stop": stop}
+            )
+    return tokens
+
+
+def encode_tei_tokens(found: list[TokenSpans]) -> bytes:
+    """`[[{id, text, special, start, stop}, ...], ...]`: one list per input."""
+    return orjson.dumps([_tokens(each) for each in found])
+
+
+def encode_tei_decode(texts: list[str]) -> bytes:
+    """`["...", ...]`: one text per id list."""
+    return orjson.dumps(texts)
 
 
 def tei_info(state: ServerState) -> TeiInfo:

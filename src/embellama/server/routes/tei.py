@@ -1,6 +1,7 @@
 """TEI's API: `POST /embed`, `POST /embed_all`, `POST /rerank` (TEI's answer for a `texts`
 body, Cohere/Jina's for `documents`) and `POST /` (rerank for a `query` + `texts` body,
-else embed, as TEI's root route). Admit, translate into the one pipeline's options,
+else embed, as TEI's root route) and `POST /decode` (`/tokenize` with TEI's body is
+answered by routes/tokens.py, the route of that path). Admit, translate into the one pipeline's options,
 encode TEI's bare lists; errors answer `{"error", "error_type"}` with TEI's 413/422."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from embellama.server import calls
-from embellama.server.admission import charged, no_cache, serving
+from embellama.server.admission import charged, no_cache, read_decode, serving, state_of
 from embellama.server.assignment import assignment_key
 from embellama.server.body import read_request
 from embellama.server.encoding import (
@@ -24,7 +25,12 @@ from embellama.server.encoding import (
 )
 from embellama.server.errors import ErrorShape, set_error_shape
 from embellama.server.state import ServerState
-from embellama.server.tei import encode_tei_embed, encode_tei_embed_all, encode_tei_rerank
+from embellama.server.tei import (
+    encode_tei_decode,
+    encode_tei_embed,
+    encode_tei_embed_all,
+    encode_tei_rerank,
+)
 from embellama.server.wire.rerank import RerankRequest, parse_rerank_request
 from embellama.server.wire.tei import (
     TeiEmbedRequest,
@@ -35,7 +41,7 @@ from embellama.server.wire.tei import (
     parse_tei_rerank,
 )
 
-__all__ = ["tei_embed", "tei_embed_all", "tei_rerank", "tei_root"]
+__all__ = ["tei_decode", "tei_embed", "tei_embed_all", "tei_rerank", "tei_root"]
 
 T = TypeVar("T")
 
@@ -152,3 +158,14 @@ async def tei_root(request: Request) -> Response:
     if isinstance(parsed, TeiRerankRequest):
         return await _tei_rerank(request, state, parsed)
     return await _embed(request, state, parsed)
+
+
+async def tei_decode(request: Request) -> Response:
+    """Token ids back to text, one string per id list (an id outside the vocabulary is
+    TEI's 422)."""
+    state = state_of(request)
+    parsed = await read_decode(request, state)
+    service = state.resolve(parsed.model, assignment_key(request))
+    keep = not parsed.skip_special_tokens
+    texts = await service.decode_ids(parsed.ids, keep_special=keep)
+    return json_response(encode_tei_decode(texts), headers=version_header(service.version))

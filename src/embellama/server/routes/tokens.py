@@ -1,4 +1,6 @@
 """`POST /tokenize` and `POST /detokenize`, in llama-server's shapes: admit, call, encode.
+`/tokenize` answers TEI's shape to TEI's body (`inputs`, no `content`): its tokens with
+their character spans, through the same admission, charging and token cap.
 
 Both are bounded by `--max-tokenize-tokens`, and answers are built from numpy arrays and
 one JSON fragment per distinct token, never a Python object per token.
@@ -12,6 +14,7 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
+from embellama.server import calls
 from embellama.server.admission import charged, read_detokenize, read_tokenize, state_of
 from embellama.server.assignment import assignment_key
 from embellama.server.encoding import (
@@ -22,6 +25,8 @@ from embellama.server.encoding import (
     version_header,
 )
 from embellama.server.errors import ApiError
+from embellama.server.tei import encode_tei_tokens
+from embellama.server.wire.tei import TeiTokenizeRequest
 
 __all__ = ["detokenize", "tokenize"]
 
@@ -36,6 +41,16 @@ async def tokenize(request: Request) -> Response:
     # The version this client's embeddings get; tokenized by it, pinned by its name.
     service = state.resolve(parsed.model, assignment_key(request))
     model, headers = service.name, version_header(service.version)
+    if isinstance(parsed, TeiTokenizeRequest):
+        found = await calls.token_spans(
+            request,
+            state,
+            service,
+            parsed.texts,
+            parsed.options(),
+            add_special=parsed.add_special_tokens,
+        )
+        return json_response(await asyncio.to_thread(encode_tei_tokens, found), headers=headers)
     special = {"add_special": parsed.add_special, "parse_special": parsed.parse_special}
     text = [parsed.content]
     if not parsed.with_pieces:

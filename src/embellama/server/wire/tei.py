@@ -1,5 +1,5 @@
 """TEI's API (text-embeddings-inference: `/embed`, `/embed_all`, `/rerank` with `texts`,
-`POST /`): its request bodies, translated into the pipeline's options, and its answers.
+`POST /`, `/tokenize` with `inputs`, `/decode`): its request bodies, translated into the pipeline's options, and its answers.
 Field names and defaults follow TEI's router (`router/src/http/types.rs`).
 
 As TEI: `normalize` defaults to true, `truncate` to false (an input over the context is
@@ -17,7 +17,7 @@ from typing_extensions import TypedDict
 
 from embellama.config import Truncation
 from embellama.errors import InputError
-from embellama.inputs import InputItem
+from embellama.inputs import InputItem, TokenArray, token_array
 from embellama.options import EmbedOptions, RerankOptions
 from embellama.prompts import InputType
 from embellama.server.wire.base import (
@@ -34,15 +34,21 @@ from embellama.server.wire.base import (
 from embellama.server.wire.rerank import Query
 
 __all__ = [
+    "TeiDecodeRequest",
     "TeiEmbedAllRequest",
     "TeiEmbedRequest",
     "TeiInfo",
     "TeiRank",
     "TeiRerankRequest",
+    "TeiToken",
+    "TeiTokenizeRequest",
     "is_tei_rerank",
+    "is_tei_tokenize",
+    "parse_tei_decode",
     "parse_tei_embed",
     "parse_tei_embed_all",
     "parse_tei_rerank",
+    "parse_tei_tokenize",
 ]
 
 _INPUTS_SCHEMA = {
@@ -198,6 +204,122 @@ class TeiRerankRequest(WireModel):
 
 def parse_tei_rerank(body: Mapping[str, Any], *, max_inputs: int) -> TeiRerankRequest:
     return parse(TeiRerankRequest, body, {"max_inputs": max_inputs})
+
+
+def is_tei_tokenize(body: Mapping[str, Any]) -> bool:
+    """TEI's tokenize body carries `inputs`; llama-server's carries `content` (and keeps
+    its shape, whatever else it holds)."""
+    return "inputs" in body and "content" not in body
+
+
+class TeiTokenizeRequest(WireModel):
+    """`POST /tokenize` in TEI's shape: each input's tokens with their character spans.
+    Special-token text in an input ("[SEP]") stays text, as /embed reads it."""
+
+    inputs: Annotated[
+        list[InputItem],
+        PlainValidator(_inputs),
+        WithJsonSchema(_INPUTS_SCHEMA),
+        Says("", missing="'inputs' is a required property"),
+    ]
+    add_special_tokens: OnFlag = True
+    prompt_name: Annotated[
+        InputType | None,
+        PlainValidator(_prompt),
+        WithJsonSchema(
+            {
+                **_PROMPT_SCHEMA,
+                "description": "The prompt /embed puts in front; its tokens are listed, "
+                "and offsets count from the prompt's start, as TEI.",
+            }
+        ),
+    ] = None
+    model: Name = Field(None, description="Extension: name or alias; default: first model.")
+
+    @property
+    def texts(self) -> list[str]:
+        return [item for item in self.inputs if isinstance(item, str)]
+
+    def options(self) -> EmbedOptions:
+        return EmbedOptions(input_type=self.prompt_name)
+
+
+def parse_tei_tokenize(body: Mapping[str, Any], *, max_inputs: int) -> TeiTokenizeRequest:
+    return parse(TeiTokenizeRequest, body, {"max_inputs": max_inputs})
+
+
+_NOT_ID_LISTS = "'ids' must be a list of token ids (integers), or a list of such lists"
+
+
+def _id_lists(value: object, info: ValidationInfo) -> list[TokenArray]:
+    """TEI's `ids`: one list of ids, or a list of them; none at all is TEI's `Empty`."""
+    if not isinstance(value, list):
+        raise refuse(_NOT_ID_LISTS)
+    if not value:
+        raise refuse("`ids` cannot be empty", code="empty_input")
+    single = token_array(value)
+    lists = [single] if single is not None else _each_ids(value, limit(info, "max_inputs"))
+    total, most = sum(len(ids) for ids in lists), limit(info, "max_tokens")
+    if total > most:
+        raise refuse(
+            f"'ids' has {total} ids; this server accepts at most {most} per request",
+            status=413,
+            code="too_many_tokens",
+        )
+    return lists
+
+
+def _each_ids(value: list[object], most: int) -> list[TokenArray]:
+    if len(value) > most:
+        raise refuse(
+            f"batch size {len(value)} > maximum allowed batch size {most}", code="too_many_inputs"
+        )
+    lists = []
+    for index, item in enumerate(value):
+        ids = token_array(item) if isinstance(item, list) else None
+        if ids is None:
+            raise refuse(_NOT_ID_LISTS, suffix=f"[{index}]")
+        lists.append(ids)
+    return lists
+
+
+_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0}}
+
+
+class TeiDecodeRequest(WireModel):
+    """`POST /decode`: token ids back to text, one string per id list."""
+
+    ids: Annotated[
+        list[TokenArray],
+        PlainValidator(_id_lists),
+        WithJsonSchema(
+            {
+                "description": "Ids, or a list of id lists (at most `max_client_batch_size`); "
+                "at most `max_tokenize_tokens` ids in all (/info).",
+                "oneOf": [{**_IDS, "minItems": 1}, {"type": "array", "items": _IDS, "minItems": 1}],
+            }
+        ),
+        Says(_NOT_ID_LISTS, missing="'ids' is a required property"),
+    ]
+    skip_special_tokens: OnFlag = True
+    model: Name = Field(None, description="Extension: name or alias; default: first model.")
+
+
+def parse_tei_decode(
+    body: Mapping[str, Any], *, max_inputs: int, max_tokens: int
+) -> TeiDecodeRequest:
+    return parse(TeiDecodeRequest, body, {"max_inputs": max_inputs, "max_tokens": max_tokens})
+
+
+class TeiToken(TypedDict):
+    """One token of TEI's /tokenize: `text` is the input's slice [start, stop)
+    (characters); a token the tokenizer added has its own text and null offsets."""
+
+    id: int
+    text: str
+    special: bool
+    start: int | None
+    stop: int | None
 
 
 class TeiRank(TypedDict):
