@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,11 @@ import pytest
 
 from embellama import EmbeddingEngine, prepare_default_model
 from embellama.default_model import embellama_home
+
+# The engine the default model's shared fixtures run on (the library's `engine`, the e2e
+# `server`): `EMBELLAMA_TEST_ENGINE=onnxruntime` runs those engine-independent tests on
+# ONNX Runtime; unset, on the default ("auto").
+TEST_ENGINE = os.environ.get("EMBELLAMA_TEST_ENGINE", "auto")
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +38,9 @@ def gemma3_gguf() -> Path:
 
 @pytest.fixture(scope="module")
 def engine(minilm_gguf: Path) -> Iterator[EmbeddingEngine]:
-    with EmbeddingEngine.from_path(minilm_gguf, name="minilm", aliases=("default",)) as eng:
+    with EmbeddingEngine.from_path(
+        minilm_gguf, name="minilm", aliases=("default",), engine=TEST_ENGINE
+    ) as eng:
         yield eng
 
 

@@ -21,6 +21,7 @@ from embellama.errors import ConfigError
 __all__ = [
     "BatchingConfig",
     "EngineConfig",
+    "InferenceEngine",
     "ModelConfig",
     "ModelKind",
     "ModelSpec",
@@ -51,6 +52,22 @@ class Pooling(enum.StrEnum):
     @classmethod
     def parse(cls, value: str | Pooling) -> Pooling:
         return _parse_enum(cls, value, "pooling")
+
+
+class InferenceEngine(enum.StrEnum):
+    """What runs a model's forward pass; tokenization is llama.cpp's whatever runs it.
+
+    `AUTO` is llama.cpp until bench/engines.py measures another engine faster for a
+    family the suite verifies on it.
+    """
+
+    AUTO = "auto"
+    LLAMA_CPP = "llama.cpp"
+    ONNXRUNTIME = "onnxruntime"
+
+    @classmethod
+    def parse(cls, value: str | InferenceEngine) -> InferenceEngine:
+        return _parse_enum(cls, value, "engine")
 
 
 class ModelKind(enum.StrEnum):
@@ -180,9 +197,12 @@ class ModelConfig:
     # for the first version of a name, 0 for the others. Routing, not the model: a
     # reload that changes only weights keeps the model running (compare=False).
     weight: float | None = field(default=None, compare=False)
+    # What runs the forward pass (llama.cpp, or ONNX Runtime for a BERT-architecture file).
+    engine: InferenceEngine = InferenceEngine.AUTO
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path).expanduser())
+        object.__setattr__(self, "engine", InferenceEngine.parse(self.engine))
         _check_version(self.version, self.weight)
         if self.calibration_file is not None:
             object.__setattr__(self, "calibration_file", Path(self.calibration_file).expanduser())

@@ -24,6 +24,7 @@ __all__ = [
     "PreparedModel",
     "default_model_path",
     "embellama_home",
+    "engine_cache_directory",
     "prepare_default_model",
     "require_default_model",
 ]
@@ -48,6 +49,12 @@ def embellama_home() -> Path:
         return Path(explicit).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "embellama"
+
+
+def engine_cache_directory() -> Path:
+    """Where engines other than llama.cpp keep what they build from a GGUF (ONNX graphs),
+    keyed by the file's content fingerprint."""
+    return embellama_home() / "engines"
 
 
 def default_model_path() -> Path:

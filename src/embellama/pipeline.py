@@ -36,6 +36,7 @@ from embellama.config import (
     ServiceLimits,
     Truncation,
 )
+from embellama.default_model import engine_cache_directory
 from embellama.errors import (
     ConfigError,
     InputError,
@@ -172,7 +173,9 @@ class ServedModel:
         self.loaded_config = fitted.config
         # A backend that decodes elsewhere (worker processes) holds the weights; this
         # process then needs only the vocabulary.
-        self.model = LoadedModel(fitted.config, inference=in_process)
+        self.model = LoadedModel(
+            fitted.config, inference=in_process, engine_cache=engine_cache_directory()
+        )
         _log.info(
             "model %r: %d-token context; %d worker%s x %s%s",
             self.model.name,
@@ -197,6 +200,7 @@ class ServedModel:
             self.pooling.value,
             cache_version=config.cache_version,
             version=config.version,
+            engine=self.model.engine.value,
         )
         self.backend: Backend = backends.build(self.model, fitted.config, limits)
         self.scheduler = Scheduler(config.batching, limits.queue())

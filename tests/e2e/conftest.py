@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TEST_ENGINE
 from tests.e2e.server import ServerProcess, serving
 
 
@@ -28,6 +29,8 @@ def server(minilm_gguf: Path, server_logs: Path) -> Iterator[ServerProcess]:
             "2",
             "--threads-per-worker",
             "1",
+            "--engine",
+            TEST_ENGINE,
         ],
         server_logs,
     ) as process:

@@ -17,6 +17,7 @@ from multiprocessing.connection import Connection
 from embellama.backends.base import run_job
 from embellama.backends.messages import DecodeJob, WorkerLoadFailed, WorkerReady, WorkerRefused
 from embellama.config import ModelConfig
+from embellama.default_model import engine_cache_directory
 from embellama.errors import EmbellamaError, ModelFileError
 from embellama.model.loaded import LoadedModel
 
@@ -55,7 +56,9 @@ def run_worker(
     hang_token = _token_from(HANG_TOKEN_VARIABLE)
     first_error = _FirstNativeError()
     try:
-        model = LoadedModel(config, expect_fingerprint=fingerprint)
+        model = LoadedModel(
+            config, expect_fingerprint=fingerprint, engine_cache=engine_cache_directory()
+        )
     except ModelFileError as exc:
         _tell(connection, WorkerRefused(str(exc)))
         return

@@ -36,6 +36,7 @@ class ModelTag:
         *,
         cache_version: str | None = None,
         version: str | None = None,
+        engine: str = "llama.cpp",
     ) -> ModelTag:
         """`cache_version`, when the operator set one, names the vectors instead of the
         file's fingerprint: models sharing it share entries, whatever their files.
@@ -47,6 +48,8 @@ class ModelTag:
             identity = f"content\0{fingerprint}\0{pooling}"
         if version is not None:
             identity += f"\0served-version\0{version}"
+        if engine != "llama.cpp":  # another engine rounds differently: its own entries
+            identity += f"\0engine\0{engine}"
         return cls(hashlib.blake2b(identity.encode(), digest_size=8).hexdigest().encode())
 
     def key(self, ids: npt.NDArray[np.int32]) -> CacheKey:

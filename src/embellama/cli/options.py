@@ -20,6 +20,7 @@ from embellama.config import (
     DEFAULT_MAX_BATCH_SEQUENCES,
     DEFAULT_MAX_BATCH_TOKENS,
     BatchingConfig,
+    InferenceEngine,
     ModelConfig,
     ModelKind,
     Normalization,
@@ -224,6 +225,15 @@ MODEL_OPTIONS = (
         default=False,
         parse=_boolean,
         switch=True,
+    ),
+    Option(
+        "engine",
+        "What runs the forward pass: 'llama.cpp', or 'onnxruntime' for a BERT-architecture "
+        "F32/F16/BF16 file on the CPU (the graph is built from the GGUF's tensors and "
+        "cached; needs the `onnx` extra). Tokenization is llama.cpp's on either. 'auto' "
+        "is llama.cpp until bench/engines.py measures ONNX Runtime faster.",
+        default="auto",
+        choices=[e.value for e in InferenceEngine],
     ),
     Option(
         "pooling",
@@ -843,6 +853,7 @@ def model_config_from(
         version=values["model_version"],
         weight=values["model_weight"],
         calibration_file=values["calibration_file"],
+        engine=InferenceEngine.parse(values["engine"]),
     )
 
 

@@ -12,14 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from embellama.config import ModelConfig, ModelKind, Normalization, Pooling
+from embellama.config import InferenceEngine, ModelConfig, ModelKind, Normalization, Pooling
 from embellama.errors import ConfigError, ModelFileError
 from embellama.model.architectures import check_architecture, model_kind
+from embellama.model.engines import resolve_engine
 from embellama.model.fingerprint import gguf_fingerprint
 from embellama.model.gguf import GGUFInfo, file_sha256, read_gguf_info
 from embellama.model.lease import Leases
 from embellama.model.memory import context_limit, context_shape, estimate_memory
 from embellama.model.native import NativeModel, NativeParams, TokenIds
+from embellama.model.onnx_session import OnnxEncoder
 from embellama.model.tokenizer import Tokenizer
 from embellama.vectors import Matrix
 
@@ -54,6 +56,8 @@ class ModelInfo:
     # The file's content fingerprint (model/fingerprint.py): equal on every replica
     # that holds the same file, whatever its path.
     fingerprint: str | None = None
+    # What runs the forward pass: "llama.cpp" or "onnxruntime" (model/engines.py).
+    engine: str = InferenceEngine.LLAMA_CPP.value
 
 
 def default_pooling(info: GGUFInfo) -> Pooling:
@@ -92,9 +96,17 @@ class LoadedModel:
     """One model's native state plus the settings that were resolved when it loaded."""
 
     def __init__(
-        self, config: ModelConfig, *, inference: bool = True, expect_fingerprint: str | None = None
+        self,
+        config: ModelConfig,
+        *,
+        inference: bool = True,
+        expect_fingerprint: str | None = None,
+        engine_cache: Path | None = None,
     ) -> None:
         """`inference=False` loads only the vocabulary: tokenize and validate, no decode.
+
+        `engine_cache`: where an ONNX Runtime engine keeps the graphs it builds (required
+        when `config.engine` is onnxruntime and this model decodes).
 
         `expect_fingerprint`: the content fingerprint the file must have (a worker loading
         what its server loaded); any other file is refused before and after llama.cpp
@@ -124,6 +136,9 @@ class LoadedModel:
         rank = self.kind is ModelKind.RERANK
         self.shape = context_shape(config, self.header, self.limit, rank=rank)
         self.memory = estimate_memory(self.header, self.shape)
+        self.engine = resolve_engine(config, self.header, self.kind)
+        # ONNX Runtime runs the forward pass: llama.cpp keeps only the vocabulary.
+        native_inference = inference and self.engine is InferenceEngine.LLAMA_CPP
         self._native = NativeModel(
             NativeParams(
                 path=str(config.path),
@@ -133,12 +148,15 @@ class LoadedModel:
                 n_seq_max=config.batching.max_batch_sequences,
                 n_threads=config.resolved_threads,
                 n_gpu_layers=config.n_gpu_layers,
-                vocab_only=not inference,
+                vocab_only=not native_inference,
                 causal=self.header.causal_attention,
                 rank=rank,
             )
         )
         self._check_loaded_file()
+        self._onnx = (
+            self._onnx_encoder(engine_cache) if inference and not native_inference else None
+        )
         self.leases = Leases(self.name)
         self.tokenizer = Tokenizer(self._native, self.limit, config.add_eos, self.leases)
         # A vocabulary-only load reports no output size; the header has it.
@@ -164,6 +182,18 @@ class LoadedModel:
         if again != self.fingerprint:
             self._native.close()
             raise ModelFileError(f"{self.config.path} was replaced while it was being loaded")
+
+    def _onnx_encoder(self, cache: Path | None) -> OnnxEncoder:
+        if cache is None:
+            self._native.close()
+            raise ConfigError("the onnxruntime engine needs a directory for its built graphs")
+        try:
+            return OnnxEncoder(
+                self.config.path, self.fingerprint, cache, threads=self.config.resolved_threads
+            )
+        except BaseException:
+            self._native.close()
+            raise
 
     @staticmethod
     def _pooling(config: ModelConfig, header: GGUFInfo, kind: ModelKind) -> Pooling:
@@ -199,6 +229,7 @@ class LoadedModel:
             verified=self.verified,
             memory_per_worker=self.memory.per_worker,
             fingerprint=self.fingerprint,
+            engine=self.engine.value,
         )
 
     def decode(self, sequences: Sequence[TokenIds], *, threads: int | None = None) -> list[Matrix]:
@@ -211,6 +242,8 @@ class LoadedModel:
         Raises `ModelUnloadingError` once the model is closing.
         """
         with self.leases.hold(), self._lock:
+            if self._onnx is not None:  # its threads are fixed when its session starts
+                return self._onnx.hidden_states(sequences)
             return self._native.decode(sequences, threads=threads)
 
     def close(self) -> None:
@@ -221,3 +254,5 @@ class LoadedModel:
             if not self._closed:
                 self._closed = True
                 self._native.close()
+                if self._onnx is not None:
+                    self._onnx.close()

@@ -68,6 +68,7 @@ def _info_model(service: ServedModel) -> InfoModel:
         "kind": model.kind.value,
         "architecture": model.architecture,
         "verified": model.verified,
+        "engine": model.engine,
         "file_size": model.file_size,
         # Upper bound of one worker's KV cache, compute and output buffers and a weight
         # copy, estimated from the header before loading (model/memory.py).
@@ -135,6 +136,7 @@ def model_card(service: ServedModel, name: str, created: int) -> ModelCard:
         "kind": "rerank" if info.kind.value == "rerank" else "embedding",
         "architecture": info.architecture,
         "verified": info.verified,
+        "engine": info.engine,
         "pooling": info.pooling.value,
         "normalization": info.normalization.value,
         "prompts": service.prompts.describe() if service.prompts else None,

@@ -44,6 +44,8 @@ class InfoModel(TypedDict):
     kind: str
     architecture: str
     verified: bool
+    # What runs the forward pass: "llama.cpp" or "onnxruntime".
+    engine: str
     file_size: int
     memory_per_worker_bytes: Annotated[
         int,

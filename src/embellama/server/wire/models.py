@@ -36,6 +36,8 @@ class ModelCard(TypedDict):
     kind: NotRequired[Literal["embedding", "rerank"]]
     architecture: NotRequired[str]
     verified: NotRequired[bool]
+    # What runs the forward pass: "llama.cpp" or "onnxruntime".
+    engine: NotRequired[str]
     pooling: NotRequired[str]
     normalization: NotRequired[str]
     prompts: NotRequired[dict[str, object] | None]

@@ -1,0 +1,40 @@
+"""Which engine runs a model's forward pass, decided once from the config and the header.
+
+llama.cpp runs everything; ONNX Runtime runs what `onnx_bert.py` builds and the suite
+verifies against transformers on that engine (tests/integration/test_onnx_engine.py):
+BERT-architecture embedding files (BERT, DistilBERT, XLM-R) with unquantized weights, on
+the CPU. A request it cannot honour fails the load with the reason, never falls back.
+"""
+
+from __future__ import annotations
+
+from embellama.config import InferenceEngine, ModelConfig, ModelKind
+from embellama.errors import ModelFileError
+from embellama.model.gguf import GGUFInfo
+
+__all__ = ["ONNX_ARCHITECTURES", "resolve_engine"]
+
+# GGUF architectures the ONNX Runtime graph builder covers and the suite verifies.
+ONNX_ARCHITECTURES = frozenset({"bert"})
+
+
+def resolve_engine(config: ModelConfig, header: GGUFInfo, kind: ModelKind) -> InferenceEngine:
+    """`auto` is llama.cpp (until measured otherwise); `onnxruntime` only where it fits."""
+    if config.engine is not InferenceEngine.ONNXRUNTIME:
+        return InferenceEngine.LLAMA_CPP
+    problem = _onnx_problem(config, header, kind)
+    if problem:
+        raise ModelFileError(f"{header.path}: engine 'onnxruntime' {problem}; use 'llama.cpp'")
+    return InferenceEngine.ONNXRUNTIME
+
+
+def _onnx_problem(config: ModelConfig, header: GGUFInfo, kind: ModelKind) -> str | None:
+    if header.architecture not in ONNX_ARCHITECTURES:
+        return f"runs the 'bert' architecture only, not {header.architecture!r}"
+    if kind is not ModelKind.EMBEDDING:
+        return "runs embedding models only, not rerankers"
+    if header.quantized:
+        return "runs F32, F16 and BF16 files only, not quantized ones"
+    if config.n_gpu_layers:
+        return "runs on the CPU only (n_gpu_layers must be 0)"
+    return None

