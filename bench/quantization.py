@@ -12,8 +12,12 @@ quantized search ranks the same corpus its own way:
                    `--calibration-file` with texts like the index gives
     int8 (min/max) per-dimension min/max ranges (sentence-transformers' calibration,
                    vectors.Ranges.min_max) on the built-in set: the alternative not taken
+    uint8 - 128    uint8 codes with their offset taken off before the products
     binary         Hamming distance between packed sign bits (ubinary codes)
     binary+rescore the top 40 by Hamming, reordered by float dot products
+    binary, float query   the float query against the documents' sign bits as +-1 (the
+                   index stores only bits; the query is at hand as floats), and the same
+                   top 40 reordered by float dot products
 
 Corpus: bench/corpus.py `mixed_texts` (a RAG-like mix of short, medium and long texts).
 Queries: two sets of 200, reported separately: `perturbed` copies of 200 corpus texts
@@ -94,14 +98,27 @@ def searches(
         q, d = quantize(queries, Quantization.UBINARY), quantize(docs, Quantization.UBINARY)
         return top(hamming(q.astype(np.uint8), d.astype(np.uint8)), K, smallest=True)
 
+    def offset_uint8() -> npt.NDArray[np.intp]:
+        q = quantize(queries, Quantization.UINT8, ranges["built-in"]).astype(np.int64) - 128
+        d = quantize(docs, Quantization.UINT8, ranges["built-in"]).astype(np.int64) - 128
+        return top(integer_dot(q, d), K)
+
+    def asymmetric() -> Scores:
+        """The float queries against each document's sign bits as +1/-1."""
+        bits = np.unpackbits(quantize(docs, Quantization.UBINARY).astype(np.uint8), axis=1)
+        signs = bits[:, : docs.shape[1]].astype(np.float32) * 2 - 1
+        return (queries @ signs.T).astype(np.float64)
+
+    def rescored(candidates: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+        scores = np.einsum("qd,qkd->qk", queries, docs[candidates])
+        order = np.argsort(-scores, axis=1)[:, :K]
+        return np.take_along_axis(candidates, order, axis=1)
+
     def binary_rescored(count: int) -> Callable[[], npt.NDArray[np.intp]]:
         def search() -> npt.NDArray[np.intp]:
             q, d = quantize(queries, Quantization.UBINARY), quantize(docs, Quantization.UBINARY)
             distances = hamming(q.astype(np.uint8), d.astype(np.uint8))
-            candidates = top(distances, count, smallest=True)
-            rescored = np.einsum("qd,qkd->qk", queries, docs[candidates])
-            order = np.argsort(-rescored, axis=1)[:, :K]
-            return np.take_along_axis(candidates, order, axis=1)
+            return rescored(top(distances, count, smallest=True))
 
         return search
 
@@ -113,6 +130,11 @@ def searches(
         "binary (Hamming)": binary,
         f"binary + float rescoring of the top {rescore}": binary_rescored(rescore),
         "binary + float rescoring of the top 100": binary_rescored(100),
+        "uint8 - 128": offset_uint8,
+        "binary, float query": lambda: top(asymmetric(), K),
+        f"binary, float query + float rescoring of the top {rescore}": lambda: rescored(
+            top(asymmetric(), rescore)
+        ),
     }
 
 
@@ -211,6 +233,11 @@ def render(
         "across documents, and the generated texts are near ties of each other: Hamming "
         "distance alone separates little; rescoring a wider candidate list with float "
         "vectors recovers most of it (top 100: above the 0.95 goal; top 40: below).",
+        "- binary searched with the float query (its dot product with each document's sign "
+        "bits as +-1: the index holds only 48 bytes per document, the query is at hand as "
+        "floats) finds far better candidates than Hamming; their top 40 reordered by float "
+        "dot products reaches the 0.95 goal on both query sets. That is the search to run "
+        "over binary codes.",
         "",
     ]
     return "\n".join(lines)
