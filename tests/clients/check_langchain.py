@@ -1,0 +1,49 @@
+"""LangChain's `HuggingFaceEndpointEmbeddings` (langchain-huggingface) against embellama's
+TEI routes. Run by tests/e2e/test_clients.py with .venv-clients' python: reads
+`{url, key, texts, query}` on stdin, prints each call's vectors as JSON. Judges nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+from langchain_huggingface import HuggingFaceEndpointEmbeddings
+
+
+def refuses_url_as_model(url: str, key: str) -> bool:
+    """LangChain's TEI page says `model="http://HOST:8080"`; 1.2.2 and later refuse a URL
+    there before sending anything, which is why the README names `model_kwargs`."""
+    try:
+        HuggingFaceEndpointEmbeddings(model=url, huggingfacehub_api_token=key)
+    except ValueError:
+        return True
+    return False
+
+
+async def asynchronous(embeddings: HuggingFaceEndpointEmbeddings, job: dict[str, Any]) -> Any:
+    """Both async calls on one loop: the client's session belongs to the loop it opened on."""
+    return {
+        "aembed_documents": await embeddings.aembed_documents(job["texts"]),
+        "aembed_query": [await embeddings.aembed_query(job["query"])],
+    }
+
+
+def main() -> None:
+    job: dict[str, Any] = json.load(sys.stdin)
+    # feature_extraction's own `model` takes a URL: the client then posts TEI's `POST /`.
+    embeddings = HuggingFaceEndpointEmbeddings(
+        model_kwargs={"model": job["url"]}, huggingfacehub_api_token=job["key"]
+    )
+    answers = {
+        "embed_documents": embeddings.embed_documents(job["texts"]),
+        "embed_query": [embeddings.embed_query(job["query"])],
+        **asyncio.run(asynchronous(embeddings, job)),
+        "refuses_url_as_model": refuses_url_as_model(job["url"], job["key"]),
+    }
+    json.dump(answers, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
