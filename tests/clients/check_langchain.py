@@ -1,5 +1,5 @@
-"""LangChain's `HuggingFaceEndpointEmbeddings` (langchain-huggingface) against embellama's
-TEI routes. Run by tests/e2e/test_clients.py with .venv-clients' python: reads
+"""LangChain's `HuggingFaceEndpointEmbeddings` (langchain-huggingface, TEI's routes) and
+`OpenAIEmbeddings` (langchain-openai, /v1) against embellama. Run by tests/e2e/test_clients.py with .venv-clients' python: reads
 `{url, key, texts, query}` on stdin, prints each call's vectors as JSON. Judges nothing."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from langchain_huggingface import HuggingFaceEndpointEmbeddings
+from langchain_openai import OpenAIEmbeddings
 
 
 def refuses_url_as_model(url: str, key: str) -> bool:
@@ -30,6 +31,21 @@ async def asynchronous(embeddings: HuggingFaceEndpointEmbeddings, job: dict[str,
     }
 
 
+def openai(job: dict[str, Any]) -> dict[str, list[list[float]]]:
+    """As LangChain documents for OpenAI-compatible servers: raw text, not tiktoken ids of
+    OpenAI's vocabulary, which would mean other tokens to any other model."""
+    embeddings = OpenAIEmbeddings(
+        model=job["model"],
+        base_url=job["url"] + "/v1",
+        api_key=job["key"],
+        check_embedding_ctx_length=False,
+    )
+    return {
+        "openai_embed_documents": embeddings.embed_documents(job["texts"]),
+        "openai_embed_query": [embeddings.embed_query(job["query"])],
+    }
+
+
 def main() -> None:
     job: dict[str, Any] = json.load(sys.stdin)
     # feature_extraction's own `model` takes a URL: the client then posts TEI's `POST /`.
@@ -40,6 +56,7 @@ def main() -> None:
         "embed_documents": embeddings.embed_documents(job["texts"]),
         "embed_query": [embeddings.embed_query(job["query"])],
         **asyncio.run(asynchronous(embeddings, job)),
+        **openai(job),
         "refuses_url_as_model": refuses_url_as_model(job["url"], job["key"]),
     }
     json.dump(answers, sys.stdout)

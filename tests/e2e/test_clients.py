@@ -150,6 +150,15 @@ def test_langchain_hugging_face_endpoint_embeddings(
     assert_batch_invariant(langchain[call], _vectors(keyed, texts))
 
 
+@pytest.mark.parametrize(
+    ("call", "texts"), [("openai_embed_documents", TEXTS), ("openai_embed_query", [QUERY])]
+)
+def test_langchain_openai_embeddings(
+    langchain: dict[str, Any], keyed: ServerProcess, call: str, texts: list[str]
+) -> None:
+    assert_batch_invariant(langchain[call], _vectors(keyed, texts))
+
+
 def test_langchain_refuses_a_url_as_model_so_the_readme_names_model_kwargs(
     langchain: dict[str, Any],
 ) -> None:
