@@ -28,6 +28,7 @@ def embedders(job: dict[str, Any], token: Secret) -> dict[str, list[list[float]]
     embedded = documents.run(documents=[Document(content=t) for t in job["texts"]])
     return {
         "text_embedder": [text.run(text=job["query"])["embedding"]],
+        "text_embedder_long": [text.run(text=job["long"])["embedding"]],  # truncate=True
         "text_embedder_normalized": [unit.run(text=job["query"])["embedding"]],
         "document_embedder": [document.embedding for document in embedded["documents"]],
     }

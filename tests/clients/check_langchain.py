@@ -9,6 +9,7 @@ import json
 import sys
 from typing import Any
 
+from huggingface_hub.errors import HfHubHTTPError
 from langchain_huggingface import HuggingFaceEndpointEmbeddings
 from langchain_openai import OpenAIEmbeddings
 
@@ -46,6 +47,15 @@ def openai(job: dict[str, Any]) -> dict[str, list[list[float]]]:
     }
 
 
+def refusal(embeddings: HuggingFaceEndpointEmbeddings, text: str) -> dict[str, Any]:
+    """What a user sees for a text over the model's context (TEI does not cut by default)."""
+    try:
+        embeddings.embed_documents([text])
+    except HfHubHTTPError as error:
+        return {"status": error.response.status_code, "message": str(error)}
+    return {"status": None, "message": "embedded"}
+
+
 def main() -> None:
     job: dict[str, Any] = json.load(sys.stdin)
     # feature_extraction's own `model` takes a URL: the client then posts TEI's `POST /`.
@@ -53,6 +63,7 @@ def main() -> None:
         model_kwargs={"model": job["url"]}, huggingfacehub_api_token=job["key"]
     )
     answers = {
+        "too_long": refusal(embeddings, job["long"]),  # first: the server must serve on
         "embed_documents": embeddings.embed_documents(job["texts"]),
         "embed_query": [embeddings.embed_query(job["query"])],
         **asyncio.run(asynchronous(embeddings, job)),

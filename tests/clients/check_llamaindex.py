@@ -19,6 +19,8 @@ def calls(embedding: Any, job: dict[str, Any]) -> dict[str, list[list[float]]]:
         "get_text_embedding": [embedding.get_text_embedding(job["texts"][0])],
         "get_text_embedding_batch": embedding.get_text_embedding_batch(job["texts"]),
         "get_query_embedding": [embedding.get_query_embedding(job["query"])],
+        # Over the context: both clients ask the server to cut (Ollama's default, TEI's flag).
+        "long": [embedding.get_text_embedding(job["long"])],
     }
 
 

@@ -31,6 +31,8 @@ TEXTS = [
     "Café naïve: 東京の天気は晴れ 🙂",
 ]
 QUERY = "how do local embeddings work?"
+# Over MiniLM's 512-token context, and unlike itself: cutting its start or its end differs.
+LONG = " ".join(f"item {number}" for number in range(600))
 # Whatever a client would read from its user's environment instead of the job's key.
 _FOREIGN = ("HF_TOKEN", "HF_API_TOKEN", "HUGGINGFACEHUB_API_TOKEN", "JINA_API_KEY")
 
@@ -79,7 +81,7 @@ threads_per_worker = 1
 
 def _run(python: Path, script: str, server: ServerProcess) -> dict[str, Any]:
     """One client script in the clients' interpreter; its output drained by `run`."""
-    job = {"url": server.url, "key": KEY, "model": "minilm", "reranker": "reranker"}
+    job = {"url": server.url, "key": KEY, "model": "minilm", "reranker": "reranker", "long": LONG}
     env = {name: value for name, value in os.environ.items() if name not in _FOREIGN}
     env.update(HF_HUB_DISABLE_TELEMETRY="1", HAYSTACK_TELEMETRY_ENABLED="False")
     done = subprocess.run(
@@ -159,6 +161,16 @@ def test_langchain_openai_embeddings(
     assert_batch_invariant(langchain[call], _vectors(keyed, texts))
 
 
+def test_langchain_gets_teis_413_naming_the_limit_for_a_text_over_the_context(
+    langchain: dict[str, Any],
+) -> None:
+    """Sent before the script's other calls, which then succeed: the server serves on."""
+    refused = langchain["too_long"]
+    assert refused["status"] == 413, refused
+    assert "input 0 has" in refused["message"]
+    assert "more than the model's limit of 512" in refused["message"]
+
+
 def test_langchain_refuses_a_url_as_model_so_the_readme_names_model_kwargs(
     langchain: dict[str, Any],
 ) -> None:
@@ -181,11 +193,19 @@ def test_llamaindex_embeddings(
     assert_batch_invariant(llamaindex[client][call], _vectors(keyed, texts))
 
 
+@pytest.mark.parametrize("client", ["ollama", "tei"])
+def test_llamaindex_texts_over_the_context_are_cut_at_the_end(
+    llamaindex: dict[str, Any], keyed: ServerProcess, client: str
+) -> None:
+    assert_batch_invariant(llamaindex[client]["long"], _vectors(keyed, [LONG], truncate="end"))
+
+
 @pytest.mark.parametrize(
     ("component", "texts", "normalize"),
     [
         ("text_embedder", [QUERY], False),
         ("text_embedder_normalized", [QUERY], True),
+        ("text_embedder_long", [LONG], False),
         ("document_embedder", TEXTS, False),
     ],
 )
@@ -196,7 +216,8 @@ def test_haystack_tei_embedders(
     texts: list[str],
     normalize: bool,
 ) -> None:
-    assert_batch_invariant(haystack[component], _vectors(keyed, texts, normalize=normalize))
+    cut = {"truncate": "end"} if texts == [LONG] else {}  # Haystack's truncate=True
+    assert_batch_invariant(haystack[component], _vectors(keyed, texts, normalize=normalize, **cut))
 
 
 @pytest.mark.parametrize("ranker", ["tei_ranker", "jina_ranker"])
