@@ -64,6 +64,10 @@ def main() -> None:
     )
     answers = {
         "too_long": refusal(embeddings, job["long"]),  # first: the server must serve on
+        "cut": HuggingFaceEndpointEmbeddings(
+            model_kwargs={"model": job["url"], "truncate": True},
+            huggingfacehub_api_token=job["key"],
+        ).embed_documents([job["long"]]),
         "embed_documents": embeddings.embed_documents(job["texts"]),
         "embed_query": [embeddings.embed_query(job["query"])],
         **asyncio.run(asynchronous(embeddings, job)),

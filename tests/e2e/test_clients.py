@@ -171,6 +171,12 @@ def test_langchain_gets_teis_413_naming_the_limit_for_a_text_over_the_context(
     assert "more than the model's limit of 512" in refused["message"]
 
 
+def test_langchain_model_kwargs_truncate_cuts_at_the_end(
+    langchain: dict[str, Any], keyed: ServerProcess
+) -> None:
+    assert_batch_invariant(langchain["cut"], _vectors(keyed, [LONG], truncate="end"))
+
+
 def test_langchain_refuses_a_url_as_model_so_the_readme_names_model_kwargs(
     langchain: dict[str, Any],
 ) -> None:
