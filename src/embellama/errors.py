@@ -138,11 +138,17 @@ class InputTooLongError(InputError):
     ) -> None:
         self.n_tokens = n_tokens
         self.limit = limit
+        # What is wrong, without the library's advice (its option names): an API whose
+        # truncation is spelled otherwise words its own advice after it.
+        self.reason = (
+            None
+            if message
+            else f"input {index} has {n_tokens} tokens, more than the model's limit of {limit}"
+        )
         super().__init__(
             message
-            or f"input {index} has {n_tokens} tokens, more than the model's limit of {limit}; "
-            "shorten it, or pass truncate='end' or 'start' (cut it to fit) or 'chunk' "
-            "(embed it as overlapping windows)",
+            or f"{self.reason}; shorten it, or pass truncate='end' or 'start' (cut it to fit) "
+            "or 'chunk' (embed it as overlapping windows)",
             index=index,
             param=param,
         )

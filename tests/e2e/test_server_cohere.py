@@ -189,7 +189,7 @@ def test_v1_client_floats_and_by_type(server: ServerProcess, http: httpx.Client)
             "dimensions must be an integer between 1 and 384",
         ),
         ({"texts": ["a"], "input_type": "search"}, 400, "'input_type' must be one of"),
-        ({"texts": ["word " * 2000], "truncate": "NONE"}, 400, "tokens"),
+        ({"texts": ["word " * 2000], "truncate": "NONE"}, 400, "pass truncate END or START"),
         ({"texts": [""]}, 400, "empty"),
         ({"texts": ["a"], "model": "nope"}, 404, "nope"),
     ],

@@ -66,6 +66,7 @@ def test_truncate_defaults_to_true_as_ollama(server: ServerProcess, client: olla
     with pytest.raises(ollama.ResponseError) as refused:
         client.embed(model="minilm", input=LONG, truncate=False)
     assert refused.value.status_code == 400 and "512" in refused.value.error
+    assert "leave truncate true" in refused.value.error  # Ollama's field, not truncate='end'
     assert httpx.post(server.url + "/api/embed", json={"input": "x"}).headers["x-truncated"] == (
         "none"
     )

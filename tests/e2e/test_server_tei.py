@@ -99,6 +99,9 @@ def test_truncate_and_its_direction(tei: ServerProcess) -> None:
     refused = httpx.post(tei.url + "/embed", json={"inputs": LONG})  # TEI: truncate false
     assert refused.status_code == 413, refused.text
     assert refused.json()["error_type"] == "Validation"
+    # The advice names TEI's own fields, not the OpenAI route's truncate='end'.
+    assert "pass truncate: true (truncation_direction" in refused.json()["error"]
+    assert "'end'" not in refused.json()["error"]
 
 
 def test_embed_all_and_the_root_route(tei: ServerProcess) -> None:

@@ -16,7 +16,7 @@ import logging
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 from starlette.requests import Request
@@ -52,6 +52,9 @@ class ApiError(Exception):
     param: str | None = None
     code: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # An input over the context: the fault without advice, for APIs that spell
+    # truncation their own way (their advice follows it; see _TOO_LONG_ADVICE).
+    too_long: str | None = None
 
 
 # (status, type, code); the most specific class must come first.
@@ -85,6 +88,8 @@ def to_api_error(exc: errors.EmbellamaError) -> ApiError:
         if isinstance(exc, kind):
             param = _param_for(exc)
             api = ApiError(status, str(exc), error_type, param, code)
+            if isinstance(exc, errors.InputTooLongError):
+                api.too_long = exc.reason
             if isinstance(exc, errors.OverloadedError):
                 api.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
             return api
@@ -215,9 +220,21 @@ def _tei(error: ApiError) -> tuple[int, TeiError]:
     return status, {"error": error.message, "error_type": kind}
 
 
+# How each API asks for a cut, in its own field names and values.
+_TOO_LONG_ADVICE = {
+    ErrorShape.OLLAMA: "shorten it, or leave truncate true (Ollama's default) to cut it to fit",
+    ErrorShape.TEI: "shorten it, or pass truncate: true (truncation_direction picks the side "
+    "cut: Right, the default, or Left)",
+    ErrorShape.COHERE: "shorten it, or pass truncate END or START to cut it to fit",
+}
+
+
 def _body(
     error: ApiError, shape: ErrorShape
 ) -> tuple[int, Error | OllamaError | TeiError | CohereError]:
+    advice = _TOO_LONG_ADVICE.get(shape)
+    if error.too_long is not None and advice is not None:
+        error = replace(error, message=f"{error.too_long}; {advice}")
     if shape is ErrorShape.OLLAMA:
         return error.status, {"error": error.message}
     if shape is ErrorShape.COHERE:  # the cohere SDK raises its typed error with this body
