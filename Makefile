@@ -69,8 +69,12 @@ image-tools:
 		command -v mmdebstrap >/dev/null 2>&1 || { apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q mmdebstrap podman buildah; }
 
+# `auto` runs the default model on ONNX Runtime; the second pass runs the
+# engine-independent tests of the default model on llama.cpp too.
+LLAMA_CPP_PASS = tests/e2e/test_server_openai.py tests/integration/test_reference_fidelity.py
 test: $(TEST_STAMP) prepare-default lint browser image-tools .venv-clients
 	$(BIN)/python -m pytest tests
+	EMBELLAMA_TEST_ENGINE=llama.cpp $(BIN)/python -m pytest $(LLAMA_CPP_PASS)
 
 # The server image (Containerfile). The default model is converted here, on the host,
 # and copied in: the conversion needs torch, which the image does not carry.

@@ -57,8 +57,9 @@ class Pooling(enum.StrEnum):
 class InferenceEngine(enum.StrEnum):
     """What runs a model's forward pass; tokenization is llama.cpp's whatever runs it.
 
-    `AUTO` is llama.cpp until bench/engines.py measures another engine faster for a
-    family the suite verifies on it.
+    `AUTO` is ONNX Runtime for the files it runs (BERT-architecture embedding models
+    with unquantized weights, on the CPU: verified against transformers and measured
+    faster, bench/engines.md) and llama.cpp for every other file.
     """
 
     AUTO = "auto"

@@ -3,10 +3,14 @@
 llama.cpp runs everything; ONNX Runtime runs what `onnx_bert.py` builds and the suite
 verifies against transformers on that engine (tests/integration/test_onnx_engine.py):
 BERT-architecture embedding files (BERT, DistilBERT, XLM-R) with unquantized weights, on
-the CPU. A request it cannot honour fails the load with the reason, never falls back.
+the CPU. `auto` picks ONNX Runtime where it fits (measured faster: bench/engines.md,
+bench/engines_server.md) and llama.cpp for everything else; an explicit `onnxruntime`
+it cannot honour fails the load with the reason, never falls back.
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 from embellama.config import InferenceEngine, ModelConfig, ModelKind
 from embellama.errors import ModelFileError
@@ -19,9 +23,13 @@ ONNX_ARCHITECTURES = frozenset({"bert"})
 
 
 def resolve_engine(config: ModelConfig, header: GGUFInfo, kind: ModelKind) -> InferenceEngine:
-    """`auto` is llama.cpp (until measured otherwise); `onnxruntime` only where it fits."""
-    if config.engine is not InferenceEngine.ONNXRUNTIME:
+    """`auto`: ONNX Runtime where it fits and is installed, else llama.cpp;
+    `onnxruntime` only where it fits."""
+    if config.engine is InferenceEngine.LLAMA_CPP:
         return InferenceEngine.LLAMA_CPP
+    if config.engine is InferenceEngine.AUTO:
+        fits = _onnx_problem(config, header, kind) is None and _onnxruntime_installed()
+        return InferenceEngine.ONNXRUNTIME if fits else InferenceEngine.LLAMA_CPP
     problem = _onnx_problem(config, header, kind)
     if problem:
         raise ModelFileError(f"{header.path}: engine 'onnxruntime' {problem}; use 'llama.cpp'")
@@ -33,8 +41,15 @@ def _onnx_problem(config: ModelConfig, header: GGUFInfo, kind: ModelKind) -> str
         return f"runs the 'bert' architecture only, not {header.architecture!r}"
     if kind is not ModelKind.EMBEDDING:
         return "runs embedding models only, not rerankers"
+    if header.post_pooling_dense:
+        return "does not run Dense layers after pooling (the graph ends at the encoder)"
     if header.quantized:
         return "runs F32, F16 and BF16 files only, not quantized ones"
     if config.n_gpu_layers:
         return "runs on the CPU only (n_gpu_layers must be 0)"
     return None
+
+
+def _onnxruntime_installed() -> bool:
+    """Both packages are dependencies; a trimmed install without them keeps llama.cpp."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))

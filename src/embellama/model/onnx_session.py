@@ -59,7 +59,7 @@ class OnnxEncoder:
             import onnxruntime
         except ImportError as exc:
             raise ModelLoadError(
-                "the onnxruntime engine needs the `onnx` extra: pip install 'embellama[onnx]'"
+                "the onnxruntime engine needs onnxruntime: pip install 'onnxruntime==1.32.*'"
             ) from exc
         graph = cached_bert_graph(path, fingerprint, cache_directory)
         options = onnxruntime.SessionOptions()

@@ -1,0 +1,56 @@
+"""Which engine runs a file: `auto` takes ONNX Runtime only for what its graph builder
+covers and the suite verifies (a BERT-architecture embedding file, unquantized, no Dense
+layers after pooling, on the CPU), llama.cpp for everything else; an explicit
+`onnxruntime` that does not fit fails the load with the reason."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from embellama.config import InferenceEngine, ModelConfig, ModelKind
+from embellama.errors import ModelFileError
+from embellama.model.engines import resolve_engine
+from embellama.model.gguf import GGUFInfo, read_gguf_info
+
+
+@pytest.fixture(scope="module")
+def minilm(minilm_gguf: Path) -> GGUFInfo:
+    return read_gguf_info(minilm_gguf)
+
+
+def _config(path: Path, engine: str, **fields: object) -> ModelConfig:
+    return ModelConfig(path=path, engine=engine, **fields)  # type: ignore[arg-type]
+
+
+def test_auto_runs_the_default_model_on_onnx_runtime(minilm: GGUFInfo) -> None:
+    chosen = resolve_engine(_config(minilm.path, "auto"), minilm, ModelKind.EMBEDDING)
+    assert chosen is InferenceEngine.ONNXRUNTIME
+    pinned = resolve_engine(_config(minilm.path, "llama.cpp"), minilm, ModelKind.EMBEDDING)
+    assert pinned is InferenceEngine.LLAMA_CPP
+
+
+@pytest.mark.parametrize(
+    ("change", "kind", "fields", "says"),
+    [
+        ({"architecture": "gemma3"}, ModelKind.EMBEDDING, {}, "'bert' architecture only"),
+        ({}, ModelKind.RERANK, {}, "not rerankers"),
+        ({"post_pooling_dense": True}, ModelKind.EMBEDDING, {}, "Dense layers"),
+        ({"quantized": True}, ModelKind.EMBEDDING, {}, "not quantized ones"),
+        ({}, ModelKind.EMBEDDING, {"n_gpu_layers": 99}, "CPU only"),
+    ],
+)
+def test_what_onnx_runtime_does_not_run_stays_on_llama_cpp(
+    minilm: GGUFInfo,
+    change: dict[str, object],
+    kind: ModelKind,
+    fields: dict[str, object],
+    says: str,
+) -> None:
+    header = dataclasses.replace(minilm, **change)  # type: ignore[arg-type]
+    auto = resolve_engine(_config(minilm.path, "auto", **fields), header, kind)
+    assert auto is InferenceEngine.LLAMA_CPP
+    with pytest.raises(ModelFileError, match=says):
+        resolve_engine(_config(minilm.path, "onnxruntime", **fields), header, kind)
