@@ -24,7 +24,6 @@ from embellama import EmbeddingEngine
 from tests.e2e.server import ServerProcess, free_port, serving
 from tests.tolerances import REFERENCE_MIN_COSINE, assert_batch_invariant, min_cosine
 
-pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.slow
 
 TEXTS = ["hello world", "Embeddings for search and RAG", "日本語のテキスト", "emoji 🙂 text"]

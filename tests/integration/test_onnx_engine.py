@@ -20,6 +20,7 @@ import transformers
 
 from embellama import EmbeddingEngine, ModelFileError
 from embellama.config import Normalization, Pooling
+from embellama.model import onnx_bert
 from embellama.model.fingerprint import gguf_fingerprint
 from embellama.model.gguf import read_gguf_info
 from embellama.model.onnx_bert import cached_bert_graph
@@ -35,7 +36,6 @@ from tests.tolerances import (
     min_cosine,
 )
 
-pytest.importorskip("onnxruntime")
 
 Vectors = npt.NDArray[np.float32]
 
@@ -98,12 +98,26 @@ def test_the_same_request_twice_is_bit_identical(
 
 def test_the_built_graph_is_cached_by_fingerprint(minilm_gguf: Path, tmp_path: Path) -> None:
     first = cached_bert_graph(minilm_gguf, "a" * 32, tmp_path)
-    stamp = first.stat().st_mtime_ns
+    stamp = first.stat().st_ino
     assert cached_bert_graph(minilm_gguf, "a" * 32, tmp_path) == first
-    assert first.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert first.stat().st_ino == stamp  # reused, not rebuilt (a rebuild is a new file)
     other = cached_bert_graph(minilm_gguf, "b" * 32, tmp_path)
     assert other != first
     assert sorted(os.listdir(tmp_path)) == sorted([first.name, other.name])  # no temporaries
+
+
+def test_the_graph_cache_keeps_the_most_recently_used(
+    minilm_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every edited copy of a GGUF is another fingerprint and another 90 MB graph: the
+    directory keeps the KEPT_GRAPHS most recently used and removes the rest."""
+    monkeypatch.setattr(onnx_bert, "KEPT_GRAPHS", 2)
+    old, used = tmp_path / f"{'o' * 32}-bert-v1.onnx", tmp_path / f"{'u' * 32}-bert-v1.onnx"
+    for age, graph in enumerate((old, used)):
+        graph.write_bytes(b"an earlier build")
+        os.utime(graph, (1_000_000 + age, 1_000_000 + age))
+    newest = cached_bert_graph(minilm_gguf, "n" * 32, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([used.name, newest.name])
 
 
 def test_a_file_of_another_architecture_is_refused(gemma3_gguf: Path, tmp_path: Path) -> None:

@@ -88,6 +88,7 @@ def cached_bert_graph(path: str | Path, fingerprint: str, directory: Path) -> Pa
 
     target = directory / f"{fingerprint}-bert-v{BUILDER_VERSION}.onnx"
     if target.is_file():
+        os.utime(target)  # recently used: the last one evicted
         return target
     model = build_bert_graph(path)
     directory.mkdir(parents=True, exist_ok=True)
@@ -101,7 +102,29 @@ def cached_bert_graph(path: str | Path, fingerprint: str, directory: Path) -> Pa
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    _evict(directory, keep=target)
     return target
+
+
+# Built graphs kept: each is the model widened to F32 (90 MB for MiniLM), and every other
+# file (a copy with edited metadata, a new version) has another fingerprint.
+KEPT_GRAPHS = 8
+
+
+def _evict(directory: Path, keep: Path) -> None:
+    """All but the KEPT_GRAPHS most recently used graphs go. A session already open keeps
+    its copy in memory, so removing a file a running server loaded costs nothing."""
+    graphs = sorted(directory.glob("*-bert-v*.onnx"), key=_used, reverse=True)
+    for stale in graphs[KEPT_GRAPHS:]:
+        if stale != keep:
+            stale.unlink(missing_ok=True)
+
+
+def _used(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _shape(reader: Any, path: str | Path) -> BertShape:
