@@ -36,7 +36,6 @@ from tests.tolerances import (
     min_cosine,
 )
 
-
 Vectors = npt.NDArray[np.float32]
 
 # 8-40 words each, mixed lengths, so a padded bucket holds rows of very different sizes.
