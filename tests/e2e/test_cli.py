@@ -46,10 +46,15 @@ LOAD_CHATTER = ("special_eos_id is not in special_eog_ids", "n_ctx_train")
 
 
 def test_model_load_is_quiet_at_the_default_log_level(minilm_gguf: Path) -> None:
-    quiet = _cli("embed", "hello", "--model-path", str(minilm_gguf))
-    assert quiet.returncode == 0, quiet.stderr
-    assert quiet.stderr == ""
-    debug = _cli("--log-level", "debug", "embed", "hello", "--model-path", str(minilm_gguf))
+    for engine in ("auto", "llama.cpp"):  # auto runs it on ONNX Runtime
+        quiet = _cli("embed", "hello", "--model-path", str(minilm_gguf), "--engine", engine)
+        assert quiet.returncode == 0, quiet.stderr
+        assert quiet.stderr == "", engine
+    # llama.cpp's load chatter is still there, one level down.
+    debug = _cli(
+        "--log-level", "debug", "embed", "hello", "--model-path", str(minilm_gguf),
+        "--engine", "llama.cpp",
+    )  # fmt: skip
     assert debug.returncode == 0, debug.stderr
     assert all(line in debug.stderr for line in LOAD_CHATTER), debug.stderr
 

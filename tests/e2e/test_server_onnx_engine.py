@@ -38,7 +38,7 @@ def both(
     config.write_text(
         f'[[models]]\nname = "ort"\npath = "{minilm_gguf}"\nengine = "onnxruntime"\n'
         "workers = 2\nthreads_per_worker = 1\n"
-        f'[[models]]\nname = "cpp"\npath = "{minilm_gguf}"\nworkers = 1\n'
+        f'[[models]]\nname = "cpp"\npath = "{minilm_gguf}"\nworkers = 1\nengine = "llama.cpp"\n'
         "threads_per_worker = 1\n"
     )
     with serving(["--config", str(config)], server_logs) as process:

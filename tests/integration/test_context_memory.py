@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from embellama import ConfigError, ModelConfig, read_gguf_info
+from embellama.config import InferenceEngine
 from embellama.model.loaded import LoadedModel
 from embellama.model.memory import MemoryEstimate, context_shape, estimate_memory, fit_context
 
@@ -61,7 +62,8 @@ def test_the_estimate_bounds_what_llama_cpp_allocates(
     minilm_gguf: Path, gemma3_gguf: Path, n_ctx: int | None
 ) -> None:
     configs = [
-        ModelConfig(path=minilm_gguf),
+        # What llama.cpp allocates: the default model pinned to it (auto runs it on ONNX).
+        ModelConfig(path=minilm_gguf, engine=InferenceEngine.LLAMA_CPP),
         ModelConfig(path=gemma3_gguf, n_ctx=n_ctx or 2048, allow_unverified_architecture=True),
     ]
     for config in configs:

@@ -23,11 +23,12 @@ from embellama.config import Normalization, Pooling
 from embellama.model import onnx_bert
 from embellama.model.fingerprint import gguf_fingerprint
 from embellama.model.gguf import read_gguf_info
-from embellama.model.onnx_bert import cached_bert_graph
+from embellama.model.onnx_bert import bert_graph_source, cached_bert_graph
 from embellama.model.onnx_session import OnnxEncoder, buckets
 from embellama.vectors import normalize, pool
 from tests.fixtures.tiny_encoders import build_tiny_encoder
 from tests.fixtures.tiny_xlmr import build_tiny_xlmr
+from tests.fixtures.variants import misdeclared_width_copy
 from tests.integration.test_reference_fidelity import TEXTS as REFERENCE_TEXTS
 from tests.tolerances import (
     ENCODER_REFERENCE_ATOL,
@@ -111,12 +112,39 @@ def test_the_graph_cache_keeps_the_most_recently_used(
     """Every edited copy of a GGUF is another fingerprint and another 90 MB graph: the
     directory keeps the KEPT_GRAPHS most recently used and removes the rest."""
     monkeypatch.setattr(onnx_bert, "KEPT_GRAPHS", 2)
-    old, used = tmp_path / f"{'o' * 32}-bert-v1.onnx", tmp_path / f"{'u' * 32}-bert-v1.onnx"
+    old, used = tmp_path / f"{'o' * 32}-bert-v2.onnx", tmp_path / f"{'u' * 32}-bert-v2.onnx"
     for age, graph in enumerate((old, used)):
         graph.write_bytes(b"an earlier build")
         os.utime(graph, (1_000_000 + age, 1_000_000 + age))
     newest = cached_bert_graph(minilm_gguf, "n" * 32, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([used.name, newest.name])
+
+
+def test_an_unwritable_cache_builds_the_graph_in_memory(
+    minilm_gguf: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A home the server cannot write (a container's user, a read-only mount) must not
+    stop the engine: the graph is built in memory, with a warning saying how to keep it.
+    /sys is a directory no process may create entries in, root included."""
+    fingerprint = gguf_fingerprint(read_gguf_info(minilm_gguf))
+    unwritable = Path("/sys/embellama-engines")
+    with caplog.at_level("WARNING", logger="embellama.model"):
+        source = bert_graph_source(minilm_gguf, fingerprint, unwritable)
+    assert isinstance(source, bytes) and not unwritable.exists()
+    assert "built in memory" in caplog.text and "EMBELLAMA_HOME" in caplog.text
+    ids = [np.asarray([101, 7592, 2088, 102], np.int32)]
+    in_memory = OnnxEncoder(minilm_gguf, fingerprint, unwritable, threads=2)
+    on_disk = OnnxEncoder(minilm_gguf, fingerprint, tmp_path, threads=2)
+    assert in_memory.graph_path is None and on_disk.graph_path is not None
+    assert np.array_equal(in_memory.hidden_states(ids)[0], on_disk.hidden_states(ids)[0])
+
+
+def test_a_header_wider_than_its_tensors_is_refused_naming_the_tensor(
+    minilm_gguf: Path, tmp_path: Path
+) -> None:
+    wide = misdeclared_width_copy(minilm_gguf, tmp_path / "wide.gguf")
+    with pytest.raises(ModelFileError, match=r"tensor \S+ has wrong shape .* expected"):
+        bert_graph_source(wide, "w" * 32, tmp_path)
 
 
 def test_a_file_of_another_architecture_is_refused(gemma3_gguf: Path, tmp_path: Path) -> None:

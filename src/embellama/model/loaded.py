@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embellama.config import InferenceEngine, ModelConfig, ModelKind, Normalization, Pooling
-from embellama.errors import ConfigError, ModelFileError
+from embellama.errors import ConfigError, ModelFileError, ModelLoadError
 from embellama.model.architectures import check_architecture, model_kind
 from embellama.model.engines import resolve_engine
 from embellama.model.fingerprint import gguf_fingerprint
@@ -184,13 +184,17 @@ class LoadedModel:
             raise ModelFileError(f"{self.config.path} was replaced while it was being loaded")
 
     def _onnx_encoder(self, cache: Path | None) -> OnnxEncoder:
-        if cache is None:
-            self._native.close()
-            raise ConfigError("the onnxruntime engine needs a directory for its built graphs")
+        """`cache` None: the graph is built in memory for this process. A file the
+        graph cannot be built from fails the load (as llama.cpp's full load would), not a
+        refusal: a worker refuses only a file other than the one the server checked, and
+        is restarted then."""
         try:
             return OnnxEncoder(
                 self.config.path, self.fingerprint, cache, threads=self.config.resolved_threads
             )
+        except ModelFileError as exc:
+            self._native.close()
+            raise ModelLoadError(str(exc)) from None
         except BaseException:
             self._native.close()
             raise

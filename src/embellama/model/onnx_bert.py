@@ -10,6 +10,8 @@ This module never runs the graph and imports no ONNX Runtime.
 
 from __future__ import annotations
 
+import errno
+import logging
 import math
 import os
 import tempfile
@@ -23,15 +25,18 @@ import numpy.typing as npt
 
 from embellama.errors import ModelFileError
 
+_log = logging.getLogger("embellama.model")
+
 __all__ = [
     "BUILDER_VERSION",
     "BertShape",
+    "bert_graph_source",
     "build_bert_graph",
     "cached_bert_graph",
 ]
 
 # Part of the cache file's name: a change to the graph must not reuse an older build.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 # The opset the graph is written for (LayerNormalization needs 17).
 OPSET = 17
 # Added to masked (padding) keys' scores: exp() of it underflows to exactly 0 in F32,
@@ -74,9 +79,62 @@ def build_bert_graph(path: str | Path) -> Any:
                 f"{path}: tensor {name} is {tensor.tensor_type.name}; the ONNX Runtime "
                 "engine runs F32, F16 and BF16 files only"
             )
-        return _widen(tensor.data, int(tensor.tensor_type))
+        data = _widen(tensor.data, int(tensor.tensor_type))
+        expected = _expected_shape(name, shape)
+        if len(expected) != data.ndim or any(
+            want is not None and want != got
+            for want, got in zip(expected, data.shape, strict=False)
+        ):
+            wanted = "x".join("*" if want is None else str(want) for want in expected)
+            raise ModelFileError(
+                f"{path}: tensor {name} has wrong shape {'x'.join(map(str, data.shape))}, "
+                f"expected {wanted} for a {shape.hidden}-wide model"
+            )
+        return data
 
     return _Graph(shape, weight, has=tensors.__contains__).model()
+
+
+def _expected_shape(name: str, shape: BertShape) -> tuple[int | None, ...]:
+    """Rows x columns (numpy order) a tensor must have for the declared width: a file
+    whose header and tensors disagree is refused here, naming the tensor, not by ONNX
+    Runtime's shape inference deep in the session."""
+    hidden = shape.hidden
+    leaf = name.rsplit(".", 2)
+    kind, part = (leaf[-2], leaf[-1]) if len(leaf) >= 2 else (name, "")
+    if kind == "ffn_up":
+        return (None, hidden) if part == "weight" else (None,)
+    if kind == "ffn_down":
+        return (hidden, None) if part == "weight" else (hidden,)
+    if kind in ("token_embd", "position_embd", "token_types") and part == "weight":
+        return (None, hidden)
+    if part == "weight" and kind in ("attn_q", "attn_k", "attn_v", "attn_output"):
+        return (hidden, hidden)
+    return (hidden,)  # biases and layer norms
+
+
+def bert_graph_source(path: str | Path, fingerprint: str, directory: Path | None) -> Path | bytes:
+    """What ONNX Runtime loads: the cached file under `directory`, or, with no directory
+    or one this process cannot write (a read-only home, a full disk, a container's user
+    without rights to it), the graph built in memory for this process, with a warning."""
+    if directory is not None:
+        try:
+            return cached_bert_graph(path, fingerprint, directory)
+        except OSError as exc:
+            if exc.errno not in _UNWRITABLE:
+                raise
+            _log.warning(
+                "cannot keep the ONNX graph of %s in %s (%s); built in memory for this "
+                "process (set EMBELLAMA_HOME to a writable directory to build it once)",
+                path,
+                directory,
+                exc.strerror or exc,
+            )
+    serialized: bytes = build_bert_graph(path).SerializeToString()
+    return serialized
+
+
+_UNWRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
 
 
 def cached_bert_graph(path: str | Path, fingerprint: str, directory: Path) -> Path:

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from embellama.errors import InferenceError, ModelLoadError
-from embellama.model.onnx_bert import cached_bert_graph
+from embellama.model.onnx_bert import bert_graph_source
 
 __all__ = ["DEFAULT_BUCKET_TOKENS", "OnnxEncoder", "buckets"]
 
@@ -50,7 +50,7 @@ class OnnxEncoder:
         self,
         path: str | Path,
         fingerprint: str,
-        cache_directory: Path,
+        cache_directory: Path | None,
         *,
         threads: int,
         bucket_tokens: int = DEFAULT_BUCKET_TOKENS,
@@ -61,16 +61,21 @@ class OnnxEncoder:
             raise ModelLoadError(
                 "the onnxruntime engine needs onnxruntime: pip install 'onnxruntime==1.32.*'"
             ) from exc
-        graph = cached_bert_graph(path, fingerprint, cache_directory)
+        graph = bert_graph_source(path, fingerprint, cache_directory)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session: Any = onnxruntime.InferenceSession(
-            str(graph), options, providers=["CPUExecutionProvider"]
-        )
-        self.graph_path = graph
+        try:
+            self._session: Any = onnxruntime.InferenceSession(
+                graph if isinstance(graph, bytes) else str(graph),
+                options,
+                providers=["CPUExecutionProvider"],
+            )
+        except Exception as exc:  # onnxruntime's own error types (Fail, InvalidGraph, ...)
+            raise ModelLoadError(f"{path}: ONNX Runtime could not load its graph: {exc}") from None
+        self.graph_path = graph if isinstance(graph, Path) else None  # None: in memory
         self.threads = threads
         self.bucket_tokens = bucket_tokens
 
