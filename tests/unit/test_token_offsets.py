@@ -5,6 +5,8 @@ matched, which still get monotonic spans inside the text."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,3 +137,25 @@ def test_split_characters_and_whitespace_pieces() -> None:
     assert marked == [(0, 2), (3, 8)]
     wordpiece = align_pieces("unaffable", [b"una", b"##ffa", b"##ble"], [False] * 3)
     assert wordpiece == [(0, 3), (3, 6), (6, 9)]
+
+
+def test_a_run_of_blanks_before_many_unmatched_tokens_stays_linear() -> None:
+    """Each unmatched token looked for its piece from the same cursor, skipping the same
+    900,000 blanks again: 50,000 of them took hours. Run apart, with a deadline, so a
+    quadratic alignment fails instead of hanging the suite."""
+    script = (
+        "from embellama.model.offsets import align_pieces\n"
+        "text = 'a' + ' ' * 900_000 + 'x' * 10\n"
+        "pieces = [b'a'] + [b'[UNK]'] * 50_000\n"
+        "spans = align_pieces(text, pieces, [False] * len(pieces))\n"
+        "assert spans[0] == (0, 1) and spans[-1] is not None\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_unmatched_tokens_before_a_blank_piece_keep_starts_in_order() -> None:
+    pieces = [b" \xe2", b"\x96", b"\x81b", b" "]
+    spans = align_pieces(" \u2581b ", pieces, [False] * 4)
+    starts = [span[0] for span in spans if span is not None]
+    assert starts == sorted(starts), spans

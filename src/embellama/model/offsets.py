@@ -13,11 +13,18 @@ llama.cpp handle here.
 
 from __future__ import annotations
 
+import io
 import unicodedata
+from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["Span", "align_pieces"]
+__all__ = ["MAX_ALIGNED_CHARACTERS", "Span", "align_pieces"]
+
+# The most characters one request's texts may hold for alignment: the folded text and
+# its source offsets are kept whole (NFKD can expand a character 18-fold, e.g. U+FDFA),
+# and this bounds them near 150 MB however the text is made.
+MAX_ALIGNED_CHARACTERS = 1 << 20
 
 Span = tuple[int, int]
 
@@ -48,21 +55,20 @@ class _Folded:
 
     text: str
     chars: str
-    source: list[int]
+    source: array[int]  # 4 bytes per folded character, not a Python int each
+    # The last skip_blanks answer: unmatched tokens ask again from the same cursor, and
+    # rescanning a long run of blanks for each would make the alignment quadratic.
+    _skipped: tuple[int, int] = field(default=(-1, -1), repr=False)
 
     @classmethod
     def of(cls, text: str) -> _Folded:
-        chars: list[str] = []
-        source: list[int] = []
+        chars = io.StringIO()
+        source = array("i")
         for index, ch in enumerate(text):
-            if _skippable(ch):
-                chars.append(" ")
-                source.append(index)
-                continue
-            for part in _fold(ch):
-                chars.append(part)
-                source.append(index)
-        return cls(text, "".join(chars), source)
+            part = " " if _skippable(ch) else _fold(ch)
+            chars.write(part)
+            source.extend([index] * len(part))
+        return cls(text, chars.getvalue(), source)
 
     def start_of(self, k: int) -> int:
         return self.source[k] if k < len(self.source) else len(self.text)
@@ -76,9 +82,14 @@ class _Folded:
         return max(self.source[k - 1] + 1, self.start_of(k))
 
     def skip_blanks(self, k: int) -> int:
-        while k < len(self.chars) and self.chars[k] == " ":
-            k += 1
-        return k
+        asked, answer = self._skipped
+        if asked == k:
+            return answer
+        end = k
+        while end < len(self.chars) and self.chars[end] == " ":
+            end += 1
+        self._skipped = (k, end)
+        return end
 
 
 def _candidates(piece: str) -> list[str]:
@@ -175,6 +186,8 @@ def align_pieces(text: str, pieces: Sequence[bytes], special: Sequence[bool]) ->
         if special[first]:
             continue
         if piece is not None and piece.translate(_SPACE_MARKS).isspace():
+            # Unmatched tokens before it end where its blanks begin: starts stay in order.
+            _settle(aligner, spans, pending, aligner.folded.start_of(aligner.cursor))
             spans[first:end] = [aligner.blank_span(piece)] * (end - first)
             continue
         found = aligner.match(piece, bool(pending)) if piece is not None else None

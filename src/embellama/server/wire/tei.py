@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, NotRequired
 
-from pydantic import Field, PlainValidator, ValidationInfo, WithJsonSchema
+from pydantic import Field, PlainValidator, ValidationInfo, WithJsonSchema, model_validator
 from typing_extensions import TypedDict
 
 from embellama.config import Truncation
 from embellama.errors import InputError
 from embellama.inputs import InputItem, TokenArray, token_array
+from embellama.model.offsets import MAX_ALIGNED_CHARACTERS
 from embellama.options import EmbedOptions, RerankOptions
 from embellama.prompts import InputType
 from embellama.server.wire.base import (
@@ -235,6 +236,20 @@ class TeiTokenizeRequest(WireModel):
         ),
     ] = None
     model: Name = Field(None, description="Extension: name or alias; default: first model.")
+
+    @model_validator(mode="after")
+    def _alignable(self) -> TeiTokenizeRequest:
+        """Offsets are found in Python over the folded text: bounded per request."""
+        total = sum(len(text) for text in self.texts)
+        if total > MAX_ALIGNED_CHARACTERS:
+            raise refuse(
+                f"the inputs hold {total} characters; /tokenize with spans takes at most "
+                f"{MAX_ALIGNED_CHARACTERS} per request",
+                code="request_too_large",
+                status=413,
+                param="inputs",
+            )
+        return self
 
     @property
     def texts(self) -> list[str]:
