@@ -26,6 +26,7 @@ def _config(path: Path, engine: str, **fields: object) -> ModelConfig:
 
 
 def test_auto_runs_the_default_model_on_onnx_runtime(minilm: GGUFInfo) -> None:
+    assert 80 << 20 < minilm.float32_bytes < 100 << 20  # 46 MB of F16, widened
     chosen = resolve_engine(_config(minilm.path, "auto"), minilm, ModelKind.EMBEDDING)
     assert chosen is InferenceEngine.ONNXRUNTIME
     pinned = resolve_engine(_config(minilm.path, "llama.cpp"), minilm, ModelKind.EMBEDDING)
@@ -39,6 +40,15 @@ def test_auto_runs_the_default_model_on_onnx_runtime(minilm: GGUFInfo) -> None:
         ({}, ModelKind.RERANK, {}, "not rerankers"),
         ({"post_pooling_dense": True}, ModelKind.EMBEDDING, {}, "Dense layers"),
         ({"quantized": True}, ModelKind.EMBEDDING, {}, "not quantized ones"),
+        ({"causal_attention": True}, ModelKind.EMBEDDING, {}, "bidirectional encoders only"),
+        # bge-m3 / e5-large: 2.2 GB of F32 weights, past ONNX's 2 GiB protobuf limit.
+        ({"float32_bytes": 2_240_000_000}, ModelKind.EMBEDDING, {}, "2 GiB protobuf limit"),
+        (
+            {"tensor_names": frozenset({"token_embd.weight", "blk.0.attn_qkv.weight"})},
+            ModelKind.EMBEDDING,
+            {},
+            "separate attention",
+        ),
         ({}, ModelKind.EMBEDDING, {"n_gpu_layers": 99}, "CPU only"),
     ],
 )

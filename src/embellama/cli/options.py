@@ -229,9 +229,9 @@ MODEL_OPTIONS = (
     Option(
         "engine",
         "What runs the forward pass: 'llama.cpp', or 'onnxruntime' for a BERT-architecture "
-        "F32/F16/BF16 file on the CPU (the graph is built from the GGUF's tensors and "
-        "cached; needs the `onnx` extra). Tokenization is llama.cpp's on either. 'auto' "
-        "is llama.cpp until bench/engines.py measures ONNX Runtime faster.",
+        "F32/F16/BF16 embedding file on the CPU (the graph is built from the GGUF's tensors "
+        "and cached). Tokenization is llama.cpp's on either. 'auto': onnxruntime where it "
+        "runs the file (measured faster: bench/engines.md), llama.cpp for the rest.",
         default="auto",
         choices=[e.value for e in InferenceEngine],
     ),

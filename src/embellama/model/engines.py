@@ -20,6 +20,19 @@ __all__ = ["ONNX_ARCHITECTURES", "resolve_engine"]
 
 # GGUF architectures the ONNX Runtime graph builder covers and the suite verifies.
 ONNX_ARCHITECTURES = frozenset({"bert"})
+# The tensors the builder reads (of the first layer; the rest by the same names).
+_UNFUSED_ATTENTION = frozenset(
+    {
+        "token_embd.weight",
+        "position_embd.weight",
+        "blk.0.attn_q.weight",
+        "blk.0.attn_k.weight",
+        "blk.0.attn_v.weight",
+    }
+)
+# An ONNX model is one protobuf message, at most 2 GiB: the graph's F32 weights must fit
+# with room for the rest (XLM-R large, bge-m3, e5-large need ~2.2 GB: llama.cpp runs them).
+_GRAPH_BYTES = 1792 << 20
 
 
 def resolve_engine(config: ModelConfig, header: GGUFInfo, kind: ModelKind) -> InferenceEngine:
@@ -41,6 +54,15 @@ def _onnx_problem(config: ModelConfig, header: GGUFInfo, kind: ModelKind) -> str
         return f"runs the 'bert' architecture only, not {header.architecture!r}"
     if kind is not ModelKind.EMBEDDING:
         return "runs embedding models only, not rerankers"
+    if header.causal_attention:
+        return "runs bidirectional encoders only, not a causal 'bert' file"
+    if _UNFUSED_ATTENTION - header.tensor_names or "blk.0.attn_qkv.weight" in header.tensor_names:
+        return "needs separate attention, position and embedding tensors (this file has not)"
+    if header.float32_bytes > _GRAPH_BYTES:
+        return (
+            f"builds graphs up to {_GRAPH_BYTES >> 20} MiB of F32 weights (ONNX's 2 GiB "
+            f"protobuf limit); this file needs {header.float32_bytes >> 20} MiB"
+        )
     if header.post_pooling_dense:
         return "does not run Dense layers after pooling (the graph ends at the encoder)"
     if header.quantized:

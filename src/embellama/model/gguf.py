@@ -112,6 +112,10 @@ class GGUFInfo:
     tensor_extents: tuple[tuple[int, int], ...] = field(default=(), repr=False)
     # Some tensor is in a quantized type (not F32, F16 or BF16).
     quantized: bool = False
+    # The tensors' names, and the bytes their weights take widened to F32 (what an engine
+    # that computes in F32 holds; quantized tensors counted as stored).
+    tensor_names: frozenset[str] = field(default=frozenset(), repr=False)
+    float32_bytes: int = 0
 
 
 def read_gguf_info(path: str | Path) -> GGUFInfo:
@@ -240,7 +244,17 @@ def _parse(path: Path, size: int, reader: _Reader) -> GGUFInfo:
         data_offset=data_offset,
         tensor_extents=tuple((data_offset + t.offset, t.nbytes) for t in tensors),
         quantized=any(t.type not in _FLOAT_TYPES for t in tensors),
+        tensor_names=frozenset(names),
+        float32_bytes=sum(_as_float32(t) for t in tensors),
     )
+
+
+def _as_float32(tensor: _Tensor) -> int:
+    if tensor.type == GGMLQuantizationType.F32:
+        return tensor.nbytes
+    if tensor.type in _FLOAT_TYPES:  # F16, BF16: two bytes an element
+        return tensor.nbytes * 2
+    return tensor.nbytes
 
 
 def _tensor(path: Path, reader: _Reader) -> _Tensor:

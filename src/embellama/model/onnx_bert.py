@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,8 +147,13 @@ def cached_bert_graph(path: str | Path, fingerprint: str, directory: Path) -> Pa
 
     target = directory / f"{fingerprint}-bert-v{BUILDER_VERSION}.onnx"
     if target.is_file():
-        os.utime(target)  # recently used: the last one evicted
-        return target
+        try:
+            os.utime(target)  # recently used: the last one evicted
+            return target
+        except FileNotFoundError:
+            pass  # evicted by another process just now: build it again
+        except OSError:
+            return target  # a read-only cache holding the graph serves it as it is
     model = build_bert_graph(path)
     directory.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".building-", suffix=".onnx", dir=directory)
@@ -176,6 +182,11 @@ def _evict(directory: Path, keep: Path) -> None:
     for stale in graphs[KEPT_GRAPHS:]:
         if stale != keep:
             stale.unlink(missing_ok=True)
+    # A build killed mid-write (SIGKILL, the OOM killer) leaves its temporary file; one
+    # an hour old is no build in progress.
+    for orphan in directory.glob(".building-*.onnx"):
+        if time.time() - _used(orphan) > 3600:
+            orphan.unlink(missing_ok=True)
 
 
 def _used(path: Path) -> float:
