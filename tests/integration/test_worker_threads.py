@@ -11,10 +11,26 @@ from pathlib import Path
 import numpy as np
 
 from embellama.backends.base import Runner
+from embellama.backends.factory import default_backends
 from embellama.backends.messages import DecodeDone, DecodeJob
 from embellama.backends.pool import WorkerPool
-from embellama.config import ModelConfig, Pooling
+from embellama.config import InferenceEngine, ModelConfig, Pooling, ServiceLimits
 from embellama.model.loaded import LoadedModel
+
+# Lending changes a decode's llama.cpp threads; ONNX Runtime fixes its own at load.
+LLAMA_CPP = InferenceEngine.LLAMA_CPP
+
+
+def test_a_pool_on_onnx_runtime_lends_no_threads(minilm_gguf: Path) -> None:
+    """Its workers cannot use lent threads: lending would only hold other batches back."""
+    for engine, lends in ((InferenceEngine.AUTO, False), (LLAMA_CPP, True)):
+        config = ModelConfig(path=minilm_gguf, engine=engine)
+        model = LoadedModel(config, inference=False)
+        try:
+            pool = default_backends.build(model, config, ServiceLimits(workers=2))
+            assert isinstance(pool, WorkerPool) and pool.lends_threads is lends, engine
+        finally:
+            model.close()
 
 
 def _ids(minilm_gguf: Path, texts: list[str]) -> list[np.ndarray]:
@@ -46,7 +62,7 @@ def test_a_sole_batch_borrows_threads_and_others_wait_for_them(minilm_gguf: Path
     small = _ids(minilm_gguf, ["a short query"])[0]
 
     async def scenario() -> None:
-        pool = WorkerPool(ModelConfig(path=minilm_gguf, n_threads=1), 2)
+        pool = WorkerPool(ModelConfig(path=minilm_gguf, n_threads=1, engine=LLAMA_CPP), 2)
         try:
             first, second = await _runners(pool)
             # Alone and sole: the whole pool's threads; otherwise the worker's own.
@@ -82,7 +98,7 @@ def test_one_worker_never_changes_its_threads(minilm_gguf: Path) -> None:
     small = _ids(minilm_gguf, ["a short query"])[0]
 
     async def scenario() -> None:
-        pool = WorkerPool(ModelConfig(path=minilm_gguf, n_threads=2), 1)
+        pool = WorkerPool(ModelConfig(path=minilm_gguf, n_threads=2, engine=LLAMA_CPP), 1)
         try:
             (only,) = await _runners(pool)
             done = await only.run(DecodeJob(1, [small], Pooling.MEAN, sole=True))

@@ -12,7 +12,7 @@ from typing import Protocol
 from embellama.backends.base import Backend
 from embellama.backends.inprocess import InProcessBackend
 from embellama.backends.pool import WorkerPool
-from embellama.config import ModelConfig, ServiceLimits
+from embellama.config import InferenceEngine, ModelConfig, ServiceLimits
 from embellama.model.loaded import LoadedModel
 
 __all__ = ["BackendFactory", "DefaultBackends", "default_backends"]
@@ -41,7 +41,11 @@ class DefaultBackends:
             return InProcessBackend(model)
         # Workers refuse to start on a file with another fingerprint than this one.
         return WorkerPool(
-            config, limits.workers, limits.worker_hang_timeout, fingerprint=model.fingerprint
+            config,
+            limits.workers,
+            limits.worker_hang_timeout,
+            fingerprint=model.fingerprint,
+            lends_threads=model.engine is InferenceEngine.LLAMA_CPP,
         )
 
 

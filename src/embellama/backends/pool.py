@@ -285,9 +285,13 @@ class WorkerPool:
         hang_timeout: float | None = None,
         *,
         fingerprint: str | None = None,
+        lends_threads: bool = True,
     ) -> None:
-        """`fingerprint`: the content fingerprint every worker's file must have."""
+        """`fingerprint`: the content fingerprint every worker's file must have.
+        `lends_threads` False: the workers' engine fixes its threads when it loads (ONNX
+        Runtime), so lending them would only make other batches wait for nothing."""
         self.config = config
+        self.lends_threads = lends_threads
         self.count = count
         self.hang_timeout = hang_timeout
         self.fingerprint = fingerprint
@@ -308,7 +312,7 @@ class WorkerPool:
 
     async def start(self, feeder: Feeder, *, wait_ready: bool = True) -> None:
         self._feeder = feeder
-        if self.count > 1:
+        if self.count > 1 and self.lends_threads:
             self._lender = _ThreadLender(self.count * self.config.resolved_threads)
         self._tasks = [asyncio.create_task(self._supervise(slot)) for slot in range(self.count)]
         if wait_ready:

@@ -189,7 +189,7 @@ class LoadedModel:
         refusal: a worker refuses only a file other than the one the server checked, and
         is restarted then."""
         try:
-            return OnnxEncoder(
+            encoder = OnnxEncoder(
                 self.config.path, self.fingerprint, cache, threads=self.config.resolved_threads
             )
         except ModelFileError as exc:
@@ -198,6 +198,16 @@ class LoadedModel:
         except BaseException:
             self._native.close()
             raise
+        # The builder read the file again: a file replaced meanwhile must not leave its
+        # weights cached under the fingerprint of the one checked.
+        try:
+            self._check_loaded_file()
+        except ModelFileError:
+            encoder.close()
+            if encoder.graph_path is not None:
+                encoder.graph_path.unlink(missing_ok=True)
+            raise
+        return encoder
 
     @staticmethod
     def _pooling(config: ModelConfig, header: GGUFInfo, kind: ModelKind) -> Pooling:
