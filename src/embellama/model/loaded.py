@@ -7,6 +7,7 @@ native handles: they are freed only when no decode or tokenizer call holds a lea
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -135,8 +136,10 @@ class LoadedModel:
         _check_dense_commutes(self.header, self.pooling)
         rank = self.kind is ModelKind.RERANK
         self.shape = context_shape(config, self.header, self.limit, rank=rank)
-        self.memory = estimate_memory(self.header, self.shape)
         self.engine = resolve_engine(config, self.header, self.kind)
+        self.memory = estimate_memory(self.header, self.shape)
+        if self.engine is InferenceEngine.ONNXRUNTIME:  # its own F32 weights, per worker
+            self.memory = dataclasses.replace(self.memory, weights_copy=self.header.float32_bytes)
         # ONNX Runtime runs the forward pass: llama.cpp keeps only the vocabulary.
         native_inference = inference and self.engine is InferenceEngine.LLAMA_CPP
         self._native = NativeModel(
