@@ -13,7 +13,8 @@ from embellama.default_model import embellama_home
 
 # The engine the default model's shared fixtures run on (the library's `engine`, the e2e
 # `server`): `EMBELLAMA_TEST_ENGINE=onnxruntime` runs those engine-independent tests on
-# ONNX Runtime; unset, on the default ("auto").
+# ONNX Runtime; unset, on the default ("auto": ONNX Runtime for MiniLM). `make test` runs
+# them again with `llama.cpp`.
 TEST_ENGINE = os.environ.get("EMBELLAMA_TEST_ENGINE", "auto")
 
 
