@@ -106,8 +106,8 @@ class LoadedModel:
     ) -> None:
         """`inference=False` loads only the vocabulary: tokenize and validate, no decode.
 
-        `engine_cache`: where an ONNX Runtime engine keeps the graphs it builds (required
-        when `config.engine` is onnxruntime and this model decodes).
+        `engine_cache`: where the ONNX Runtime engine keeps the graphs it builds; None
+        builds the graph in memory, for this process only.
 
         `expect_fingerprint`: the content fingerprint the file must have (a worker loading
         what its server loaded); any other file is refused before and after llama.cpp
