@@ -40,6 +40,7 @@ from embellama.default_model import engine_cache_directory
 from embellama.errors import (
     ConfigError,
     InputError,
+    ModelFileError,
     ModelUnloadingError,
     NoWorkerError,
     PoisonInputError,
@@ -167,6 +168,7 @@ class ServedModel:
         self.limits = limits
         self.cache = cache
         in_process = backends.decodes_here(limits)
+        self._decodes_here = in_process
         workers = max(1, limits.workers)
         fitted = fit_context(config, read_gguf_info(config.path), workers, limits.memory_limit)
         # What is loaded: `config`, with a default context lowered to fit the machine.
@@ -287,6 +289,14 @@ class ServedModel:
         self.scheduler.reopen()
 
     async def start(self) -> None:
+        if not self._decodes_here:  # worker processes: one graph build, not one each
+            try:
+                await asyncio.to_thread(self.model.prepare_engine, engine_cache_directory())
+            except ModelFileError as exc:  # what each worker would fail on too, said once
+                raise NoWorkerError(
+                    f"no worker for model {self.name!r} could start: {exc}; estimated "
+                    f"{self.model.memory.describe()}"
+                ) from None
         await self.backend.start(self.scheduler.feed)
         if self.backend.alive_count == 0:
             failure = self.backend.start_failure

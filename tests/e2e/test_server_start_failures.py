@@ -28,6 +28,7 @@ def broken_gguf(minilm_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def test_one_model_that_cannot_load_fails_the_start_once(broken_gguf: Path) -> None:
     command = [sys.executable, "-m", "embellama", "serve", "--port", str(free_port())]
     command += ["--model-path", str(broken_gguf), "--workers", "2", "--cache-size", "0"]
+    command += ["--engine", "llama.cpp"]  # the workers' full load is where it fails
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     log = done.stderr
@@ -48,7 +49,7 @@ def test_among_several_models_the_failed_one_is_reported_and_the_others_serve(
     config.write_text(
         f'[[models]]\nname = "minilm"\npath = "{minilm_gguf}"\nworkers = 1\n'
         f'[[models]]\nname = "wide"\naliases = ["wide-alias"]\npath = "{broken_gguf}"\n'
-        "workers = 1\n"
+        'workers = 1\nengine = "llama.cpp"\n'
     )
     with serving(["--config", str(config), "--cache-size", "0"], server_logs) as server:
         ready = httpx.get(server.url + "/ready")
@@ -70,3 +71,20 @@ def test_among_several_models_the_failed_one_is_reported_and_the_others_serve(
         served = httpx.post(server.url + "/v1/embeddings", json={"model": "minilm", "input": "x"})
         assert served.status_code == 200
         assert "restarting" not in server.log()
+
+
+def test_on_onnx_runtime_the_graph_build_fails_the_start_once_before_any_worker(
+    broken_gguf: Path,
+) -> None:
+    """`auto` runs the file on ONNX Runtime: the server builds the graph once before its
+    workers start, so the tensor that disagrees with the header is named once, and no
+    worker loads (or holds the weights several times over) for nothing."""
+    command = [sys.executable, "-m", "embellama", "serve", "--port", str(free_port())]
+    command += ["--model-path", str(broken_gguf), "--workers", "2", "--cache-size", "0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    log = done.stderr
+    [line] = [entry for entry in log.splitlines() if "embellama.server: startup failed" in entry]
+    assert "no worker for model 'wide' could start" in line
+    assert "tensor token_embd.weight has wrong shape" in line and "per worker" in line
+    assert "embellama.backends: worker" not in log, log

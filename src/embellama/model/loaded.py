@@ -22,6 +22,7 @@ from embellama.model.gguf import GGUFInfo, file_sha256, read_gguf_info
 from embellama.model.lease import Leases
 from embellama.model.memory import context_limit, context_shape, estimate_memory
 from embellama.model.native import NativeModel, NativeParams, TokenIds
+from embellama.model.onnx_bert import bert_graph_source
 from embellama.model.onnx_session import OnnxEncoder
 from embellama.model.tokenizer import Tokenizer
 from embellama.vectors import Matrix
@@ -185,6 +186,13 @@ class LoadedModel:
         if again != self.fingerprint:
             self._native.close()
             raise ModelFileError(f"{self.config.path} was replaced while it was being loaded")
+
+    def prepare_engine(self, cache: Path | None) -> None:
+        """Before workers start: build and cache what their engine loads (ONNX Runtime's
+        graph), once, here. Every worker of a cold cache would otherwise build the same
+        graph at once, each holding the weights about three times over meanwhile."""
+        if self.engine is InferenceEngine.ONNXRUNTIME and cache is not None:
+            bert_graph_source(self.config.path, self.fingerprint, cache)
 
     def _onnx_encoder(self, cache: Path | None) -> OnnxEncoder:
         """`cache` None: the graph is built in memory for this process. A file the
