@@ -28,7 +28,7 @@ from embellama.model.onnx_session import OnnxEncoder, buckets
 from embellama.vectors import normalize, pool
 from tests.fixtures.tiny_encoders import build_tiny_encoder
 from tests.fixtures.tiny_xlmr import build_tiny_xlmr
-from tests.fixtures.variants import misdeclared_width_copy
+from tests.fixtures.variants import misdeclared_context_copy, misdeclared_width_copy
 from tests.integration.test_reference_fidelity import TEXTS as REFERENCE_TEXTS
 from tests.tolerances import (
     ENCODER_REFERENCE_ATOL,
@@ -145,6 +145,16 @@ def test_a_header_wider_than_its_tensors_is_refused_naming_the_tensor(
     wide = misdeclared_width_copy(minilm_gguf, tmp_path / "wide.gguf")
     with pytest.raises(ModelFileError, match=r"tensor \S+ has wrong shape .* expected"):
         bert_graph_source(wide, "w" * 32, tmp_path)
+
+
+def test_a_context_longer_than_the_position_table_is_refused_at_build(
+    minilm_gguf: Path, tmp_path: Path
+) -> None:
+    """Else it would load and fail, as a server error, at the first input longer than
+    the table; llama.cpp refuses such a file at load too."""
+    long = misdeclared_context_copy(minilm_gguf, tmp_path / "long.gguf")
+    with pytest.raises(ModelFileError, match=r"position_embd.weight has wrong shape 512x384"):
+        bert_graph_source(long, "l" * 32, tmp_path)
 
 
 def test_a_file_of_another_architecture_is_refused(gemma3_gguf: Path, tmp_path: Path) -> None:

@@ -107,7 +107,11 @@ def _expected_shape(name: str, shape: BertShape) -> tuple[int | None, ...]:
         return (None, hidden) if part == "weight" else (None,)
     if kind == "ffn_down":
         return (hidden, None) if part == "weight" else (hidden,)
-    if kind in ("token_embd", "position_embd", "token_types") and part == "weight":
+    if kind == "position_embd" and part == "weight":
+        # One row per position of the declared context, as llama.cpp requires: fewer
+        # would fail only at the first input longer than the table, as a server error.
+        return (shape.context, hidden)
+    if kind in ("token_embd", "token_types") and part == "weight":
         return (None, hidden)
     if part == "weight" and kind in ("attn_q", "attn_k", "attn_v", "attn_output"):
         return (hidden, hidden)
