@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.batch_budget import machine
 from bench.corpus import mixed_texts, short_texts
-from bench.load import Server, run_closed
+from bench.load import Server, embellama_command, run_closed
 from embellama import prepare_default_model
 
 OUT = Path(__file__).resolve().parent
@@ -30,26 +30,8 @@ ROOT = OUT.parent
 
 
 def _server(name: str, source: Path, model: Path, port: int) -> Server:
-    command = [
-        "env",
-        f"PYTHONPATH={source / 'src'}",
-        sys.executable,
-        "-m",
-        "embellama.cli.main",
-        "serve",
-        "--model-path",
-        str(model),
-        "--model-name",
-        "m",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        # Every round sends the same texts: with the cache on, rounds after the first
-        # would measure cache hits, not the server.
-        "--cache-size",
-        "0",
-    ]
+    """The checkout at `source` (its own sources first on the path)."""
+    command = ["env", f"PYTHONPATH={source / 'src'}", *embellama_command(model, port)]
     return Server(name, command, port)
 
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.batch_budget import machine
 from bench.corpus import mixed_texts, short_texts
-from bench.load import Outcome, Server, _tree, run_closed
+from bench.load import Outcome, Server, _tree, embellama_command, run_closed
 from embellama import prepare_default_model
 
 OUT = Path(__file__).resolve().parent / "engines_server.md"
@@ -39,25 +39,7 @@ def pss_mb(pid: int) -> float:
 
 
 def _server(engine: str, model: Path, port: int) -> Server:
-    command = [
-        sys.executable,
-        "-m",
-        "embellama.cli.main",
-        "serve",
-        "--model-path",
-        str(model),
-        "--model-name",
-        "m",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--cache-size",
-        "0",
-        "--engine",
-        engine,
-    ]
-    return Server(engine, command, port)
+    return Server(engine, embellama_command(model, port, "--engine", engine), port)
 
 
 def scenarios(quick: bool) -> dict[str, Callable[[Server], Outcome]]:

@@ -38,6 +38,28 @@ THREADS = 2
 DIMS = 384
 
 
+def embellama_command(model: Path, port: int, *flags: str) -> list[str]:
+    """`embellama serve` of this checkout on `model` as "m", warnings only, cache off:
+    benchmark rounds repeat their texts, and cache hits would measure the cache."""
+    return [
+        sys.executable,
+        "-m",
+        "embellama.cli.main",
+        "serve",
+        "--model-path",
+        str(model),
+        "--model-name",
+        "m",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--cache-size",
+        "0",
+        *flags,
+    ]
+
+
 @dataclass
 class Server:
     name: str

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.batch_budget import machine
 from bench.corpus import short_texts
-from bench.load import Server, run_closed
+from bench.load import Server, embellama_command, run_closed
 from embellama import prepare_default_model
 from embellama.stages import current
 
@@ -69,24 +69,7 @@ def _receiver_process() -> Iterator[_Receiver]:
 
 
 def _server(name: str, model: Path, port: int, tracing: list[str]) -> Server:
-    command = [
-        sys.executable,
-        "-m",
-        "embellama.cli.main",
-        "serve",
-        "--model-path",
-        str(model),
-        "--model-name",
-        "m",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--cache-size",
-        "0",  # every round sends the same texts: measure decodes, not cache hits
-        *tracing,
-    ]
-    return Server(name, command, port)
+    return Server(name, embellama_command(model, port, *tracing), port)
 
 
 def _off_path() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -99,27 +99,23 @@ def _run(python: Path, script: str, server: ServerProcess) -> dict[str, Any]:
 
 
 def _vectors(server: ServerProcess, texts: list[str], **extra: object) -> np.ndarray:
-    body = {"input": texts, "model": "minilm", **extra}
-    answer = httpx.post(
-        server.url + "/v1/embeddings",
-        json=body,
-        headers={"Authorization": f"Bearer {KEY}"},
-        timeout=60,
-    )
-    assert answer.status_code == 200, answer.text
-    return np.array([row["embedding"] for row in answer.json()["data"]])
+    answer = _keyed_post(server, "/v1/embeddings", {"input": texts, "model": "minilm", **extra})
+    return np.array([row["embedding"] for row in answer["data"]])
 
 
 def _ranking(server: ServerProcess) -> list[tuple[str, float]]:
     body = {"model": "reranker", "query": QUERY, "documents": TEXTS}
+    answer = _keyed_post(server, "/v1/rerank", body)
+    return [(TEXTS[hit["index"]], hit["relevance_score"]) for hit in answer["results"]]
+
+
+def _keyed_post(server: ServerProcess, path: str, body: Mapping[str, object]) -> Any:
+    """The reference answer, from the server's own route, with the API key."""
     answer = httpx.post(
-        server.url + "/v1/rerank",
-        json=body,
-        headers={"Authorization": f"Bearer {KEY}"},
-        timeout=60,
+        server.url + path, json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=60
     )
     assert answer.status_code == 200, answer.text
-    return [(TEXTS[hit["index"]], hit["relevance_score"]) for hit in answer.json()["results"]]
+    return answer.json()
 
 
 @pytest.fixture(scope="module")
