@@ -23,7 +23,7 @@ from embellama.config import Normalization, Pooling
 from embellama.model import onnx_bert
 from embellama.model.fingerprint import gguf_fingerprint
 from embellama.model.gguf import read_gguf_info
-from embellama.model.onnx_bert import bert_graph_source, cached_bert_graph
+from embellama.model.onnx_bert import bert_graph_source, cached_bert_graph, weights_of
 from embellama.model.onnx_session import OnnxEncoder, buckets
 from embellama.vectors import normalize, pool
 from tests.fixtures.tiny_encoders import build_tiny_encoder
@@ -103,7 +103,28 @@ def test_the_built_graph_is_cached_by_fingerprint(minilm_gguf: Path, tmp_path: P
     assert first.stat().st_ino == stamp  # reused, not rebuilt (a rebuild is a new file)
     other = cached_bert_graph(minilm_gguf, "b" * 32, tmp_path)
     assert other != first
-    assert sorted(os.listdir(tmp_path)) == sorted([first.name, other.name])  # no temporaries
+    kept = [first, weights_of(first), other, weights_of(other)]
+    assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in kept)  # no temporaries
+
+
+def test_a_graph_whose_weights_are_gone_is_built_again(minilm_gguf: Path, tmp_path: Path) -> None:
+    first = cached_bert_graph(minilm_gguf, "a" * 32, tmp_path)
+    weights_of(first).unlink()
+    again = cached_bert_graph(minilm_gguf, "a" * 32, tmp_path)
+    assert again == first and weights_of(again).is_file()
+
+
+def test_the_cached_weights_are_mapped_not_copied(minilm_gguf: Path, tmp_path: Path) -> None:
+    """The server's workers share one copy of the F32 weights through the page cache
+    (bench/engines_server.md's PSS) only if the weights are outside the graph, where
+    ONNX Runtime maps their file instead of copying them into the session."""
+    encoder = OnnxEncoder(minilm_gguf, "m" * 32, tmp_path, threads=1)
+    assert encoder.graph_path is not None
+    weights = weights_of(encoder.graph_path)
+    assert weights.stat().st_size > 80 << 20  # MiniLM's F32 weights are outside the graph
+    assert encoder.graph_path.stat().st_size < 4 << 20
+    assert str(weights) in Path("/proc/self/maps").read_text()
+    encoder.close()
 
 
 def test_the_graph_cache_keeps_the_most_recently_used(
@@ -112,12 +133,18 @@ def test_the_graph_cache_keeps_the_most_recently_used(
     """Every edited copy of a GGUF is another fingerprint and another 90 MB graph: the
     directory keeps the KEPT_GRAPHS most recently used and removes the rest."""
     monkeypatch.setattr(onnx_bert, "KEPT_GRAPHS", 2)
-    old, used = tmp_path / f"{'o' * 32}-bert-v2.onnx", tmp_path / f"{'u' * 32}-bert-v2.onnx"
+    old, used = tmp_path / f"{'o' * 32}-bert-v3.onnx", tmp_path / f"{'u' * 32}-bert-v3.onnx"
     for age, graph in enumerate((old, used)):
-        graph.write_bytes(b"an earlier build")
-        os.utime(graph, (1_000_000 + age, 1_000_000 + age))
+        for part in (graph, weights_of(graph)):
+            part.write_bytes(b"an earlier build")
+            os.utime(part, (1_000_000 + age, 1_000_000 + age))
+    orphan, recent = tmp_path / f"{'x' * 32}-bert-v3.onnx.data", tmp_path / ".building-y"
+    for part in (orphan, recent):
+        part.write_bytes(b"a build killed between its writes")
+    os.utime(orphan, (1_000_000, 1_000_000))  # an hour old: no build in progress
     newest = cached_bert_graph(minilm_gguf, "n" * 32, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([used.name, newest.name])
+    kept = [used, weights_of(used), newest, weights_of(newest), recent]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
 
 
 def test_an_unwritable_cache_builds_the_graph_in_memory(

@@ -22,7 +22,7 @@ from embellama.model.gguf import GGUFInfo, file_sha256, read_gguf_info
 from embellama.model.lease import Leases
 from embellama.model.memory import context_limit, context_shape, estimate_memory
 from embellama.model.native import NativeModel, NativeParams, TokenIds
-from embellama.model.onnx_bert import bert_graph_source
+from embellama.model.onnx_bert import bert_graph_source, remove_cached_graph
 from embellama.model.onnx_session import OnnxEncoder
 from embellama.model.tokenizer import Tokenizer
 from embellama.vectors import Matrix
@@ -216,7 +216,7 @@ class LoadedModel:
         except ModelFileError:
             encoder.close()
             if encoder.graph_path is not None:
-                encoder.graph_path.unlink(missing_ok=True)
+                remove_cached_graph(encoder.graph_path)
             raise
         return encoder
 

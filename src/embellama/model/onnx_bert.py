@@ -34,10 +34,12 @@ __all__ = [
     "bert_graph_source",
     "build_bert_graph",
     "cached_bert_graph",
+    "remove_cached_graph",
+    "weights_of",
 ]
 
 # Part of the cache file's name: a change to the graph must not reuse an older build.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 # The opset the graph is written for (LayerNormalization needs 17).
 OPSET = 17
 # Added to masked (padding) keys' scores: exp() of it underflows to exactly 0 in F32,
@@ -147,10 +149,11 @@ def cached_bert_graph(path: str | Path, fingerprint: str, directory: Path) -> Pa
 
     Keyed by the GGUF's content fingerprint and the builder's version: another file (or
     a rebuilt graph) never reuses a stale build; a crash mid-write leaves no partial file.
+    The weights sit beside it in `<graph>.data` (see `_write_graph`).
     """
 
     target = directory / f"{fingerprint}-bert-v{BUILDER_VERSION}.onnx"
-    if target.is_file():
+    if target.is_file() and weights_of(target).is_file():
         try:
             os.utime(target)  # recently used: the last one evicted
             return target
@@ -160,36 +163,100 @@ def cached_bert_graph(path: str | Path, fingerprint: str, directory: Path) -> Pa
             return target  # a read-only cache holding the graph serves it as it is
     model = build_bert_graph(path)
     directory.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".building-", suffix=".onnx", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(model.SerializeToString())
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    _write_graph(model, target)
     _evict(directory, keep=target)
     return target
+
+
+def weights_of(graph: Path) -> Path:
+    """The file holding a cached graph's weights."""
+    return graph.with_name(graph.name + ".data")
+
+
+def remove_cached_graph(graph: Path) -> None:
+    """The graph first, then its weights: a graph file never names missing weights."""
+    graph.unlink(missing_ok=True)
+    weights_of(graph).unlink(missing_ok=True)
+
+
+def _write_graph(model: Any, target: Path) -> None:
+    """Writes every weight of at least `_MAPPED_BYTES` to `<target>.data` at offsets
+    aligned to `_ALIGNMENT`, and the graph naming them to `target`.
+
+    ONNX Runtime memory-maps such external weights on the CPU instead of copying them
+    into each session, so the server's workers share one copy in the page cache (PSS,
+    bench/engines_server.md) and pages no input touches (most of the token-embedding
+    table) are never read. Both are written to temporaries and renamed, weights first:
+    a graph file always names complete weights. Two processes building at once write
+    the same bytes, so either's rename is correct; a session already open keeps the
+    inodes it mapped, so neither rename nor eviction changes what it reads.
+    """
+    from onnx import TensorProto
+
+    directory, weights = target.parent, weights_of(target)
+    data_handle, data_temporary = tempfile.mkstemp(prefix=".building-", dir=directory)
+    graph_handle, graph_temporary = tempfile.mkstemp(prefix=".building-", dir=directory)
+    try:
+        with os.fdopen(data_handle, "wb") as data:
+            offset = 0
+            for tensor in model.graph.initializer:
+                raw = tensor.raw_data
+                if len(raw) < _MAPPED_BYTES:
+                    continue  # small: kept inside the graph
+                padding = -offset % _ALIGNMENT
+                data.write(b"\0" * padding)
+                offset += padding
+                data.write(raw)
+                del tensor.external_data[:]
+                for key, value in (
+                    ("location", weights.name),
+                    ("offset", str(offset)),
+                    ("length", str(len(raw))),
+                ):
+                    entry = tensor.external_data.add()
+                    entry.key, entry.value = key, value
+                tensor.data_location = TensorProto.EXTERNAL
+                tensor.ClearField("raw_data")
+                offset += len(raw)
+            data.flush()
+            os.fsync(data.fileno())
+        with os.fdopen(graph_handle, "wb") as graph:
+            graph.write(model.SerializeToString())
+            graph.flush()
+            os.fsync(graph.fileno())
+        os.replace(data_temporary, weights)
+        os.replace(graph_temporary, target)
+    except BaseException:
+        Path(data_temporary).unlink(missing_ok=True)
+        Path(graph_temporary).unlink(missing_ok=True)
+        raise
 
 
 # Built graphs kept: each is the model widened to F32 (90 MB for MiniLM), and every other
 # file (a copy with edited metadata, a new version) has another fingerprint.
 KEPT_GRAPHS = 8
+# ONNX Runtime documents mapping external weights at offsets that are multiples of the
+# allocation granularity (4 KiB on Linux, 64 KiB on Windows; 1.32 was seen mapping
+# unaligned ones too); weights under 64 KiB (biases, norms) stay inside the graph.
+_ALIGNMENT = 1 << 16
+_MAPPED_BYTES = 1 << 16
+# A temporary or a weights file with no graph this old is no build in progress.
+_ORPHAN_SECONDS = 3600
 
 
 def _evict(directory: Path, keep: Path) -> None:
-    """All but the KEPT_GRAPHS most recently used graphs go. A session already open keeps
-    its copy in memory, so removing a file a running server loaded costs nothing."""
+    """All but the KEPT_GRAPHS most recently used graphs go, each with its weights."""
     graphs = sorted(directory.glob("*-bert-v*.onnx"), key=_used, reverse=True)
     for stale in graphs[KEPT_GRAPHS:]:
         if stale != keep:
-            stale.unlink(missing_ok=True)
-    # A build killed mid-write (SIGKILL, the OOM killer) leaves its temporary file; one
-    # an hour old is no build in progress.
-    for orphan in directory.glob(".building-*.onnx"):
-        if time.time() - _used(orphan) > 3600:
+            remove_cached_graph(stale)
+    # A build killed mid-write (SIGKILL, the OOM killer) leaves its temporaries, a kill
+    # between the two renames leaves weights with no graph.
+    orphans = [*directory.glob(".building-*"), *directory.glob("*-bert-v*.onnx.data")]
+    for orphan in orphans:
+        building = orphan.name.startswith(".building-")
+        graph = orphan.with_name(orphan.name.removesuffix(".data"))
+        if (building or not graph.exists()) and time.time() - _used(orphan) > _ORPHAN_SECONDS:
             orphan.unlink(missing_ok=True)
 
 
