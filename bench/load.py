@@ -60,6 +60,40 @@ def embellama_command(model: Path, port: int, *flags: str) -> list[str]:
     ]
 
 
+def llama_server_command(
+    binary: str, model: Path, port: int, parallel: int, http_threads: int | None
+) -> list[str]:
+    """llama-server on `model` with mean pooling, THREADS threads, `parallel` slots of 512
+    tokens and its default HTTP pool unless `http_threads` is given; logging off."""
+    tuned = [] if http_threads is None else ["--threads-http", str(http_threads)]
+    return [
+        binary,
+        "-m",
+        str(model),
+        "--embedding",
+        "--pooling",
+        "mean",
+        "-t",
+        str(THREADS),
+        "-tb",
+        str(THREADS),
+        "-np",
+        str(parallel),
+        "-c",
+        str(512 * parallel),
+        "-b",
+        "512",
+        "-ub",
+        "512",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-disable",
+        *tuned,
+    ]
+
+
 @dataclass
 class Server:
     name: str
@@ -270,38 +304,13 @@ def build_servers(
         # Default HTTP threads (what users get) and --threads-http 32 (the fair peer: at 16
         # keep-alive clients its default pool stalls for seconds in some rounds).
         for parallel, http_threads in ((1, None), (8, None), (8, 32)):
-            tuned = [] if http_threads is None else ["--threads-http", str(http_threads)]
             label = "" if http_threads is None else f" --threads-http {http_threads}"
+            port = next(ports)
             servers.append(
                 Server(
                     f"llama-server -np {parallel}{label}",
-                    [
-                        llama_server,
-                        "-m",
-                        str(model),
-                        "--embedding",
-                        "--pooling",
-                        "mean",
-                        "-t",
-                        str(THREADS),
-                        "-tb",
-                        str(THREADS),
-                        "-np",
-                        str(parallel),
-                        "-c",
-                        str(512 * parallel),
-                        "-b",
-                        "512",
-                        "-ub",
-                        "512",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(p := next(ports)),
-                        "--log-disable",
-                        *tuned,
-                    ],
-                    p,
+                    llama_server_command(llama_server, model, port, parallel, http_threads),
+                    port,
                 )
             )
     if lcp_python:

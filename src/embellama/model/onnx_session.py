@@ -3,8 +3,9 @@
 `OnnxEncoder` is the ONNX Runtime twin of `NativeModel.decode`: it takes sequences of
 token ids (tokenized by llama.cpp, so the ids are the same) and returns each one's
 per-token hidden states. It packs its own batches: sequences sorted by length and cut
-into padded buckets of at most `bucket_tokens` padded tokens, so a short text is not
-padded to a long one's length. Knows nothing of pooling, normalization or scheduling.
+into padded buckets of at most `bucket_tokens` padded tokens, where no row is padded by
+more than `PADDING_PER_ROW` tokens, so a short text is not padded to a long one's
+length. Knows nothing of pooling, normalization or scheduling.
 """
 
 from __future__ import annotations
@@ -19,27 +20,40 @@ import numpy.typing as npt
 from embellama.errors import InferenceError, ModelLoadError
 from embellama.model.onnx_bert import bert_graph_source
 
-__all__ = ["DEFAULT_BUCKET_TOKENS", "OnnxEncoder", "buckets"]
+__all__ = ["DEFAULT_BUCKET_TOKENS", "PADDING_PER_ROW", "OnnxEncoder", "buckets"]
 
 # Padded tokens per ONNX Runtime run. Buckets this size keep the attention matrices in
 # cache and let length sorting cut padding; the figure is a starting point for
 # bench/engines.py, not a measurement.
 DEFAULT_BUCKET_TOKENS = 1024
+# Most padding a row takes to share a run rather than start one. A run costs about as
+# much as 5 tokens of MiniLM on top of its tokens, so a row padded by more is cheaper
+# alone. The server's batches of ~5 short texts of mixed lengths (2 threads): 344
+# texts/s at 4, 342 at 8, 325 at 0, 273 with no limit; one call of 800 texts is the
+# same at every limit (201-205). Measured in-process on the 2-core Intel machine
+# (bench/notes.md).
+PADDING_PER_ROW = 4
 
 TokenIds = npt.NDArray[np.int32]
 Hidden = npt.NDArray[np.float32]
 
 
-def buckets(lengths: Sequence[int], bucket_tokens: int) -> list[list[int]]:
+def buckets(
+    lengths: Sequence[int], bucket_tokens: int, padding_per_row: int = PADDING_PER_ROW
+) -> list[list[int]]:
     """Indices into `lengths`, longest first, cut so that each bucket's rows times its
-    longest length stay within `bucket_tokens` (a longer sequence gets a bucket alone)."""
+    longest length stay within `bucket_tokens` (a longer sequence gets a bucket alone)
+    and no row is shorter than its bucket's longest by more than `padding_per_row`."""
     order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
     result: list[list[int]] = []
     for index in order:
-        if result and (len(result[-1]) + 1) * lengths[result[-1][0]] <= bucket_tokens:
-            result[-1].append(index)
-        else:
-            result.append([index])
+        if result:
+            width = lengths[result[-1][0]]
+            fits = (len(result[-1]) + 1) * width <= bucket_tokens
+            if fits and width - lengths[index] <= padding_per_row:
+                result[-1].append(index)
+                continue
+        result.append([index])
     return result
 
 
