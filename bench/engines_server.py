@@ -58,7 +58,9 @@ def _server(name: str, model: Path, port: int) -> Server:
         http_threads = 32 if name.endswith("32") else None
         command = llama_server_command(llama_server_binary(), model, port, 8, http_threads)
         return Server(name, command, port)
-    return Server(name, embellama_command(model, port, "--engine", name), port)
+    # Gemma 3 is not a verified embedding family: served for speed and memory figures.
+    unverified = ["--allow-unverified-architecture"] if "gemma" in model.name else []
+    return Server(name, embellama_command(model, port, "--engine", name, *unverified), port)
 
 
 def _model(name: str) -> tuple[Path, str]:
