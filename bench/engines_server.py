@@ -39,6 +39,7 @@ from bench.load import (
 )
 from embellama import prepare_default_model
 from embellama.default_model import embellama_home
+from embellama.model.gguf import read_gguf_info
 
 OUT = Path(__file__).resolve().parent / "engines_server.md"
 # What --servers names: embellama on each engine, llama-server tuned and as shipped.
@@ -54,13 +55,15 @@ def pss_mb(pid: int) -> float:
 
 
 def _server(name: str, model: Path, port: int) -> Server:
+    dims = read_gguf_info(model).n_embd
     if name.startswith("llama-server"):
         http_threads = 32 if name.endswith("32") else None
         command = llama_server_command(llama_server_binary(), model, port, 8, http_threads)
-        return Server(name, command, port)
+        return Server(name, command, port, dims=dims)
     # Gemma 3 is not a verified embedding family: served for speed and memory figures.
     unverified = ["--allow-unverified-architecture"] if "gemma" in model.name else []
-    return Server(name, embellama_command(model, port, "--engine", name, *unverified), port)
+    command = embellama_command(model, port, "--engine", name, *unverified)
+    return Server(name, command, port, dims=dims)
 
 
 def _model(name: str) -> tuple[Path, str]:
@@ -136,6 +139,7 @@ def main() -> None:
         else " --servers " + " ".join(f"'{name}'" if " " in name else name for name in args.servers)
     )
     model_flag = "" if args.model == "minilm" else f" --model {args.model}"
+    model_flag += " --quick" if args.quick else ""
     lines = [
         "# The server on each engine, and llama-server (ABBA)",
         "",
@@ -150,9 +154,7 @@ def main() -> None:
         f"Reproduce: `python bench/engines_server.py --rounds {args.rounds}{model_flag}{flags}`",
         "",
         "| scenario | "
-        + " | ".join(names)
-        + " | "
-        + " | ".join(f"{names[0]} / {other}" for other in names[1:])
+        + " | ".join([*names, *(f"{names[0]} / {other}" for other in names[1:])])
         + " |",
         "|---|" + "---:|" * (2 * len(names) - 1),
     ]

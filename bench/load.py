@@ -100,6 +100,7 @@ class Server:
     command: list[str]
     port: int
     normalized: bool = True
+    dims: int = DIMS  # the width every returned vector must have
     # The request whose 200 says the server is ready (a reranker has no embeddings).
     probe: tuple[str, dict[str, object]] = ("/v1/embeddings", {"input": "warm up", "model": "m"})
     process: subprocess.Popen[bytes] | None = None
@@ -185,7 +186,7 @@ def _check(server: Server, response: httpx.Response, count: int, outcome: Outcom
         vector = (
             np.frombuffer(base64.b64decode(raw), "<f4") if isinstance(raw, str) else np.asarray(raw)
         )
-        if vector.shape != (DIMS,):
+        if vector.shape != (server.dims,):
             outcome.errors += 1
             return
         if abs(float(np.linalg.norm(vector)) - 1.0) > 1e-3:
