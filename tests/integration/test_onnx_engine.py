@@ -23,7 +23,7 @@ from embellama.config import Normalization, Pooling
 from embellama.model import onnx_bert
 from embellama.model.fingerprint import gguf_fingerprint
 from embellama.model.gguf import read_gguf_info
-from embellama.model.onnx_bert import bert_graph_source, cached_bert_graph, weights_of
+from embellama.model.onnx_bert import bert_graph_source, cached_bert_graph, weights_files
 from embellama.model.onnx_session import OnnxEncoder, buckets
 from embellama.vectors import normalize, pool
 from tests.fixtures.tiny_encoders import build_tiny_encoder
@@ -39,7 +39,7 @@ from tests.tolerances import (
 
 Vectors = npt.NDArray[np.float32]
 
-# 8-40 words each, mixed lengths, so a padded bucket holds rows of very different sizes.
+# 8-40 words each, mixed lengths, so the runs hold rows of different sizes, some padded.
 MIXED = [" ".join(["word"] * (8 + (7 * index) % 33)) + f" number {index}" for index in range(24)]
 
 
@@ -104,15 +104,48 @@ def test_the_built_graph_is_cached_by_fingerprint(minilm_gguf: Path, tmp_path: P
     assert first.stat().st_ino == stamp  # reused, not rebuilt (a rebuild is a new file)
     other = cached_bert_graph(minilm_gguf, "b" * 32, tmp_path)
     assert other != first
-    kept = [first, weights_of(first), other, weights_of(other)]
+    assert len(weights_files(first)) == len(weights_files(other)) == 1
+    kept = [first, *weights_files(first), other, *weights_files(other)]
     assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in kept)  # no temporaries
 
 
-def test_a_graph_whose_weights_are_gone_is_built_again(minilm_gguf: Path, tmp_path: Path) -> None:
-    first = cached_bert_graph(minilm_gguf, "a" * 32, tmp_path)
-    weights_of(first).unlink()
-    again = cached_bert_graph(minilm_gguf, "a" * 32, tmp_path)
-    assert again == first and weights_of(again).is_file()
+@pytest.mark.parametrize("damage", ["removed", "truncated"])
+def test_a_graph_whose_weights_are_damaged_is_built_again(
+    minilm_gguf: Path, tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Weights evicted by another process between its two reads, or a partial copy of
+    the cache: the load removes that graph and builds it again instead of failing
+    every start until someone deletes the directory."""
+    ids = [np.asarray([101, 7592, 2088, 102], np.int32)]
+    first = OnnxEncoder(minilm_gguf, "d" * 32, tmp_path, threads=1)
+    expected = first.hidden_states(ids)[0]
+    first.close()
+    assert first.graph_path is not None
+    (weights,) = weights_files(first.graph_path)
+    if damage == "removed":
+        weights.unlink()
+    else:
+        os.truncate(weights, weights.stat().st_size // 2)
+    with caplog.at_level("WARNING", logger="embellama.model"):
+        again = OnnxEncoder(minilm_gguf, "d" * 32, tmp_path, threads=1)
+    assert "building it again" in caplog.text
+    assert again.graph_path == first.graph_path
+    (rebuilt,) = weights_files(first.graph_path)
+    assert rebuilt != weights and rebuilt.stat().st_size > 80 << 20
+    np.testing.assert_array_equal(again.hidden_states(ids)[0], expected)
+
+
+def test_heavy_padding_changes_no_row(engine: EmbeddingEngine, minilm_onnx: OnnxEncoder) -> None:
+    """The runs pad a row by at most a few tokens, but the mask must make any amount
+    of padding inert: a 3-token row run beside a 60-token one equals it run alone."""
+    short, long = engine.tokenize("hi"), engine.tokenize(MIXED[4])
+    assert len(long) - len(short) > 30
+    rows = [np.asarray(short, np.int32), np.asarray(long, np.int32)]
+    together = minilm_onnx._run(rows)
+    for index, row in enumerate(rows):
+        pooled = pool(together[index, : len(row)], Pooling.MEAN)
+        alone = _vectors(minilm_onnx, [list(row)])
+        assert_batch_invariant(normalize(pooled[None], Normalization.L2), alone)
 
 
 def test_the_cached_weights_are_mapped_not_copied(minilm_gguf: Path, tmp_path: Path) -> None:
@@ -121,10 +154,10 @@ def test_the_cached_weights_are_mapped_not_copied(minilm_gguf: Path, tmp_path: P
     ONNX Runtime maps their file instead of copying them into the session."""
     encoder = OnnxEncoder(minilm_gguf, "m" * 32, tmp_path, threads=1)
     assert encoder.graph_path is not None
-    weights = weights_of(encoder.graph_path)
+    (weights,) = weights_files(encoder.graph_path)
     assert weights.stat().st_size > 80 << 20  # MiniLM's F32 weights are outside the graph
     assert encoder.graph_path.stat().st_size < 4 << 20
-    assert str(weights) in Path("/proc/self/maps").read_text()
+    assert os.path.realpath(weights) in Path("/proc/self/maps").read_text()
     encoder.close()
 
 
@@ -135,16 +168,24 @@ def test_the_graph_cache_keeps_the_most_recently_used(
     directory keeps the KEPT_GRAPHS most recently used and removes the rest."""
     monkeypatch.setattr(onnx_bert, "KEPT_GRAPHS", 2)
     old, used = tmp_path / f"{'o' * 32}-bert-v3.onnx", tmp_path / f"{'u' * 32}-bert-v3.onnx"
-    for age, graph in enumerate((old, used)):
-        for part in (graph, weights_of(graph)):
+    earlier = tmp_path / f"{'n' * 32}-bert-v2.onnx"  # the same file, an earlier builder
+    for age, graph in enumerate((old, used, earlier)):
+        for part in (graph, graph.with_name(graph.name + ".a1.data")):
             part.write_bytes(b"an earlier build")
             os.utime(part, (1_000_000 + age, 1_000_000 + age))
-    orphan, recent = tmp_path / f"{'x' * 32}-bert-v3.onnx.data", tmp_path / ".building-y"
-    for part in (orphan, recent):
-        part.write_bytes(b"a build killed between its writes")
-    os.utime(orphan, (1_000_000, 1_000_000))  # an hour old: no build in progress
+    orphans = {  # name: (an hour old, kept)
+        f"{'x' * 32}-bert-v3.onnx.b2.data": (True, False),  # killed between its renames
+        f"{'y' * 32}-bert-v3.onnx.c3.data": (False, True),  # a build in progress
+        ".building-old": (True, False),
+        ".building-new": (False, True),
+    }
+    for name, (stale, _) in orphans.items():
+        (tmp_path / name).write_bytes(b"a build killed mid-write")
+        if stale:
+            os.utime(tmp_path / name, (1_000_000, 1_000_000))
     newest = cached_bert_graph(minilm_gguf, "n" * 32, tmp_path)
-    kept = [used, weights_of(used), newest, weights_of(newest), recent]
+    kept = [used, used.with_name(used.name + ".a1.data"), newest, *weights_files(newest)]
+    kept += [tmp_path / name for name, (_, keep) in orphans.items() if keep]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
 
 

@@ -14,6 +14,7 @@ import errno
 import logging
 import math
 import os
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ __all__ = [
     "build_bert_graph",
     "cached_bert_graph",
     "remove_cached_graph",
-    "weights_of",
+    "weights_files",
 ]
 
 # Part of the cache file's name: a change to the graph must not reuse an older build.
@@ -149,11 +150,13 @@ def cached_bert_graph(path: str | Path, fingerprint: str, directory: Path) -> Pa
 
     Keyed by the GGUF's content fingerprint and the builder's version: another file (or
     a rebuilt graph) never reuses a stale build; a crash mid-write leaves no partial file.
-    The weights sit beside it in `<graph>.data` (see `_write_graph`).
+    Its weights sit beside it in a file of their own (see `_write_graph`); a graph whose
+    weights are missing or damaged fails ONNX Runtime's load, and `OnnxEncoder` then
+    removes it and builds it again.
     """
 
     target = directory / f"{fingerprint}-bert-v{BUILDER_VERSION}.onnx"
-    if target.is_file() and weights_of(target).is_file():
+    if target.is_file():
         try:
             os.utime(target)  # recently used: the last one evicted
             return target
@@ -164,39 +167,55 @@ def cached_bert_graph(path: str | Path, fingerprint: str, directory: Path) -> Pa
     model = build_bert_graph(path)
     directory.mkdir(parents=True, exist_ok=True)
     _write_graph(model, target)
+    for older in directory.glob(f"{fingerprint}-bert-v*.onnx"):
+        if older != target:  # an earlier builder's graph of the same file: never used again
+            remove_cached_graph(older)
     _evict(directory, keep=target)
     return target
 
 
-def weights_of(graph: Path) -> Path:
-    """The file holding a cached graph's weights."""
-    return graph.with_name(graph.name + ".data")
+def weights_files(graph: Path) -> list[Path]:
+    """Every weights file written for `graph`: the one it names, and any of a build it
+    replaced (two processes that built at once) until the graph itself is removed."""
+    return sorted(graph.parent.glob(f"{graph.name}.*.data"))
 
 
 def remove_cached_graph(graph: Path) -> None:
-    """The graph first, then its weights: a graph file never names missing weights."""
-    graph.unlink(missing_ok=True)
-    weights_of(graph).unlink(missing_ok=True)
+    """The graph first, then its weights: a graph file never names missing weights
+    for long. Failures to remove are logged, never raised: the cache is an optimisation."""
+    for part in (graph, *weights_files(graph)):
+        _remove(part)
+
+
+def _remove(part: Path) -> None:
+    try:
+        part.unlink(missing_ok=True)
+    except OSError as exc:  # another user's file in a shared directory, a mapped file
+        _log.warning("cannot remove %s from the ONNX graph cache: %s", part, exc)
 
 
 def _write_graph(model: Any, target: Path) -> None:
-    """Writes every weight of at least `_MAPPED_BYTES` to `<target>.data` at offsets
-    aligned to `_ALIGNMENT`, and the graph naming them to `target`.
+    """Writes every weight of at least `_MAPPED_BYTES` to a weights file of this build's
+    own name (`<graph>.<random>.data`) at offsets aligned to `_ALIGNMENT`, and then the
+    graph naming that file to `target`.
 
     ONNX Runtime memory-maps such external weights on the CPU instead of copying them
     into each session, so the server's workers share one copy in the page cache (PSS,
     bench/engines_server.md) and pages no input touches (most of the token-embedding
-    table) are never read. Both are written to temporaries and renamed, weights first:
-    a graph file always names complete weights. Two processes building at once write
-    the same bytes, so either's rename is correct; a session already open keeps the
-    inodes it mapped, so neither rename nor eviction changes what it reads.
+    table) are never read. Both are written to temporaries and renamed, the weights
+    first: the graph's rename is the one commit, and since every build names its own
+    weights file, a graph is never paired with another build's weights. A session
+    already open keeps the inodes it mapped, so neither a rename nor an eviction changes
+    what it reads.
     """
     from onnx import TensorProto
 
-    directory, weights = target.parent, weights_of(target)
-    data_handle, data_temporary = tempfile.mkstemp(prefix=".building-", dir=directory)
-    graph_handle, graph_temporary = tempfile.mkstemp(prefix=".building-", dir=directory)
+    directory = target.parent
+    weights = directory / f"{target.name}.{secrets.token_hex(6)}.data"
+    temporaries: list[str] = []
     try:
+        data_handle, data_temporary = tempfile.mkstemp(prefix=".building-", dir=directory)
+        temporaries.append(data_temporary)
         with os.fdopen(data_handle, "wb") as data:
             offset = 0
             for tensor in model.graph.initializer:
@@ -220,6 +239,8 @@ def _write_graph(model: Any, target: Path) -> None:
                 offset += len(raw)
             data.flush()
             os.fsync(data.fileno())
+        graph_handle, graph_temporary = tempfile.mkstemp(prefix=".building-", dir=directory)
+        temporaries.append(graph_temporary)
         with os.fdopen(graph_handle, "wb") as graph:
             graph.write(model.SerializeToString())
             graph.flush()
@@ -227,8 +248,9 @@ def _write_graph(model: Any, target: Path) -> None:
         os.replace(data_temporary, weights)
         os.replace(graph_temporary, target)
     except BaseException:
-        Path(data_temporary).unlink(missing_ok=True)
-        Path(graph_temporary).unlink(missing_ok=True)
+        for temporary in temporaries:
+            Path(temporary).unlink(missing_ok=True)
+        weights.unlink(missing_ok=True)
         raise
 
 
@@ -250,14 +272,13 @@ def _evict(directory: Path, keep: Path) -> None:
     for stale in graphs[KEPT_GRAPHS:]:
         if stale != keep:
             remove_cached_graph(stale)
-    # A build killed mid-write (SIGKILL, the OOM killer) leaves its temporaries, a kill
-    # between the two renames leaves weights with no graph.
-    orphans = [*directory.glob(".building-*"), *directory.glob("*-bert-v*.onnx.data")]
-    for orphan in orphans:
+    # A build killed mid-write (SIGKILL, the OOM killer) leaves its temporaries; one
+    # killed between its two renames leaves weights that no graph file names.
+    for orphan in [*directory.glob(".building-*"), *directory.glob("*-bert-v*.onnx.*.data")]:
         building = orphan.name.startswith(".building-")
-        graph = orphan.with_name(orphan.name.removesuffix(".data"))
+        graph = orphan.with_name(orphan.name.split(".onnx.", 1)[0] + ".onnx")
         if (building or not graph.exists()) and time.time() - _used(orphan) > _ORPHAN_SECONDS:
-            orphan.unlink(missing_ok=True)
+            _remove(orphan)
 
 
 def _used(path: Path) -> float:

@@ -10,6 +10,7 @@ length. Knows nothing of pooling, normalization or scheduling.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ import numpy as np
 import numpy.typing as npt
 
 from embellama.errors import InferenceError, ModelLoadError
-from embellama.model.onnx_bert import bert_graph_source
+from embellama.model.onnx_bert import bert_graph_source, remove_cached_graph
+
+_log = logging.getLogger("embellama.model")
 
 __all__ = ["DEFAULT_BUCKET_TOKENS", "PADDING_PER_ROW", "OnnxEncoder", "buckets"]
 
@@ -75,20 +78,34 @@ class OnnxEncoder:
             raise ModelLoadError(
                 "the onnxruntime engine needs onnxruntime: pip install 'onnxruntime==1.32.*'"
             ) from exc
-        graph = bert_graph_source(path, fingerprint, cache_directory)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        graph = bert_graph_source(path, fingerprint, cache_directory)
         try:
-            self._session: Any = onnxruntime.InferenceSession(
-                graph if isinstance(graph, bytes) else str(graph),
-                options,
-                providers=["CPUExecutionProvider"],
-            )
+            self._session: Any = _session(onnxruntime, graph, options)
         except Exception as exc:  # onnxruntime's own error types (Fail, InvalidGraph, ...)
-            raise ModelLoadError(f"{path}: ONNX Runtime could not load its graph: {exc}") from None
+            if not isinstance(graph, Path):
+                raise ModelLoadError(
+                    f"{path}: ONNX Runtime could not load its graph: {exc}"
+                ) from None
+            # A cached graph whose weights are gone or damaged (evicted by another process
+            # between the two reads, a partial copy of the cache) is built again, once; in
+            # memory where it cannot be removed (a read-only cache).
+            _log.warning(
+                "the cached ONNX graph %s did not load (%s); building it again", graph, exc
+            )
+            remove_cached_graph(graph)
+            directory = None if graph.exists() else cache_directory
+            graph = bert_graph_source(path, fingerprint, directory)
+            try:
+                self._session = _session(onnxruntime, graph, options)
+            except Exception as again:
+                raise ModelLoadError(
+                    f"{path}: ONNX Runtime could not load its graph: {again}"
+                ) from None
         self.graph_path = graph if isinstance(graph, Path) else None  # None: in memory
         self.threads = threads
         self.bucket_tokens = bucket_tokens
@@ -116,3 +133,8 @@ class OnnxEncoder:
 
     def close(self) -> None:
         self._session = None
+
+
+def _session(onnxruntime: Any, graph: Path | bytes, options: Any) -> Any:
+    source = graph if isinstance(graph, bytes) else str(graph)
+    return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
