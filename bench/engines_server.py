@@ -21,6 +21,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -79,17 +80,48 @@ def _model(name: str) -> tuple[Path, str]:
     return prepare_default_model().path, "all-MiniLM-L6-v2 F16 (46 MB)"
 
 
-def scenarios(quick: bool) -> dict[str, Callable[[Server], Outcome]]:
+def payloads(quick: bool) -> dict[str, tuple[list[list[str]], int]]:
+    """Each scenario's requests (the texts of each) and its concurrency."""
     scale = 0.25 if quick else 1.0
     n = lambda base: max(8, int(base * scale))  # noqa: E731
     shorts = short_texts(2000, seed=7)
     return {
-        "c16 single texts, texts/s": lambda s: run_closed(s, [[t] for t in shorts[: n(800)]], 16),
-        "32 texts per request, c4, texts/s": lambda s: run_closed(
-            s, [mixed_texts(32, seed=i) for i in range(n(40))], 4
-        ),
-        "c1 single text, p50 ms": lambda s: run_closed(s, [[t] for t in shorts[: n(200)]], 1),
+        "c16 single texts, texts/s": ([[t] for t in shorts[: n(800)]], 16),
+        "32 texts per request, c4, texts/s": ([mixed_texts(32, seed=i) for i in range(n(40))], 4),
+        "c1 single text, p50 ms": ([[t] for t in shorts[: n(200)]], 1),
     }
+
+
+def scenarios(quick: bool) -> dict[str, Callable[[Server], Outcome]]:
+    return {
+        name: (lambda s, r=requests, c=concurrency: run_closed(s, r, c))
+        for name, (requests, concurrency) in payloads(quick).items()
+    }
+
+
+def ceilings(model: Path, quick: bool, rounds: int) -> dict[str, float]:
+    """What ONNX Runtime alone does with each throughput scenario's texts: one call over
+    all of them in-process (bench/engines.py's `onnx_direct`), no HTTP, no load
+    generator sharing the cores; the best of `rounds`."""
+    from bench.engines import onnx_direct
+    from embellama import EmbeddingEngine
+
+    tokenizer = EmbeddingEngine.from_path(model, n_threads=1)
+    embed = onnx_direct(model, 2, tokenizer)
+    result = {}
+    for name, (requests, _) in payloads(quick).items():
+        if name.endswith("ms"):
+            continue
+        texts = [text for request in requests for text in request]
+        embed(texts[:64])  # warm-up
+        rates = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            embed(texts)
+            rates.append(len(texts) / (time.perf_counter() - started))
+        result[name] = max(rates)
+    tokenizer.close()
+    return result
 
 
 def _figure(name: str, outcome: Outcome) -> float:
@@ -132,6 +164,11 @@ def main() -> None:
         finally:
             for server in servers:
                 server.stop()
+    ceiling = (
+        ceilings(model, args.quick, min(args.rounds, 3))
+        if "onnxruntime" in args.servers and args.model == "minilm"
+        else {}
+    )
     names = [server.name for server in servers]
     flags = (
         ""
@@ -168,6 +205,19 @@ def main() -> None:
             ratios = [a / b for a, b in zip(first, figures[(test, other)], strict=True)]
             cells.append(f"{statistics.median(ratios):.2f}×")
         lines.append(f"| {test} | " + " | ".join(cells) + " |")
+    if ceiling:
+        lines += [
+            "",
+            "The ceiling: ONNX Runtime alone on the same texts, one call in-process (no HTTP, "
+            "no load generator on the same 2 cores; best of the rounds), and the "
+            "onnxruntime server's median as a share of it:",
+            "",
+            "| scenario | ONNX Runtime directly, texts/s | onnxruntime server / it |",
+            "|---|---:|---:|",
+        ]
+        for test, rate in ceiling.items():
+            share = statistics.median(figures[(test, "onnxruntime")]) / rate
+            lines.append(f"| {test} | {rate:.1f} | {share:.2f} |")
     lines += ["", "| server | PSS per process, MB | PSS in all, MB |", "|---|---|---:|"]
     for name, processes in memory.items():
         each = ", ".join(f"{label.split()[0]} {mb:.0f}" for label, mb in processes)

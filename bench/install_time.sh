@@ -5,14 +5,16 @@
 set -euo pipefail
 COMMIT=${1:-HEAD}
 WORK=$(mktemp -d)
-trap 'pkill -f "$WORK/clone/.venv/bin/embellama serve" || true; rm -rf "$WORK"' EXIT
+SERVE=
+trap '[ -n "$SERVE" ] && kill -- -"$SERVE" 2>/dev/null; rm -rf "$WORK"' EXIT
 git clone -q "$(git rev-parse --show-toplevel)" "$WORK/clone"
 git -C "$WORK/clone" checkout -q "$COMMIT"
 cd "$WORK/clone"
 export EMBELLAMA_HOME=$WORK/home PIP_NO_CACHE_DIR=1
 start=$(date +%s)
 stamp() { while IFS= read -r line; do echo "$(( $(date +%s) - start )) s  $line"; done; }
-make serve > >(stamp > "$WORK/serve.log") 2>&1 &
+setsid make serve > >(stamp > "$WORK/serve.log") 2>&1 &
+SERVE=$!  # make's process group: make, the server and its workers
 until curl -sf -X POST 127.0.0.1:8080/v1/embeddings -H 'content-type: application/json' \
     -d '{"input": "hello", "model": "all-MiniLM-L6-v2"}' -o /dev/null; do
   sleep 0.5
