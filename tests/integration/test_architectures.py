@@ -137,17 +137,32 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Pat
     return {}
 
 
-@pytest.mark.parametrize("family", FAMILIES, ids=[f.name for f in FAMILIES])
+# Every family on llama.cpp, and those `auto` sends to ONNX Runtime on it too: each
+# engine `auto` may pick is verified against transformers, family by family.
+ONNX_FAMILIES = frozenset({"bert", "distilbert", "xlm-roberta", "nomic"})
+ENGINE_CASES = [(family, "llama.cpp") for family in FAMILIES] + [
+    (family, "onnxruntime") for family in FAMILIES if family.name in ONNX_FAMILIES
+]
+
+
+@pytest.mark.parametrize(
+    ("family", "inference"), ENGINE_CASES, ids=[f"{f.name}-{e}" for f, e in ENGINE_CASES]
+)
 def test_family_matches_transformers(
     family: Family,
+    inference: str,
     built: dict[str, tuple[Path, Path]],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     hf_dir, gguf = _built(family, built, tmp_path_factory)
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(hf_dir))
-    with EmbeddingEngine.from_path(gguf, normalization=family.normalization) as engine:
+    normalization = family.normalization
+    with EmbeddingEngine.from_path(gguf, engine=inference, normalization=normalization) as engine:
         info = engine.model_info()
-        assert info.pooling is family.pooling and info.verified
+        assert info.pooling is family.pooling and info.verified and info.engine == inference
+        with EmbeddingEngine.from_path(gguf, normalization=normalization) as chosen:  # `auto`
+            expected_engine = "onnxruntime" if family.name in ONNX_FAMILIES else "llama.cpp"
+            assert chosen.model_info().engine == expected_engine
         vectors = engine.embed(list(TEXTS))
         for text, vector in zip(TEXTS, vectors, strict=True):
             ids = engine.tokenize(text)

@@ -227,7 +227,7 @@ def test_a_context_longer_than_the_position_table_is_refused_at_build(
 
 
 def test_a_file_of_another_architecture_is_refused(gemma3_gguf: Path, tmp_path: Path) -> None:
-    with pytest.raises(ModelFileError, match="'bert' architecture only"):
+    with pytest.raises(ModelFileError, match="'bert' and 'nomic-bert' architectures only"):
         cached_bert_graph(gemma3_gguf, "c" * 32, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
@@ -250,7 +250,7 @@ TINY_TEXTS = (
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["bert", "distilbert", "xlm-roberta"])
+@pytest.mark.parametrize("family", ["bert", "distilbert", "xlm-roberta", "nomic"])
 def test_tiny_family_matches_transformers(family: str, tmp_path: Path) -> None:
     hf_dir, gguf = _tiny(family, tmp_path / "model")
     model = transformers.AutoModel.from_pretrained(str(hf_dir), dtype=torch.float32)

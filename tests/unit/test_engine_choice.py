@@ -36,7 +36,8 @@ def test_auto_runs_the_default_model_on_onnx_runtime(minilm: GGUFInfo) -> None:
 @pytest.mark.parametrize(
     ("change", "kind", "fields", "says"),
     [
-        ({"architecture": "gemma3"}, ModelKind.EMBEDDING, {}, "'bert' architecture only"),
+        ({"architecture": "gemma3"}, ModelKind.EMBEDDING, {}, "'nomic-bert' architectures only"),
+        ({"architecture": "nomic-bert-moe"}, ModelKind.EMBEDDING, {}, "not 'nomic-bert-moe'"),
         ({}, ModelKind.RERANK, {}, "not rerankers"),
         ({"post_pooling_dense": True}, ModelKind.EMBEDDING, {}, "Dense layers"),
         ({"quantized": True}, ModelKind.EMBEDDING, {}, "not quantized ones"),
@@ -47,7 +48,16 @@ def test_auto_runs_the_default_model_on_onnx_runtime(minilm: GGUFInfo) -> None:
             {"tensor_names": frozenset({"token_embd.weight", "blk.0.attn_qkv.weight"})},
             ModelKind.EMBEDDING,
             {},
-            "separate attention",
+            "lacks blk.0.attn_k.weight",
+        ),
+        (  # a nomic-bert file without its SwiGLU gate
+            {
+                "architecture": "nomic-bert",
+                "tensor_names": frozenset({"token_embd.weight", "blk.0.attn_qkv.weight"}),
+            },
+            ModelKind.EMBEDDING,
+            {},
+            "lacks blk.0.ffn_gate.weight",
         ),
         ({}, ModelKind.EMBEDDING, {"n_gpu_layers": 99}, "CPU only"),
     ],

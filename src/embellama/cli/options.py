@@ -228,7 +228,7 @@ MODEL_OPTIONS = (
     ),
     Option(
         "engine",
-        "What runs the forward pass: 'llama.cpp', or 'onnxruntime' for a BERT-architecture "
+        "What runs the forward pass: 'llama.cpp', or 'onnxruntime' for a BERT or NomicBERT "
         "F32/F16/BF16 embedding file on the CPU (the graph is built from the GGUF's tensors "
         "and cached). Tokenization is llama.cpp's on either. 'auto': onnxruntime where it "
         "runs the file (measured faster: bench/engines.md), llama.cpp for the rest.",

@@ -2,8 +2,8 @@
 
 llama.cpp runs everything; ONNX Runtime runs what `onnx_bert.py` builds and the suite
 verifies against transformers on that engine (tests/integration/test_onnx_engine.py):
-BERT-architecture embedding files (BERT, DistilBERT, XLM-R) with unquantized weights, on
-the CPU. `auto` picks ONNX Runtime where it fits (measured faster: bench/engines.md,
+BERT-architecture embedding files (BERT, DistilBERT, XLM-R) and NomicBERT ones with
+unquantized weights, on the CPU. `auto` picks ONNX Runtime where it fits (measured faster: bench/engines.md,
 bench/engines_server.md) and llama.cpp for everything else; an explicit `onnxruntime`
 it cannot honour fails the load with the reason, never falls back.
 """
@@ -18,18 +18,23 @@ from embellama.model.gguf import GGUFInfo
 
 __all__ = ["ONNX_ARCHITECTURES", "resolve_engine"]
 
-# GGUF architectures the ONNX Runtime graph builder covers and the suite verifies.
-ONNX_ARCHITECTURES = frozenset({"bert"})
-# The tensors the builder reads (of the first layer; the rest by the same names).
-_UNFUSED_ATTENTION = frozenset(
-    {
-        "token_embd.weight",
-        "position_embd.weight",
-        "blk.0.attn_q.weight",
-        "blk.0.attn_k.weight",
-        "blk.0.attn_v.weight",
-    }
-)
+# GGUF architectures the ONNX Runtime graph builder covers and the suite verifies, each
+# with the tensors the builder reads (of the first layer; the rest by the same names).
+_NEEDED_TENSORS = {
+    "bert": frozenset(
+        {
+            "token_embd.weight",
+            "position_embd.weight",
+            "blk.0.attn_q.weight",
+            "blk.0.attn_k.weight",
+            "blk.0.attn_v.weight",
+        }
+    ),
+    "nomic-bert": frozenset(
+        {"token_embd.weight", "blk.0.attn_qkv.weight", "blk.0.ffn_gate.weight"}
+    ),
+}
+ONNX_ARCHITECTURES = frozenset(_NEEDED_TENSORS)
 # An ONNX model is one protobuf message, at most 2 GiB: the graph's F32 weights must fit
 # with room for the rest (XLM-R large, bge-m3, e5-large need ~2.2 GB: llama.cpp runs them).
 _GRAPH_BYTES = 1792 << 20
@@ -51,13 +56,16 @@ def resolve_engine(config: ModelConfig, header: GGUFInfo, kind: ModelKind) -> In
 
 def _onnx_problem(config: ModelConfig, header: GGUFInfo, kind: ModelKind) -> str | None:
     if header.architecture not in ONNX_ARCHITECTURES:
-        return f"runs the 'bert' architecture only, not {header.architecture!r}"
+        return f"runs the 'bert' and 'nomic-bert' architectures only, not {header.architecture!r}"
     if kind is not ModelKind.EMBEDDING:
         return "runs embedding models only, not rerankers"
     if header.causal_attention:
         return "runs bidirectional encoders only, not a causal 'bert' file"
-    if _UNFUSED_ATTENTION - header.tensor_names or "blk.0.attn_qkv.weight" in header.tensor_names:
-        return "needs separate attention, position and embedding tensors (this file has not)"
+    needed = _NEEDED_TENSORS[header.architecture]
+    fused = "blk.0.attn_qkv.weight" in header.tensor_names
+    if needed - header.tensor_names or (header.architecture == "bert" and fused):
+        missing = ", ".join(sorted(needed - header.tensor_names)) or "blk.0.attn_q.weight"
+        return f"needs the tensors it builds its graph from (this file lacks {missing})"
     if header.float32_bytes > _GRAPH_BYTES:
         return (
             f"builds graphs up to {_GRAPH_BYTES >> 20} MiB of F32 weights (ONNX's 2 GiB "

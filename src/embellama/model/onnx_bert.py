@@ -1,7 +1,8 @@
 """Build an ONNX graph of a BERT-architecture GGUF from its own tensors, and cache it.
 
 llama.cpp's `bert` architecture (BERT, DistilBERT, XLM-RoBERTa after conversion) is a
-post-norm encoder whose tensors follow llama.cpp's names. The graph takes `input_ids`
+post-norm encoder whose tensors follow llama.cpp's names; `nomic-bert` is the same
+encoder with rotary positions, a fused QKV projection and a SwiGLU feed-forward. The graph takes `input_ids`
 and `attention_mask` (int64, `[batch, seq]`) and returns every token's hidden state
 after the last layer (`[batch, seq, hidden]`); pooling and normalization stay in the
 pipeline. F16/BF16 weights are widened to F32 here, once; quantized files are refused.
@@ -47,6 +48,8 @@ OPSET = 17
 # so a padded row attends to its real tokens only, as it would alone.
 _MASKED = -1.0e9
 _FLOAT_TYPES = {0: "F32", 1: "F16", 30: "BF16"}  # ggml type ids this builder widens
+# GGUF architectures this builder writes: BERT, DistilBERT and XLM-R convert to `bert`.
+_ARCHITECTURES = ("bert", "nomic-bert")
 
 Array = npt.NDArray[np.float32]
 
@@ -60,6 +63,9 @@ class BertShape:
     heads: int
     epsilon: float
     context: int
+    architecture: str = "bert"
+    # NomicBERT: rotary positions over the whole head (NeoX halves), at this base.
+    rope_base: float | None = None
 
     @property
     def head_dim(self) -> int:
@@ -96,7 +102,8 @@ def build_bert_graph(path: str | Path) -> Any:
             )
         return data
 
-    return _Graph(shape, weight, has=tensors.__contains__).model()
+    graph = _NomicGraph if shape.architecture == "nomic-bert" else _Graph
+    return graph(shape, weight, has=tensors.__contains__).model()
 
 
 def _expected_shape(name: str, shape: BertShape) -> tuple[int | None, ...]:
@@ -106,8 +113,10 @@ def _expected_shape(name: str, shape: BertShape) -> tuple[int | None, ...]:
     hidden = shape.hidden
     leaf = name.rsplit(".", 2)
     kind, part = (leaf[-2], leaf[-1]) if len(leaf) >= 2 else (name, "")
-    if kind == "ffn_up":
+    if kind in ("ffn_up", "ffn_gate"):
         return (None, hidden) if part == "weight" else (None,)
+    if kind == "attn_qkv":
+        return (3 * hidden, hidden) if part == "weight" else (3 * hidden,)
     if kind == "ffn_down":
         return (hidden, None) if part == "weight" else (hidden,)
     if kind == "position_embd" and part == "weight":
@@ -295,17 +304,30 @@ def _shape(reader: Any, path: str | Path) -> BertShape:
             raise ModelFileError(f"{path}: no {key} in the header")
         return entry.contents()
 
-    if field("general.architecture") != "bert":
-        raise ModelFileError(f"{path}: the ONNX Runtime engine runs the 'bert' architecture only")
+    architecture = field("general.architecture")
+    if architecture not in _ARCHITECTURES:
+        raise ModelFileError(
+            f"{path}: the ONNX Runtime engine runs the 'bert' and 'nomic-bert' architectures only"
+        )
     shape = BertShape(
-        hidden=int(field("bert.embedding_length")),
-        layers=int(field("bert.block_count")),
-        heads=int(field("bert.attention.head_count")),
-        epsilon=float(field("bert.attention.layer_norm_epsilon")),
-        context=int(field("bert.context_length")),
+        hidden=int(field(f"{architecture}.embedding_length")),
+        layers=int(field(f"{architecture}.block_count")),
+        heads=int(field(f"{architecture}.attention.head_count")),
+        epsilon=float(field(f"{architecture}.attention.layer_norm_epsilon")),
+        context=int(field(f"{architecture}.context_length")),
+        architecture=architecture,
+        rope_base=(
+            float(field(f"{architecture}.rope.freq_base")) if architecture == "nomic-bert" else None
+        ),
     )
     if shape.heads <= 0 or shape.hidden % shape.heads:
         raise ModelFileError(f"{path}: {shape.hidden} wide with {shape.heads} heads")
+    rotary = reader.fields.get(f"{architecture}.rope.dimension_count")
+    if rotary is not None and int(rotary.contents()) != shape.head_dim:
+        raise ModelFileError(
+            f"{path}: rotary positions over {int(rotary.contents())} of {shape.head_dim} "
+            "head dimensions; the ONNX Runtime engine rotates whole heads only"
+        )
     return shape
 
 
@@ -422,18 +444,29 @@ class _Graph:
     def _layer(self, x: str, prefix: str, mask_bias: str, heads: str, merged: str) -> str:
         attended = self._attention(x, prefix, mask_bias, heads, merged)
         x = self._norm(self._op("Add", [x, attended]), f"{prefix}.attn_output_norm")
-        up = self._gelu(self._linear(x, f"{prefix}.ffn_up"))
-        down = self._linear(up, f"{prefix}.ffn_down")
+        down = self._linear(self._ffn(x, prefix), f"{prefix}.ffn_down")
         return self._norm(self._op("Add", [x, down]), f"{prefix}.layer_output_norm")
 
-    def _attention(self, x: str, prefix: str, mask_bias: str, heads: str, merged: str) -> str:
+    def _ffn(self, x: str, prefix: str) -> str:
+        """What `ffn_down` projects back: BERT's GELU of `ffn_up`."""
+        return self._gelu(self._linear(x, f"{prefix}.ffn_up"))
+
+    def _projections(self, x: str, prefix: str, heads: str) -> tuple[str, str, str]:
+        """Query and value `[batch, heads, seq, head_dim]`, key `[batch, heads, head_dim,
+        seq]` (transposed for the scores' MatMul)."""
+
         def split(name: str, perm: list[int]) -> str:
             projected = self._linear(x, f"{prefix}.{name}")
             return self._op("Transpose", [self._op("Reshape", [projected, heads])], perm=perm)
 
-        query = split("attn_q", [0, 2, 1, 3])  # [batch, heads, seq, head_dim]
-        key = split("attn_k", [0, 2, 3, 1])  # [batch, heads, head_dim, seq]
-        value = split("attn_v", [0, 2, 1, 3])
+        return (
+            split("attn_q", [0, 2, 1, 3]),
+            split("attn_k", [0, 2, 3, 1]),
+            split("attn_v", [0, 2, 1, 3]),
+        )
+
+    def _attention(self, x: str, prefix: str, mask_bias: str, heads: str, merged: str) -> str:
+        query, key, value = self._projections(x, prefix, heads)
         scale = self._const(
             self._name("scale"), np.array(1.0 / math.sqrt(self.shape.head_dim), np.float32)
         )
@@ -449,3 +482,67 @@ class _Graph:
         half = self._const(self._name("half"), np.array(0.5, np.float32))
         erf = self._op("Erf", [self._op("Div", [x, root2])])
         return self._op("Mul", [self._op("Mul", [x, self._op("Add", [erf, one])]), half])
+
+
+class _NomicGraph(_Graph):
+    """NomicBERT (nomic-embed-text): BERT's post-norm layers with no position table,
+    one fused QKV projection, rotary positions on queries and keys (NeoX halves, as
+    llama.cpp's `nomic-bert` and transformers' NomicBertModel apply them) and a SwiGLU
+    feed-forward, `ffn_down(silu(ffn_gate(x)) * ffn_up(x))`."""
+
+    def _embeddings(self, ids: str) -> str:
+        tokens = self._op(
+            "Gather", [self._const("token_embd", self.weight("token_embd.weight")), ids]
+        )
+        if self.has("token_types.weight"):  # every token is type 0, as in llama.cpp
+            types = self.weight("token_types.weight")[0]
+            tokens = self._op("Add", [tokens, self._const("token_type_0", types)])
+        self._rotary_tables()
+        return self._norm(tokens, "token_embd_norm")
+
+    def _rotary_tables(self) -> None:
+        """`cos` and `sin` of every position of the context, `[context, head_dim]` (each
+        frequency twice: once per half), sliced to the input's length at run time."""
+        assert self.shape.rope_base is not None
+        half = self.shape.head_dim // 2
+        inverse = 1.0 / self.shape.rope_base ** (np.arange(half, dtype=np.float64) * 2 / (2 * half))
+        angles = np.outer(np.arange(self.shape.context, dtype=np.float64), inverse)
+        angles = np.concatenate([angles, angles], axis=1)
+        zero = self._const("rope_zero", np.zeros(1, np.int64))
+        seq = self._op("Shape", ["input_ids"], start=1, end=2)
+        self.cos = self._op(
+            "Slice", [self._const("rope_cos", np.cos(angles).astype(np.float32)), zero, seq, zero]
+        )
+        self.sin = self._op(
+            "Slice", [self._const("rope_sin", np.sin(angles).astype(np.float32)), zero, seq, zero]
+        )
+        self.halves = self._const("rope_halves", np.array([half, half], np.int64))
+        self.thirds = self._const("qkv_sizes", np.array([self.shape.hidden] * 3, np.int64))
+
+    def _rotate(self, x: str) -> str:
+        """`x * cos + rotate_half(x) * sin`, `rotate_half(x) = [-x2, x1]`."""
+        first, second = self._split(x, self.halves, 2)
+        rotated = self._op("Concat", [self._op("Neg", [second]), first], axis=-1)
+        return self._op(
+            "Add", [self._op("Mul", [x, self.cos]), self._op("Mul", [rotated, self.sin])]
+        )
+
+    def _split(self, x: str, sizes: str, count: int) -> list[str]:
+        from onnx import helper
+
+        outputs = [self._name("split") for _ in range(count)]
+        self.nodes.append(helper.make_node("Split", [x, sizes], outputs, axis=-1))
+        return outputs
+
+    def _projections(self, x: str, prefix: str, heads: str) -> tuple[str, str, str]:
+        query, key, value = (
+            self._op("Transpose", [self._op("Reshape", [part, heads])], perm=[0, 2, 1, 3])
+            for part in self._split(self._linear(x, f"{prefix}.attn_qkv"), self.thirds, 3)
+        )
+        key = self._op("Transpose", [self._rotate(key)], perm=[0, 1, 3, 2])
+        return self._rotate(query), key, value
+
+    def _ffn(self, x: str, prefix: str) -> str:
+        gate = self._linear(x, f"{prefix}.ffn_gate")
+        silu = self._op("Mul", [gate, self._op("Sigmoid", [gate])])
+        return self._op("Mul", [silu, self._linear(x, f"{prefix}.ffn_up")])
