@@ -33,6 +33,23 @@ def test_auto_runs_the_default_model_on_onnx_runtime(minilm: GGUFInfo) -> None:
     assert pinned is InferenceEngine.LLAMA_CPP
 
 
+def _nomic(extra: dict[str, object]) -> dict[str, object]:
+    """A header change making MiniLM's header a NomicBERT one (12 heads of 32) plus `extra`."""
+    tensors = frozenset({"token_embd.weight", "blk.0.attn_qkv.weight", "blk.0.ffn_gate.weight"})
+    metadata = {"nomic-bert.attention.head_count": 12, "nomic-bert.rope.freq_base": 1000.0}
+    return {
+        "architecture": "nomic-bert",
+        "tensor_names": tensors,
+        "metadata": {**metadata, **extra},
+    }
+
+
+def test_auto_runs_an_unscaled_nomic_bert_file_on_onnx_runtime(minilm: GGUFInfo) -> None:
+    header = dataclasses.replace(minilm, **_nomic({"nomic-bert.rope.dimension_count": 32}))  # type: ignore[arg-type]
+    chosen = resolve_engine(_config(minilm.path, "auto"), header, ModelKind.EMBEDDING)
+    assert chosen is InferenceEngine.ONNXRUNTIME
+
+
 @pytest.mark.parametrize(
     ("change", "kind", "fields", "says"),
     [
@@ -60,6 +77,14 @@ def test_auto_runs_the_default_model_on_onnx_runtime(minilm: GGUFInfo) -> None:
             "lacks blk.0.ffn_gate.weight",
         ),
         ({}, ModelKind.EMBEDDING, {"n_gpu_layers": 99}, "CPU only"),
+        (_nomic({"nomic-bert.rope.scaling.type": "yarn"}), ModelKind.EMBEDDING, {}, "rope scaling"),
+        (_nomic({"nomic-bert.rope.scaling.factor": 4.0}), ModelKind.EMBEDDING, {}, "rope scaling"),
+        (
+            _nomic({"nomic-bert.rope.dimension_count": 16}),
+            ModelKind.EMBEDDING,
+            {},
+            "whole attention",
+        ),
     ],
 )
 def test_what_onnx_runtime_does_not_run_stays_on_llama_cpp(

@@ -66,6 +66,8 @@ def _onnx_problem(config: ModelConfig, header: GGUFInfo, kind: ModelKind) -> str
     if needed - header.tensor_names or (header.architecture == "bert" and fused):
         missing = ", ".join(sorted(needed - header.tensor_names)) or "blk.0.attn_q.weight"
         return f"needs the tensors it builds its graph from (this file lacks {missing})"
+    if header.architecture == "nomic-bert" and (problem := _rope_problem(header)):
+        return problem
     if header.float32_bytes > _GRAPH_BYTES:
         return (
             f"builds graphs up to {_GRAPH_BYTES >> 20} MiB of F32 weights (ONNX's 2 GiB "
@@ -77,6 +79,27 @@ def _onnx_problem(config: ModelConfig, header: GGUFInfo, kind: ModelKind) -> str
         return "runs F32, F16 and BF16 files only, not quantized ones"
     if config.n_gpu_layers:
         return "runs on the CPU only (n_gpu_layers must be 0)"
+    return None
+
+
+def _rope_problem(header: GGUFInfo) -> str | None:
+    """The NomicBERT graph rotates whole heads at `rope.freq_base`, unscaled, as the
+    stock converter writes nomic-embed-text; a file that says otherwise stays on
+    llama.cpp rather than being embedded with positions of another kind."""
+    arch, metadata = header.architecture, header.metadata
+    scaling = metadata.get(f"{arch}.rope.scaling.type")
+    factor = metadata.get(f"{arch}.rope.scaling.factor")
+    if scaling not in (None, "none") or factor not in (None, 0, 1):
+        return "rotates positions without rope scaling only (this file scales them)"
+    heads = metadata.get(f"{arch}.attention.head_count")
+    rotated = metadata.get(f"{arch}.rope.dimension_count")
+    if (
+        rotated is not None
+        and isinstance(heads, int)
+        and heads
+        and rotated != header.n_embd // heads
+    ):
+        return "rotates whole attention heads only (this file rotates part of each)"
     return None
 
 
