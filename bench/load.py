@@ -38,11 +38,19 @@ THREADS = 2
 DIMS = 384
 
 
-def embellama_command(model: Path, port: int, *flags: str) -> list[str]:
-    """`embellama serve` of this checkout on `model` as "m", warnings only, cache off:
-    benchmark rounds repeat their texts, and cache hits would measure the cache."""
+def embellama_command(
+    model: Path,
+    port: int,
+    *flags: str,
+    python: str = sys.executable,
+    log_level: str | None = "warning",
+) -> list[str]:
+    """`embellama serve` of this checkout on `model` as "m", cache off (benchmark rounds
+    repeat their texts, and cache hits would measure the cache; peers have no cache
+    either), warnings only unless `log_level` is None (serve's default)."""
+    logging = [] if log_level is None else ["--log-level", log_level]
     return [
-        sys.executable,
+        python,
         "-m",
         "embellama.cli.main",
         "serve",
@@ -52,8 +60,7 @@ def embellama_command(model: Path, port: int, *flags: str) -> list[str]:
         "m",
         "--port",
         str(port),
-        "--log-level",
-        "warning",
+        *logging,
         "--cache-size",
         "0",
         *flags,
@@ -279,28 +286,13 @@ def build_servers(
 ) -> list[Server]:
     ports = iter(range(18080, 18200))
     servers = []
-    embellama = [
-        python,
-        "-m",
-        "embellama.cli.main",
-        "serve",
-        "--model-path",
-        str(model),
-        "--model-name",
-        "m",
-        # Peers have no cache: compare computation with computation (bench/cache_zipf.py
-        # measures the cache).
-        "--cache-size",
-        "0",
-    ]
-    servers.append(Server("embellama (defaults)", [*embellama, "--port", str(p := next(ports))], p))
-    servers.append(
-        Server(
-            "embellama 1 worker x 2 threads",
-            [*embellama, "--workers", "1", "--port", str(p := next(ports))],
-            p,
-        )
-    )
+
+    def embellama(*flags: str) -> tuple[list[str], int]:
+        port = next(ports)
+        return embellama_command(model, port, *flags, python=python, log_level=None), port
+
+    servers.append(Server("embellama (defaults)", *embellama()))
+    servers.append(Server("embellama 1 worker x 2 threads", *embellama("--workers", "1")))
     if llama_server:
         # Default HTTP threads (what users get) and --threads-http 32 (the fair peer: at 16
         # keep-alive clients its default pool stalls for seconds in some rounds).
